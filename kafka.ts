@@ -26,8 +26,12 @@ const LOG_REPEAT_MS = 30_000;
  */
 function oneLineLogger() {
   const lastShown = new Map<string, number>();
-  return ({ level, log }: LogEntry) => {
+  return ({ namespace, level, log }: LogEntry) => {
     if (level > logLevel.WARN) return;
+    // Error answers are logged by the connection before the layer above retries
+    // them (a coordinator still loading, a rebalance): that layer reports failures.
+    if (namespace === "Connection" && log.message.startsWith("Response ")) return;
+    if (log.message.startsWith("The group is rebalancing")) return;
     const now = Date.now();
     const key = `${log.message}|${log.error ?? ""}`;
     if (now - (lastShown.get(key) ?? 0) < LOG_REPEAT_MS) return;
