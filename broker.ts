@@ -463,10 +463,20 @@ export async function status(): Promise<number> {
   return answering > 0 ? 0 : 1;
 }
 
-if (import.meta.main) {
-  const command = Deno.args[0] ?? "start";
-  if (command === "start") await start();
-  else if (command === "stop") await stop();
-  else if (command === "status") Deno.exit(await status());
-  else exitWithError(`unknown command "${command}": use start, stop or status`);
+async function main(args: string[]): Promise<void> {
+  const command = args[0] ?? "start";
+  try {
+    if (command === "start") await start();
+    else if (command === "stop") await stop();
+    else if (command === "status") Deno.exit(await status());
+    else exitWithError(`unknown command "${command}": use start, stop or status`);
+  } catch (error) {
+    // The tasks allow only local addresses; a remote KAFKA_BROKERS needs a wider flag.
+    if (error instanceof Deno.errors.NotCapable) {
+      exitWithError(`${error.message.split(",")[0]}: widen the task's flags in deno.json`);
+    }
+    throw error;
+  }
 }
+
+if (import.meta.main) await main(Deno.args);
