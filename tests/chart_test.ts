@@ -1,0 +1,180 @@
+/**
+ * The terminal frame for a fixed data set and fixed terminal sizes equals the
+ * snapshots in tests/snapshots/ (kept without colour, so a reviewer can read them),
+ * every line fits the width, and the coloured frame is the same text plus colour.
+ * After a deliberate change to the view: UPDATE_SNAPSHOTS=1 deno task test, then
+ * read the diff of tests/snapshots/ before committing it.
+ */
+
+import assert from "node:assert/strict";
+import { Aggregator, type ConsumerStatus } from "../candles.ts";
+import { type ChartData, closesBySlot, plainLines, renderFrame, type Size } from "../chart.ts";
+import type { Source } from "../config.ts";
+
+const NOW = Date.UTC(2026, 0, 5, 14, 30, 0, 400);
+const SNAPSHOTS = new URL("./snapshots/", import.meta.url);
+const UPDATE = Deno.env.get("UPDATE_SNAPSHOTS") === "1";
+
+/** Four symbols over the last ~3 minutes: a trend, a simulated zig-zag, a late starter, one gone quiet. */
+function fixture(): Aggregator {
+  const aggregator = new Aggregator({
+    intervalsMs: [1_000, 60_000],
+    maxCandles: 3_600,
+    maxSymbols: 10,
+  });
+  const add = (symbol: string, source: Source, price: number, volume: number, ago: number) =>
+    aggregator.apply({ symbol, source, price, volume, time: NOW - ago });
+  for (let s = 180; s >= 1; s--) {
+    add("AAPL", "finnhub", 190 + (180 - s) * 0.01 + Math.sin(s / 7) * 0.2, 100 + s, s * 1000);
+    add(
+      "BINANCE:BTCUSDT",
+      "sim",
+      67_000 + ((s % 40) < 20 ? s % 20 : 20 - (s % 20)) * 12.5,
+      0.25,
+      s * 1000 + 300,
+    );
+    if (s <= 70) add("OANDA:EUR_USD", "replay", 1.0831 + (70 - s) * 0.00002, 0, s * 1000 + 500);
+    if (s >= 120) add("QUIET", "finnhub", 12 + (s % 5) * 0.01, 10, s * 1000);
+  }
+  return aggregator;
+}
+
+function status(): ConsumerStatus {
+  return {
+    connected: true,
+    lag: 0,
+    latencyP50Ms: 3,
+    latencyP99Ms: 48,
+    tradesPerSecond: 3.5,
+    applied: 500,
+    rejected: 2,
+    tooLate: 1,
+    lastTradeAt: NOW - 1000,
+  };
+}
+
+function data(overrides: Partial<ChartData> = {}): ChartData {
+  return {
+    source: fixture(),
+    status: status(),
+    topic: "trades",
+    intervalMs: 1_000,
+    overlay: false,
+    color: false,
+    utcOffsetMinutes: 0,
+    ...overrides,
+  };
+}
+
+// deno-lint-ignore no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+function assertFits(frame: string, size: Size): void {
+  const lines = frame.split("\n");
+  assert.ok(lines.length <= size.rows, `${lines.length} lines > ${size.rows} rows`);
+  lines.forEach((line, i) => {
+    const visible = line.replace(ANSI, "");
+    assert.ok(visible.length <= size.columns, `line ${i} is ${visible.length} wide: ${visible}`);
+    // deno-lint-ignore no-control-regex
+    assert.ok(!/[\u0000-\u001a\u001c-\u001f]/.test(line), `line ${i} has a control character`);
+  });
+}
+
+async function assertSnapshot(name: string, frame: string): Promise<void> {
+  const file = new URL(name, SNAPSHOTS);
+  if (UPDATE) await Deno.writeTextFile(file, frame + "\n");
+  const expected = await Deno.readTextFile(file);
+  assert.equal(frame + "\n", expected, `frame differs from tests/snapshots/${name}`);
+}
+
+const CASES: [string, Size, Partial<ChartData>][] = [
+  ["panels_120x40.txt", { columns: 120, rows: 40 }, {}],
+  ["panels_80x14.txt", { columns: 80, rows: 14 }, {}],
+  ["panels_80x10_more.txt", { columns: 80, rows: 10 }, {}],
+  ["overlay_100x24.txt", { columns: 100, rows: 24 }, { overlay: true }],
+];
+
+Deno.test("the frame equals its snapshot and fits the terminal", async (t) => {
+  for (const [name, size, overrides] of CASES) {
+    await t.step(name, async () => {
+      const frame = renderFrame(data(overrides), size, NOW);
+      assertFits(frame, size);
+      await assertSnapshot(name, frame);
+    });
+  }
+});
+
+Deno.test("the coloured frame is the plain frame plus one colour per symbol", () => {
+  for (const overlay of [false, true]) {
+    const size = { columns: 120, rows: 40 };
+    const plain = renderFrame(data({ overlay }), size, NOW);
+    const colored = renderFrame(data({ overlay, color: true }), size, NOW);
+    assertFits(colored, size);
+    assert.equal(colored.replace(ANSI, ""), plain);
+    // each symbol's legend and its series share a colour, and the colours differ
+    const codes = ["\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m"];
+    for (const code of codes) {
+      const uses = colored.split(code).length - 1;
+      assert.ok(uses >= 2, `${JSON.stringify(code)} used ${uses} times (overlay ${overlay})`);
+    }
+  }
+});
+
+Deno.test("the frame marks simulated and replayed data, and the age of the last trade", () => {
+  const frame = renderFrame(data(), { columns: 120, rows: 40 }, NOW);
+  const legend = (symbol: string) =>
+    frame.split("\n").find((line) => line.includes(`■ ${symbol}`))!;
+  assert.match(legend("BINANCE:BTCUSDT"), /SIMULATED/);
+  assert.match(legend("OANDA:EUR_USD"), /REPLAY/);
+  assert.doesNotMatch(legend("AAPL"), /SIMULATED|REPLAY/);
+  assert.match(legend("QUIET"), /2m ago/);
+  // even at the narrowest width the mark survives
+  const narrow = renderFrame(data(), { columns: 40, rows: 40 }, NOW);
+  assert.match(narrow, /BINANCE:BTCUSDT {2}SIMULATED/);
+});
+
+Deno.test("every size from tiny to wide fits, and a small terminal says so", () => {
+  for (const columns of [39, 40, 41, 57, 80, 133, 200]) {
+    for (const rows of [5, 6, 7, 9, 13, 24, 50]) {
+      for (const overlay of [false, true]) {
+        const size = { columns, rows };
+        const frame = renderFrame(data({ overlay, color: true }), size, NOW);
+        assertFits(frame, size);
+        if (columns < 40 || rows < 6) assert.match(frame, /^terminal too small/);
+      }
+    }
+  }
+});
+
+Deno.test("no trades yet: the frame says what it waits for", () => {
+  const empty = new Aggregator({ intervalsMs: [1_000], maxCandles: 10, maxSymbols: 10 });
+  const frame = renderFrame(data({ source: empty }), { columns: 80, rows: 20 }, NOW);
+  assert.match(frame, /waiting for trades on trades/);
+  assert.match(frame, /deno task produce/);
+});
+
+Deno.test("closes carry across slots without trades, and start at the first trade", () => {
+  const candle = (start: number, close: number) => ({
+    start,
+    open: close,
+    high: close,
+    low: close,
+    close,
+    volume: 1,
+    trades: 1,
+    vwap: close,
+    revision: 1,
+  });
+  const candles = [candle(1_000, 1), candle(5_000, 5), candle(7_000, 7)];
+  assert.deepEqual(closesBySlot(candles, 1_000, 8, 6), [1, 1, 5, 5, 7, 7]);
+  assert.deepEqual(closesBySlot(candles.slice(1), 1_000, 8, 6), [undefined, undefined, 5, 5, 7, 7]);
+});
+
+Deno.test("plain lines: one per symbol and one for the consumer, key=value", () => {
+  const lines = plainLines(data(), NOW);
+  assert.equal(lines.length, 5);
+  assert.match(lines[0], /consumer topic=trades connected=true lag=0 p50_ms=3 p99_ms=48/);
+  const btc = lines.find((line) => line.includes(`symbol="BINANCE:BTCUSDT"`))!;
+  assert.match(btc, /source=sim SIMULATED$/);
+  assert.match(btc, / volume=45 trades=180 /);
+});
