@@ -1,0 +1,292 @@
+// The two uPlot charts of the dashboard and the number formats they share.
+// Plain browser ES module (no build step); the server's CSP allows only same-origin
+// scripts, so uPlot comes from /vendor, served out of the npm package.
+
+import uPlot from "/vendor/uPlot.esm.js";
+
+export const COLORS = {
+  up: "#16c784",
+  down: "#ea3943",
+  price: "#3b82f6",
+  vwap: "#f0b90b",
+  grid: "rgba(148, 163, 184, 0.07)",
+  axis: "#7d8796",
+  cursor: "rgba(203, 213, 225, 0.35)",
+};
+
+/** Canvas text cannot use CSS variables: the same stack as --mono in style.css. */
+const AXIS_FONT =
+  '11px "JetBrains Mono", "SF Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace';
+
+const priceFormats = new Map();
+
+/** Decimals that suit a price: 2 for stocks and BTC, more for FX and small coins. */
+export function decimalsFor(price) {
+  const abs = Math.abs(price);
+  return abs >= 10 ? 2 : abs >= 1 ? 4 : 6;
+}
+
+/** A price with a fixed number of decimals, grouped (e.g. 67,412.50). */
+export function formatPrice(price, decimals = decimalsFor(price)) {
+  if (price === null || price === undefined || !Number.isFinite(price)) return "—";
+  let format = priceFormats.get(decimals);
+  if (format === undefined) {
+    format = new Intl.NumberFormat("en-US", {
+      minimumFractionDigits: decimals,
+      maximumFractionDigits: decimals,
+    });
+    priceFormats.set(decimals, format);
+  }
+  return format.format(price);
+}
+
+const compactFormat = new Intl.NumberFormat("en-US", {
+  notation: "compact",
+  maximumFractionDigits: 2,
+});
+
+/** 1234567 -> 1.23M: volumes and counts in little room. */
+export function formatCompact(value) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "—";
+  return Math.abs(value) < 1000
+    ? String(Math.round(value * 100) / 100)
+    : compactFormat.format(value);
+}
+
+export function formatSigned(value, decimals) {
+  if (!Number.isFinite(value)) return "—";
+  return `${value > 0 ? "+" : value < 0 ? "−" : ""}${formatPrice(Math.abs(value), decimals)}`;
+}
+
+function timeAxisValues(_u, splits, _axis, _space, increment) {
+  const withSeconds = increment < 60_000;
+  return splits.map((ms) => {
+    const d = new Date(ms);
+    const hh = String(d.getHours()).padStart(2, "0");
+    const mm = String(d.getMinutes()).padStart(2, "0");
+    const ss = String(d.getSeconds()).padStart(2, "0");
+    return withSeconds ? `${hh}:${mm}:${ss}` : `${hh}:${mm}`;
+  });
+}
+
+function baseOptions(width, height, decimalsRef, onCursor) {
+  return {
+    width,
+    height,
+    ms: 1,
+    pxAlign: 1,
+    legend: { show: false },
+    padding: [12, 4, 0, 18],
+    cursor: {
+      sync: { key: "market-stream" },
+      points: { show: false },
+      drag: { x: false, y: false },
+      y: true,
+    },
+    scales: { x: { time: true } },
+    axes: [
+      {
+        stroke: COLORS.axis,
+        grid: { stroke: COLORS.grid, width: 1 },
+        ticks: { stroke: COLORS.grid, width: 1, size: 4 },
+        values: timeAxisValues,
+        font: AXIS_FONT,
+        space: 70,
+      },
+      {
+        scale: "price",
+        side: 1,
+        stroke: COLORS.axis,
+        grid: { stroke: COLORS.grid, width: 1 },
+        ticks: { show: false },
+        size: 78,
+        gap: 6,
+        font: AXIS_FONT,
+        values: (_u, splits) => splits.map((v) => formatPrice(v, decimalsRef.value)),
+      },
+    ],
+    hooks: {
+      setCursor: [(u) => onCursor(u.cursor.idx ?? null)],
+    },
+  };
+}
+
+/** Bars of per-candle volume, in the bottom fifth of the plot, coloured by direction. */
+function drawVolume(u, times, volume, up, widthMs) {
+  const { ctx, bbox } = u;
+  const [i0, i1] = visibleRange(u, times);
+  let max = 0;
+  for (let i = i0; i <= i1; i++) if (volume[i] > max) max = volume[i];
+  if (max <= 0) return;
+  const slot = Math.abs(u.valToPos(widthMs, "x", true) - u.valToPos(0, "x", true));
+  const barWidth = Math.max(1, Math.floor(slot * 0.7));
+  const bottom = bbox.top + bbox.height;
+  const room = bbox.height * 0.2;
+  ctx.save();
+  for (const [color, want] of [[COLORS.up, true], [COLORS.down, false]]) {
+    ctx.fillStyle = color;
+    ctx.globalAlpha = 0.32;
+    ctx.beginPath();
+    for (let i = i0; i <= i1; i++) {
+      if (up[i] !== want || !(volume[i] > 0)) continue;
+      const x = u.valToPos(times[i] + widthMs / 2, "x", true);
+      const h = Math.max(1, (volume[i] / max) * room);
+      ctx.rect(Math.round(x - barWidth / 2), Math.round(bottom - h), barWidth, Math.round(h));
+    }
+    ctx.fill();
+  }
+  ctx.restore();
+}
+
+/** Indexes of the first and last points inside the x scale (data is sorted by time). */
+function visibleRange(u, times) {
+  const { min, max } = u.scales.x;
+  let i0 = 0;
+  let i1 = times.length - 1;
+  while (i0 <= i1 && times[i0] < min) i0++;
+  while (i1 >= i0 && times[i1] > max) i1--;
+  return [i0, i1];
+}
+
+/**
+ * Price (last trade of each candle), window VWAP and volume bars.
+ * Data: [times, close, vwap, volume, up(bool)]; up colours the volume bars.
+ */
+export function createPriceChart(el, onCursor) {
+  const decimals = { value: 2 };
+  const extra = { volume: [], up: [], widthMs: 1000 };
+  const opts = baseOptions(el.clientWidth || 600, el.clientHeight || 300, decimals, onCursor);
+  opts.scales.price = { auto: true, range: paddedRange };
+  opts.series = [
+    {},
+    {
+      label: "Price",
+      scale: "price",
+      stroke: COLORS.price,
+      width: 1.6,
+      fill: (u) => gradient(u, "rgba(59, 130, 246, 0.22)", "rgba(59, 130, 246, 0)"),
+      spanGaps: true,
+    },
+    {
+      label: "VWAP",
+      scale: "price",
+      stroke: COLORS.vwap,
+      width: 1.2,
+      dash: [6, 4],
+      spanGaps: true,
+    },
+  ];
+  opts.hooks.drawAxes = [(u) => drawVolume(u, u.data[0], extra.volume, extra.up, extra.widthMs)];
+  const plot = new uPlot(opts, [[], [], []], el);
+  return {
+    plot,
+    setData(times, close, vwap, volume, up, widthMs, xRange, priceDecimals) {
+      extra.volume = volume;
+      extra.up = up;
+      extra.widthMs = widthMs;
+      decimals.value = priceDecimals;
+      plot.batch(() => {
+        plot.setData([times, close, vwap], false);
+        plot.setScale("x", xRange);
+      });
+    },
+  };
+}
+
+/**
+ * Candlesticks drawn by a draw hook: uPlot has no candle series, so open, high, low
+ * and close are series that draw nothing but still set the y range.
+ * Data: [times, open, high, low, close].
+ */
+export function createCandleChart(el, onCursor) {
+  const decimals = { value: 2 };
+  const extra = { widthMs: 5000, volume: [] };
+  const opts = baseOptions(el.clientWidth || 600, el.clientHeight || 240, decimals, onCursor);
+  opts.scales.price = { auto: true, range: paddedRange };
+  const hidden = { scale: "price", paths: () => null, points: { show: false } };
+  opts.series = [
+    {},
+    { ...hidden, label: "Open" },
+    { ...hidden, label: "High" },
+    { ...hidden, label: "Low" },
+    { ...hidden, label: "Close" },
+  ];
+  opts.hooks.drawAxes = [(u) => {
+    const [times, open, , , close] = u.data;
+    const up = close.map((c, i) => c >= open[i]);
+    drawVolume(u, times, extra.volume, up, extra.widthMs);
+  }];
+  opts.hooks.draw = [(u) => drawCandles(u, extra.widthMs)];
+  const plot = new uPlot(opts, [[], [], [], [], []], el);
+  return {
+    plot,
+    setData(times, open, high, low, close, volume, widthMs, xRange, priceDecimals) {
+      extra.widthMs = widthMs;
+      extra.volume = volume;
+      decimals.value = priceDecimals;
+      plot.batch(() => {
+        plot.setData([times, open, high, low, close], false);
+        plot.setScale("x", xRange);
+      });
+    },
+  };
+}
+
+function drawCandles(u, widthMs) {
+  const [times, open, high, low, close] = u.data;
+  if (times.length === 0) return;
+  const { ctx } = u;
+  const slot = Math.abs(u.valToPos(widthMs, "x", true) - u.valToPos(0, "x", true));
+  const bodyWidth = Math.max(1, Math.floor(slot * 0.72));
+  const wick = Math.max(1, Math.round(devicePixelRatio));
+  ctx.save();
+  const { left, top, width, height } = u.bbox;
+  ctx.beginPath();
+  ctx.rect(left, top, width, height);
+  ctx.clip();
+  for (let i = 0; i < times.length; i++) {
+    const x = Math.round(u.valToPos(times[i] + widthMs / 2, "x", true));
+    const yOpen = u.valToPos(open[i], "price", true);
+    const yClose = u.valToPos(close[i], "price", true);
+    const yHigh = u.valToPos(high[i], "price", true);
+    const yLow = u.valToPos(low[i], "price", true);
+    ctx.fillStyle = close[i] >= open[i] ? COLORS.up : COLORS.down;
+    ctx.fillRect(
+      x - Math.floor(wick / 2),
+      Math.round(yHigh),
+      wick,
+      Math.max(1, Math.round(yLow - yHigh)),
+    );
+    const bodyTop = Math.round(Math.min(yOpen, yClose));
+    const bodyHeight = Math.max(wick, Math.round(Math.abs(yClose - yOpen)));
+    ctx.fillRect(x - Math.floor(bodyWidth / 2), bodyTop, bodyWidth, bodyHeight);
+  }
+  ctx.restore();
+}
+
+/** Some air above and below the prices, and a sane range when the price is flat. */
+function paddedRange(_u, min, max) {
+  if (min === null || max === null) return [0, 1];
+  const span = max - min || Math.abs(max) * 0.001 || 1;
+  // The bottom fifth is for volume bars: keep prices above it.
+  return [min - span * 0.32, max + span * 0.08];
+}
+
+function gradient(u, from, to) {
+  const { top, height } = u.bbox;
+  const g = u.ctx.createLinearGradient(0, top, 0, top + height);
+  g.addColorStop(0, from);
+  g.addColorStop(1, to);
+  return g;
+}
+
+/** Keeps a chart the size of its box: setSize on every resize, nothing else. */
+export function fitToBox(chart, el) {
+  const observer = new ResizeObserver(() => {
+    const width = Math.floor(el.clientWidth);
+    const height = Math.floor(el.clientHeight);
+    if (width > 0 && height > 0) chart.plot.setSize({ width, height });
+  });
+  observer.observe(el);
+  return observer;
+}
