@@ -10,6 +10,7 @@
  */
 
 import { redact } from "./config.ts";
+import { sleep } from "./status.ts";
 import { LIVE_WINDOW, type Rejection, type Trade, validateFinnhubTrade } from "./trade.ts";
 
 /** Why a frame or a trade in it was refused. */
@@ -77,7 +78,8 @@ const DUPLICATE_MEMORY = 4096;
  */
 export function createFrameReader(handlers: FrameHandlers) {
   const recent = new Map<string, number>();
-  return (text: unknown, receivedAt: number, windowNow = receivedAt): void => {
+  /** `receivedAt`: when the frame arrived (live) or was recorded (replay). */
+  return (text: unknown, receivedAt: number): void => {
     if (typeof text !== "string") {
       handlers.onReject("binary-frame", "(a binary frame)");
       return;
@@ -102,7 +104,7 @@ export function createFrameReader(handlers: FrameHandlers) {
         recent.delete(text);
         recent.set(text, receivedAt);
         if (recent.size > DUPLICATE_MEMORY) recent.delete(recent.keys().next().value!);
-        const window = { ...LIVE_WINDOW, now: windowNow };
+        const window = { ...LIVE_WINDOW, now: receivedAt };
         const trades: Trade[] = [];
         for (const raw of frame.data) {
           const result = validateFinnhubTrade(raw, window);
@@ -395,20 +397,4 @@ export function createFinnhubClient(options: FinnhubOptions) {
 
 function seconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
-}
-
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -12,6 +12,7 @@
  * trades (symbol, price, volume and time relative to the start).
  */
 
+import { sleep } from "./status.ts";
 import type { Trade } from "./trade.ts";
 
 export type AssetKind = "stock" | "crypto" | "fx";
@@ -275,8 +276,6 @@ const MAX_BATCH = 5_000;
 /** Falling this far behind the asked rate skips ahead rather than back-dating trades. */
 const MAX_LAG_MS = 1_000;
 
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Runs the simulated market until `signal` aborts; returns the number of trades made. */
 export async function runSim(options: SimOptions): Promise<number> {
   const start = Date.now();
@@ -300,7 +299,7 @@ export async function runSim(options: SimOptions): Promise<number> {
       for (let i = 0; i < MAX_BATCH; i++) batch[i] = { ...market.next(), time: now };
       made += MAX_BATCH;
       options.onTrades(batch, now);
-      await tick(0); // let the network and the timers run
+      await sleep(0); // let the network and the timers run
       continue;
     }
     const now = Date.now();
@@ -323,7 +322,7 @@ export async function runSim(options: SimOptions): Promise<number> {
       made += batch.length;
       options.onTrades(batch, now);
     }
-    await tick(Math.min(100, Math.max(5, pending.time + skew - Date.now())));
+    await sleep(Math.min(100, Math.max(5, pending.time + skew - Date.now())), options.signal);
   }
   return made;
 }

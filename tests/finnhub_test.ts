@@ -101,7 +101,7 @@ Deno.test("the frame reader keeps v=0 and conditions, and refuses bad trades one
   assert.equal(trades.length, 2);
   assert.deepEqual(rejects.at(-1), "duplicate-frame");
   // ...but not when it comes back much later (then it is the same trades again).
-  read(frame, now + 60_000, now);
+  read(frame, now + 60_000);
   assert.equal(trades.length, 4);
 });
 

@@ -1,0 +1,210 @@
+/**
+ * The bounded queue in front of Kafka. Sources hand it whole frames; one sender
+ * loop takes everything waiting (up to a batch limit) and sends it in one request,
+ * so batches grow by themselves under load and no trade waits for another's ack.
+ *
+ * Only one send is in flight, and a failed send is retried with the same trades
+ * before any later one: trades reach Kafka in the order they were received. The
+ * kafkajs producer is idempotent, and retries a lost broker itself, reusing its
+ * sequence numbers, so a retry cannot write a trade twice. While the broker is
+ * away the queue fills; past its capacity new trades are dropped, counted and
+ * logged, never silently.
+ */
+
+import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
+import type { Source } from "./config.ts";
+import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "./trade.ts";
+import { createLimiter, formatCount, sleep } from "./status.ts";
+
+/** Where batches go: kafkaSink in production, anything with the same shape in tests. */
+export interface Sink {
+  send(messages: Message[]): Promise<void>;
+}
+
+/** The records of one frame: key = symbol, timestamp = trade time, both headers. */
+export function toMessages(
+  trades: readonly Trade[],
+  source: Source,
+  receivedAt: number,
+): Message[] {
+  // One headers object per frame: every trade in it was received at the same time.
+  const headers = { [HEADER_RECEIVED_AT]: String(receivedAt), [HEADER_SOURCE]: source };
+  return trades.map((trade) => ({
+    key: trade.symbol,
+    value: encodeTrade(trade, source),
+    timestamp: String(trade.time),
+    headers,
+  }));
+}
+
+/** The idempotent producer: acks from all in-sync replicas, kafkajs retrying without end. */
+export function createIdempotentProducer(kafka: Kafka): Producer {
+  return kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    // Retries never stop (the idempotent producer's default), but stay short, so
+    // sending resumes within seconds of the broker's return.
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 2_000 },
+  });
+}
+
+export function kafkaSink(producer: Producer, topic: string): Sink {
+  return {
+    async send(messages) {
+      await producer.send({ topic, messages, acks: -1 });
+    },
+  };
+}
+
+export interface PublisherOptions {
+  /** Most trades held in memory; beyond it new trades are dropped (and counted). */
+  readonly capacity: number;
+  /** Most trades per send. */
+  readonly maxBatch?: number;
+  /**
+   * Most bytes per send. Kafka refuses a record batch over `message.max.bytes`
+   * (1 MB by default), and with one partition a whole send is one batch.
+   */
+  readonly maxBatchBytes?: number;
+  readonly log: (line: string) => void;
+  /** Called after each acknowledged batch with its size. */
+  readonly onAck?: (count: number) => void;
+}
+
+const LOG_INTERVAL_MS = 5_000;
+/** Bytes a record costs beyond its key and value: headers, timestamp, framing. */
+const RECORD_OVERHEAD = 64;
+
+export function createPublisher(sink: Sink, options: PublisherOptions) {
+  const maxBatch = options.maxBatch ?? 10_000;
+  const maxBatchBytes = options.maxBatchBytes ?? 900_000;
+  const limit = createLimiter(LOG_INTERVAL_MS);
+  const stopped = new AbortController();
+  let queue: Message[] = [];
+  let head = 0;
+  let pumping = false;
+  let closing = false;
+  const stats = { accepted: 0, acked: 0, dropped: 0, sendErrors: 0, batches: 0 };
+  let waiters: (() => void)[] = [];
+
+  const queued = () => queue.length - head;
+  const wake = () => {
+    const current = waiters;
+    waiters = [];
+    for (const waiter of current) waiter();
+  };
+
+  /** Queues one frame's trades; returns how many were dropped for want of room. */
+  function enqueue(trades: readonly Trade[], source: Source, receivedAt: number): number {
+    if (trades.length === 0) return 0;
+    const room = Math.max(0, options.capacity - queued());
+    const taken = room >= trades.length ? trades : trades.slice(0, room);
+    const dropped = trades.length - taken.length;
+    if (taken.length > 0) {
+      for (const message of toMessages(taken, source, receivedAt)) queue.push(message);
+      stats.accepted += taken.length;
+      if (!pumping) {
+        pumping = true;
+        // A microtask later, so every frame queued in this turn goes in one send.
+        queueMicrotask(pump);
+      }
+    }
+    if (dropped > 0) {
+      stats.dropped += dropped;
+      if (limit("overflow")) {
+        options.log(
+          `queue full (${formatCount(options.capacity)} trades waiting for Kafka): dropped ` +
+            `${formatCount(stats.dropped)} trades so far`,
+        );
+      }
+    }
+    return dropped;
+  }
+
+  function nextBatch(): Message[] {
+    const end = Math.min(queue.length, head + maxBatch);
+    let bytes = 0;
+    let i = head;
+    while (i < end) {
+      const message = queue[i];
+      bytes += (message.value as string).length + (message.key as string).length + RECORD_OVERHEAD;
+      if (bytes > maxBatchBytes && i > head) break;
+      i++;
+    }
+    return queue.slice(head, i);
+  }
+
+  async function pump(): Promise<void> {
+    let failures = 0;
+    while (queued() > 0 && !stopped.signal.aborted) {
+      const batch = nextBatch();
+      try {
+        await sink.send(batch);
+      } catch (error) {
+        failures++;
+        stats.sendErrors++;
+        if (limit("send-error")) {
+          const reason = error instanceof Error ? error.message : String(error);
+          options.log(
+            `kafka: send failed (${formatCount(queued())} trades waiting, kept in order): ` +
+              `${reason}; retrying`,
+          );
+        }
+        await sleep(Math.min(2_000, 100 * 2 ** Math.min(failures, 5)), stopped.signal);
+        continue;
+      }
+      failures = 0;
+      head += batch.length;
+      stats.acked += batch.length;
+      stats.batches++;
+      // Drop sent messages now and then, not on every batch: slicing is O(queue).
+      if (head > 50_000 && head * 2 > queue.length) {
+        queue = queue.slice(head);
+        head = 0;
+      }
+      options.onAck?.(batch.length);
+      wake();
+    }
+    pumping = false;
+    wake();
+  }
+
+  return {
+    enqueue,
+    stats,
+    queued,
+    get closing() {
+      return closing;
+    },
+    /** Resolves once at most half the capacity is used (the "max" rates wait on it). */
+    waitForRoom(): Promise<void> {
+      if (queued() <= options.capacity / 2 || stopped.signal.aborted) return Promise.resolve();
+      return new Promise((resolve) => waiters.push(resolve));
+    },
+    /** Resolves when everything queued is acknowledged. */
+    drained(): Promise<void> {
+      if (queued() === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        const check = () => queued() === 0 ? resolve() : waiters.push(check);
+        waiters.push(check);
+      });
+    },
+    /**
+     * Waits up to `timeoutMs` for the queue to drain, then stops retrying. Returns
+     * how many trades Kafka did not acknowledge (0 on a clean stop).
+     */
+    async close(timeoutMs: number): Promise<number> {
+      closing = true;
+      const drained = this.drained();
+      const timedOut = new AbortController();
+      await Promise.race([drained, sleep(timeoutMs, timedOut.signal)]);
+      timedOut.abort();
+      stopped.abort();
+      wake();
+      return queued();
+    },
+  };
+}
+
+export type Publisher = ReturnType<typeof createPublisher>;
