@@ -1,0 +1,606 @@
+/**
+ * `deno task consume`: reads the trade topic in a consumer group, builds candles,
+ * VWAP and rates (candles.ts), and shows them as terminal charts (chart.ts), plain
+ * lines when stdout is not a terminal, or a live web page with `--dashboard`
+ * (dashboard.ts): one aggregation, whichever view.
+ *
+ *   deno task consume [--from=15m|2026-01-05T14:30:00Z] [--interval=1s] [--overlay]
+ *                     [--every=250ms] [--dlq] [--dashboard]
+ *
+ * Restarts, offsets and history: why nothing is counted twice or missed.
+ * The aggregation lives in memory, so every start rebuilds it from Kafka, the source
+ * of truth. A start seeks every partition to the first offset whose timestamp (the
+ * trade time) is >= `from`, and the Aggregator counts any trade before `from` as too
+ * late. So a run's state is exactly "every record on the topic with trade time >=
+ * from", whatever happened before it:
+ * - Not doubled across restarts: a new process starts from empty state, so the
+ *   records it replays (including ones the previous run had applied and committed)
+ *   are applied once, in this process.
+ * - Not missed across restarts: Kafka's time index gives the earliest offset with
+ *   timestamp >= from, so every record in the session lies at or after the seek
+ *   point, however long the process was down (as long as retention keeps it).
+ *   Records between the last committed offset and the seek point are older than the
+ *   window and were never part of this session.
+ * - Not doubled within a run: offsets are committed after each batch is applied, and
+ *   the consumer also remembers, per partition, the next offset it has not applied;
+ *   a batch that kafkajs delivers again (after a failed commit, a rebalance or a
+ *   client restart, which resume from the committed offset) skips what was applied
+ *   and counts it as "redelivered".
+ * The committed offsets are therefore not a resume point for the charts (the seek is);
+ * they record how far this group has applied, which is what lag means to the tools
+ * that read it (`kafka-consumer-groups.sh --describe`) and to the header's lag figure.
+ * One caveat: the group id comes from KAFKA_GROUP_ID, and two running viewers with the
+ * same group split the partitions between them, each charting only its share; the
+ * header says so ("partitions 2/3"): give each viewer its own group id.
+ */
+
+import {
+  type EachBatchPayload,
+  type IHeaders,
+  type KafkaMessage,
+  Partitioners,
+  type Producer,
+} from "kafkajs";
+import {
+  type Config,
+  ConfigError,
+  configOrExit,
+  exitWithError,
+  redact,
+  validateTopic,
+} from "./config.ts";
+import { createKafka, ensureTopic } from "./kafka.ts";
+import { decodeTrade, HEADER_RECEIVED_AT, type Rejection } from "./trade.ts";
+import {
+  Aggregator,
+  type ConsumerStatus,
+  DEFAULT_INTERVALS_MS,
+  DEFAULT_MAX_CANDLES,
+  DEFAULT_MAX_SYMBOLS,
+} from "./candles.ts";
+import { LatencyWindow, parseReceivedAt } from "./latency.ts";
+import { type ChartData, formatInterval, plainLines, renderFrame } from "./chart.ts";
+import { parseDuration, parseTime, serveDashboard } from "./dashboard.ts";
+
+export const LAG_POLL_MS = 3_000;
+const STOP_DEADLINE_MS = 10_000;
+
+export interface ConsumerCounts {
+  applied: number;
+  /** Records the codec refused (also forwarded to the DLQ with --dlq). */
+  rejected: number;
+  rejectedByKind: Partial<Record<Rejection, number>>;
+  tooLate: number;
+  /** Records of a new symbol past the Aggregator's symbol cap. */
+  symbolCap: number;
+  /** Records delivered again after they were applied, skipped. */
+  redelivered: number;
+  dlqForwarded: number;
+  dlqFailed: number;
+}
+
+export interface ConsumerOptions {
+  readonly config: Config;
+  readonly aggregator: Aggregator;
+  /** Seek every partition to this trade time (ms) on start. */
+  readonly fromMs: number;
+  /** Forward undecodable records as they are to `<topic>.dlq`. */
+  readonly dlq?: boolean;
+  readonly signal: AbortSignal;
+  /** Called after each applied batch with the symbols it touched. */
+  readonly onBatch?: (symbols: ReadonlySet<string>) => void;
+  readonly lagPollMs?: number;
+}
+
+export interface RunningConsumer {
+  status(): ConsumerStatus;
+  counts(): Readonly<ConsumerCounts>;
+  /** Partitions this member holds, of the topic's total (fewer when the group is shared). */
+  assignment(): { assigned: number; partitions: number };
+  /** Resolves once stopped (the signal aborted) with every applied offset committed; rejects on a fatal error. */
+  readonly stopped: Promise<void>;
+}
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/**
+ * Joins the group, seeks to `fromMs`, and applies records until the signal aborts.
+ * Returns once the group is joined (or throws if Kafka cannot be reached).
+ */
+export async function startConsumer(options: ConsumerOptions): Promise<RunningConsumer> {
+  const { config, aggregator, signal } = options;
+  const topic = config.topic;
+  const dlqTopic = `${topic}.dlq`;
+  if (options.dlq) validateTopic(dlqTopic);
+  const kafka = createKafka(config, "consumer");
+  const admin = kafka.admin();
+  const consumer = kafka.consumer({ groupId: config.groupId, sessionTimeout: 10_000 });
+  let producer: Producer | undefined;
+  const counts: ConsumerCounts = {
+    applied: 0,
+    rejected: 0,
+    rejectedByKind: {},
+    tooLate: 0,
+    symbolCap: 0,
+    redelivered: 0,
+    dlqForwarded: 0,
+    dlqFailed: 0,
+  };
+  const startedAt = Date.now();
+  const latency = new LatencyWindow(60);
+  /** Per partition, the first offset not yet applied in this process. */
+  const nextToApply = new Map<number, number>();
+  const seekOffsets = new Map<number, number>();
+  let connected = false;
+  let lag: number | null = null;
+  let lastTradeAt: number | null = null;
+  let assigned = 0;
+  let partitions = 0;
+  let fatal: Error | undefined;
+
+  await admin.connect();
+  try {
+    await ensureTopic(admin, topic, config.partitions, config.replicationFactor);
+    if (options.dlq) {
+      await ensureTopic(admin, dlqTopic, config.partitions, config.replicationFactor);
+      producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+      await producer.connect();
+    }
+    const offsets = await admin.fetchTopicOffsetsByTimestamp(topic, options.fromMs);
+    for (const { partition, offset } of offsets) seekOffsets.set(partition, Number(offset));
+    partitions = offsets.length;
+    await consumer.connect();
+    await consumer.subscribe({ topic });
+  } catch (error) {
+    await Promise.allSettled([admin.disconnect(), consumer.disconnect(), producer?.disconnect()]);
+    throw error;
+  }
+
+  const joined = Promise.withResolvers<void>();
+  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    connected = true;
+    assigned = payload.memberAssignment[topic]?.length ?? 0;
+    joined.resolve();
+  });
+  for (const event of [consumer.events.STOP, consumer.events.DISCONNECT]) {
+    consumer.on(event, () => (connected = false));
+  }
+  const crashed = Promise.withResolvers<void>();
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    connected = false;
+    if (!payload.restart) {
+      fatal = payload.error;
+      crashed.resolve();
+      joined.reject(payload.error);
+    }
+  });
+
+  async function forward(dead: { message: KafkaMessage; kind: Rejection }[], partition: number) {
+    try {
+      await producer!.send({
+        topic: dlqTopic,
+        acks: -1,
+        messages: dead.map(({ message, kind }) => ({
+          key: message.key,
+          value: message.value,
+          timestamp: message.timestamp,
+          headers: {
+            ...(message.headers as IHeaders | undefined),
+            "dlq-reason": kind,
+            "dlq-origin": `${topic}/${partition}/${message.offset}`,
+          },
+        })),
+      });
+      counts.dlqForwarded += dead.length;
+    } catch (error) {
+      // Counted and reported, never fatal: the charts go on, the count shows the loss.
+      counts.dlqFailed += dead.length;
+      console.error(`warning: could not forward ${dead.length} records to ${dlqTopic}: ${error}`);
+    }
+  }
+
+  async function eachBatch(
+    { batch, resolveOffset, commitOffsetsIfNecessary, isStale }: EachBatchPayload,
+  ): Promise<void> {
+    if (isStale()) return; // a seek is pending for this partition: this batch is from before it
+    const partition = batch.partition;
+    const floor = nextToApply.get(partition) ?? -1;
+    const now = Date.now();
+    const touched = options.onBatch ? new Set<string>() : undefined;
+    const dead: { message: KafkaMessage; kind: Rejection }[] = [];
+    let applied = 0;
+    for (const message of batch.messages) {
+      if (Number(message.offset) < floor) {
+        counts.redelivered++;
+        continue;
+      }
+      const record = decodeTrade(message.value);
+      if (typeof record === "string") {
+        counts.rejected++;
+        counts.rejectedByKind[record] = (counts.rejectedByKind[record] ?? 0) + 1;
+        if (producer) dead.push({ message, kind: record });
+        continue;
+      }
+      const result = aggregator.apply(record, now);
+      if (result === "applied") {
+        applied++;
+        touched?.add(record.symbol);
+        // Latency is the pipeline's: records the producer received before this
+        // consumer started are history being replayed, and their age says nothing.
+        const receivedAt = parseReceivedAt(message.headers?.[HEADER_RECEIVED_AT]);
+        if (receivedAt >= startedAt) latency.record(now - receivedAt, now);
+      } else if (result === "too-late") counts.tooLate++;
+      else counts.symbolCap++;
+    }
+    if (dead.length > 0) await forward(dead, partition);
+    counts.applied += applied;
+    if (applied > 0) lastTradeAt = now;
+    const last = batch.lastOffset();
+    nextToApply.set(partition, Number(last) + 1);
+    resolveOffset(last);
+    // Committed only now that the batch is applied (see the comment at the top).
+    await commitOffsetsIfNecessary({
+      topics: [{ topic, partitions: [{ partition, offset: String(Number(last) + 1) }] }],
+    });
+    if (touched && touched.size > 0) options.onBatch!(touched);
+  }
+
+  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch });
+  // Seeks wait in kafkajs until the partition is fetched; a batch fetched before
+  // the seek is dropped (isStale), so nothing before `from` is applied.
+  for (const [partition, offset] of seekOffsets) {
+    consumer.seek({ topic, partition, offset: String(offset) });
+  }
+
+  async function pollLag(): Promise<void> {
+    const [committed, ends] = await Promise.all([
+      admin.fetchOffsets({ groupId: config.groupId, topics: [topic] }),
+      admin.fetchTopicOffsets(topic),
+    ]);
+    const done = new Map<number, number>();
+    for (const { partition, offset } of committed[0]?.partitions ?? []) {
+      done.set(partition, Number(offset));
+    }
+    let total = 0;
+    for (const { partition, high, low } of ends) {
+      const applied = nextToApply.get(partition) ?? -1;
+      const commit = done.get(partition) ?? -1;
+      const start = applied >= 0 ? applied : commit >= 0 ? commit : seekOffsets.get(partition);
+      total += Math.max(0, Number(high) - (start ?? Number(low)));
+    }
+    lag = total;
+  }
+
+  const stopped = (async () => {
+    const aborted = new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([joined.promise, aborted]);
+      while (!signal.aborted && !fatal) {
+        await pollLag().catch(() => (lag = null));
+        await Promise.race([
+          aborted,
+          crashed.promise,
+          new Promise((resolve) => (timer = setTimeout(resolve, options.lagPollMs ?? LAG_POLL_MS))),
+        ]);
+        clearTimeout(timer);
+      }
+    } finally {
+      clearTimeout(timer);
+      // stop() waits for the batch in flight, which commits what it applied; then
+      // disconnect() leaves the group, so a restart rejoins without waiting.
+      await consumer.stop().catch(() => {});
+      await Promise.allSettled([consumer.disconnect(), admin.disconnect(), producer?.disconnect()]);
+    }
+    if (fatal) throw fatal;
+  })();
+
+  await Promise.race([joined.promise, stopped]);
+
+  return {
+    status: () => {
+      const now = Date.now();
+      return {
+        connected,
+        lag,
+        latencyP50Ms: latency.quantile(0.5, now),
+        latencyP99Ms: latency.quantile(0.99, now),
+        // The market's rate by trade time (a replay at 100k records/s is not a trade rate).
+        tradesPerSecond: aggregator.symbols().reduce(
+          (sum, symbol) => sum + aggregator.stats(symbol, now)!.tradesPerSecond,
+          0,
+        ),
+        applied: counts.applied,
+        rejected: counts.rejected + counts.symbolCap,
+        tooLate: counts.tooLate,
+        lastTradeAt,
+      };
+    },
+    counts: () => counts,
+    assignment: () => ({ assigned, partitions }),
+    stopped,
+  };
+}
+
+export interface Flags {
+  /** An absolute time (ms) or a span back from now (ms); undefined: the default. */
+  from?: { readonly at: number } | { readonly ago: number };
+  intervalMs: number;
+  overlay: boolean;
+  dashboard: boolean;
+  dlq: boolean;
+  everyMs?: number;
+  help: boolean;
+}
+
+export const USAGE = `usage: deno task consume [options]
+  --from=SPAN|TIME  replay from a span back (30s, 15m, 2h) or an ISO time
+                    (2026-01-05T14:30:00Z); default: the window the chart shows
+                    (15m for plain lines, 1h with --dashboard)
+  --interval=SPAN   candle interval the terminal charts (default 1s; 1m is kept too)
+  --overlay         all symbols on one chart as % change
+  --every=SPAN      redraw / print period (default 250ms on a terminal, 5s otherwise)
+  --dlq             forward undecodable records as they are to <topic>.dlq
+  --dashboard       serve the live page (DASHBOARD_HOST:DASHBOARD_PORT) instead`;
+
+export function parseFlags(args: readonly string[]): Flags {
+  const flags: Flags = {
+    intervalMs: 1_000,
+    overlay: false,
+    dashboard: false,
+    dlq: false,
+    help: false,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!match) throw new UsageError(`unexpected argument "${arg}"`);
+    const [, name, inline] = match;
+    const value = () => {
+      const text = inline ?? args[++i];
+      if (text === undefined || text === "") throw new UsageError(`--${name} needs a value`);
+      return text;
+    };
+    const span = (text: string, min: number, max: number) => {
+      const ms = parseDuration(text);
+      if (ms === undefined || !/[a-z]$/.test(text)) {
+        throw new UsageError(`--${name}=${text}: not a span like 500ms, 30s, 15m or 2h`);
+      }
+      if (ms < min || ms > max) {
+        throw new UsageError(
+          `--${name}=${text}: must be ${formatInterval(min)} to ${formatInterval(max)}`,
+        );
+      }
+      return ms;
+    };
+    switch (name) {
+      case "from": {
+        const text = value();
+        const at = /^\d{4}-/.test(text) ? parseTime(text) : undefined;
+        if (/^\d{4}-/.test(text) && at === undefined) {
+          throw new UsageError(`--from=${text}: not an ISO time like 2026-01-05T14:30:00Z`);
+        }
+        flags.from = at !== undefined ? { at } : { ago: span(text, 1_000, 30 * 24 * 3600_000) };
+        break;
+      }
+      case "interval": {
+        flags.intervalMs = span(value(), 1_000, 3600_000);
+        if (flags.intervalMs % 1_000 !== 0) {
+          throw new UsageError(`--interval must be whole seconds`);
+        }
+        break;
+      }
+      case "every":
+        flags.everyMs = span(value(), 50, 3600_000);
+        break;
+      case "overlay":
+      case "dashboard":
+      case "dlq":
+      case "help":
+        if (inline !== undefined) throw new UsageError(`--${name} takes no value`);
+        flags[name] = true;
+        break;
+      default:
+        throw new UsageError(`unknown option --${name} (see --help)`);
+    }
+  }
+  if (flags.dashboard && flags.overlay) {
+    throw new UsageError("--overlay is for the terminal view, not --dashboard");
+  }
+  return flags;
+}
+
+/** The session start: the flag's time, or `defaultSpanMs` back from now. */
+export function resolveFrom(flags: Flags, now: number, defaultSpanMs: number): number {
+  const from = flags.from;
+  const at = from === undefined ? now - defaultSpanMs : "at" in from ? from.at : now - from.ago;
+  if (at > now) throw new UsageError(`--from is in the future (${new Date(at).toISOString()})`);
+  return at;
+}
+
+const encoder = new TextEncoder();
+
+function writeAll(text: string): void {
+  const bytes = encoder.encode(text);
+  let written = 0;
+  while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+}
+
+// Alternate screen + hidden cursor while drawing; both undone in `finally`.
+const ENTER_SCREEN = "\x1b[?1049h\x1b[?25l";
+const LEAVE_SCREEN = "\x1b[?25h\x1b[?1049l";
+
+/** Redraws in place: home, each line then clear-to-end-of-line, then clear below. */
+export function inPlace(frame: string): string {
+  return "\x1b[H" + frame.replaceAll("\n", "\x1b[K\n") + "\x1b[K\x1b[J";
+}
+
+export async function main(args: string[]): Promise<void> {
+  let flags: Flags;
+  try {
+    flags = parseFlags(args);
+  } catch (error) {
+    if (error instanceof UsageError) exitWithError(`${error.message}\n${USAGE}`);
+    throw error;
+  }
+  if (flags.help) {
+    console.log(USAGE);
+    return;
+  }
+  const config = configOrExit();
+  const terminal = !flags.dashboard && Deno.stdout.isTerminal();
+  const chartColumns = terminal ? Deno.consoleSize().columns - 12 : 0;
+  const defaultSpan = flags.dashboard
+    ? 3600_000
+    : terminal
+    ? Math.max(60, chartColumns) * flags.intervalMs
+    : 15 * 60_000;
+  let fromMs: number;
+  try {
+    fromMs = resolveFrom(flags, Date.now(), defaultSpan);
+  } catch (error) {
+    if (error instanceof UsageError) exitWithError(error.message);
+    throw error;
+  }
+
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  controller.signal.addEventListener("abort", () => {
+    // A stuck broker must not hold the terminal: bounded time, then out.
+    const timer = setTimeout(() => {
+      if (terminal) writeAll(LEAVE_SCREEN);
+      console.error("error: stopping took too long; exiting without a clean leave");
+      Deno.exit(1);
+    }, STOP_DEADLINE_MS);
+    Deno.unrefTimer(timer);
+  }, { once: true });
+
+  const intervals = [...new Set([...DEFAULT_INTERVALS_MS, flags.intervalMs])];
+  const aggregator = new Aggregator({
+    intervalsMs: intervals,
+    maxCandles: DEFAULT_MAX_CANDLES,
+    maxSymbols: DEFAULT_MAX_SYMBOLS,
+    fromMs,
+  });
+  console.error(
+    `consuming ${config.topic} as group ${config.groupId} from ${new Date(fromMs).toISOString()}` +
+      ` (brokers ${config.brokers.join(",")})`,
+  );
+
+  let running: RunningConsumer;
+  let notify: ((symbols: ReadonlySet<string>) => void) | undefined;
+  try {
+    running = await startConsumer({
+      config,
+      aggregator,
+      fromMs,
+      dlq: flags.dlq,
+      signal: controller.signal,
+      onBatch: (symbols) => notify?.(symbols),
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) exitWithError(error.message);
+    exitWithError(
+      `cannot consume ${config.topic} from ${config.brokers.join(",")}: ${redact(String(error))}`,
+      1,
+    );
+  }
+
+  const view = (): ChartData => {
+    const { assigned, partitions } = running.assignment();
+    const counts = running.counts();
+    const notes = [
+      ...(assigned < partitions ? [`partitions ${assigned}/${partitions}: group shared`] : []),
+      ...(counts.dlqFailed > 0 ? [`dlq failed ${counts.dlqFailed}`] : []),
+      ...(counts.symbolCap > 0 ? [`symbol cap ${DEFAULT_MAX_SYMBOLS} hit`] : []),
+    ];
+    return {
+      source: aggregator,
+      status: running.status(),
+      topic: config.topic,
+      intervalMs: flags.intervalMs,
+      overlay: flags.overlay,
+      color: !Deno.noColor,
+      utcOffsetMinutes: -new Date().getTimezoneOffset(),
+      notes,
+    };
+  };
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let viewError: unknown;
+  // Timer callbacks must not throw (a closed pipe would end the process uncleanly):
+  // the error stops the consumer and is reported below.
+  const guarded = (draw: () => void) => () => {
+    try {
+      draw();
+    } catch (error) {
+      viewError ??= error;
+      controller.abort();
+    }
+  };
+  const redraw = guarded(() =>
+    writeAll(inPlace(renderFrame(view(), Deno.consoleSize(), Date.now())))
+  );
+  const printLines = guarded(() => writeAll(plainLines(view(), Date.now()).join("\n") + "\n"));
+  const printStatus = guarded(() => writeAll(plainLines(view(), Date.now())[0] + "\n"));
+  try {
+    if (flags.dashboard) {
+      const dashboard = serveDashboard({
+        hostname: config.dashboardHost,
+        port: config.dashboardPort,
+        signal: controller.signal,
+        aggregator,
+        status: () => running.status(),
+      });
+      notify = (symbols) => dashboard.notify(symbols);
+      console.log(`dashboard: ${dashboard.url}`);
+      timer = setInterval(printStatus, flags.everyMs ?? 10_000);
+      await Promise.all([running.stopped, dashboard.finished]);
+    } else if (terminal) {
+      writeAll(ENTER_SCREEN);
+      Deno.addSignalListener("SIGWINCH", redraw);
+      try {
+        redraw();
+        timer = setInterval(redraw, flags.everyMs ?? 250);
+        await running.stopped;
+      } finally {
+        clearInterval(timer);
+        Deno.removeSignalListener("SIGWINCH", redraw);
+        writeAll(LEAVE_SCREEN);
+      }
+    } else {
+      timer = setInterval(printLines, flags.everyMs ?? 5_000);
+      await running.stopped;
+      printLines();
+    }
+  } catch (error) {
+    viewError ??= error;
+  } finally {
+    clearInterval(timer);
+    controller.abort();
+    await running.stopped.catch(() => {});
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+  if (viewError !== undefined && !(viewError instanceof Deno.errors.BrokenPipe)) {
+    exitWithError(`consumer stopped: ${redact(String(viewError))}`, 1);
+  }
+  const counts = running.counts();
+  console.error(
+    `stopped: applied ${counts.applied}, rejected ${counts.rejected}, too late ${counts.tooLate}` +
+      `, symbol cap ${counts.symbolCap}, redelivered and skipped ${counts.redelivered}` +
+      (flags.dlq
+        ? `, to ${config.topic}.dlq ${counts.dlqForwarded} (failed ${counts.dlqFailed})`
+        : "") +
+      "; offsets committed",
+  );
+}
+
+if (import.meta.main) await main(Deno.args);
