@@ -77,7 +77,7 @@ const LOG_INTERVAL_MS = 5_000;
 const RECORD_OVERHEAD = 64;
 
 export function createPublisher(sink: Sink, options: PublisherOptions) {
-  const maxBatch = options.maxBatch ?? 10_000;
+  const maxBatch = options.maxBatch ?? 2500;
   const maxBatchBytes = options.maxBatchBytes ?? 900_000;
   const limit = createLimiter(LOG_INTERVAL_MS);
   const stopped = new AbortController();
@@ -88,6 +88,7 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
   const stats = { accepted: 0, acked: 0, dropped: 0, sendErrors: 0, batches: 0 };
   let waiters: (() => void)[] = [];
 
+  const lowWater = Math.min(options.capacity / 2, maxBatch * 4);
   const queued = () => queue.length - head;
   const wake = () => {
     const current = waiters;
@@ -159,7 +160,7 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
       stats.acked += batch.length;
       stats.batches++;
       // Drop sent messages now and then, not on every batch: slicing is O(queue).
-      if (head > 50_000 && head * 2 > queue.length) {
+      if (head > 20_000 && head * 2 > queue.length) {
         queue = queue.slice(head);
         head = 0;
       }
@@ -177,10 +178,17 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
     get closing() {
       return closing;
     },
-    /** Resolves once at most half the capacity is used (the "max" rates wait on it). */
+    /**
+     * Resolves once the queue is short again: a few batches, or half the capacity.
+     * The "max" rates wait on it; a deeper queue would only cost memory.
+     */
     waitForRoom(): Promise<void> {
-      if (queued() <= options.capacity / 2 || stopped.signal.aborted) return Promise.resolve();
-      return new Promise((resolve) => waiters.push(resolve));
+      const room = () => queued() <= lowWater || stopped.signal.aborted;
+      if (room()) return Promise.resolve();
+      return new Promise((resolve) => {
+        const check = () => room() ? resolve() : waiters.push(check);
+        waiters.push(check);
+      });
     },
     /** Resolves when everything queued is acknowledged. */
     drained(): Promise<void> {

@@ -1,0 +1,493 @@
+/**
+ * The producer: trades from Finnhub, the simulated market or a recording, into
+ * Kafka (key = symbol, timestamp = trade time, value = trade.ts's JSON record).
+ *
+ *   deno task produce                          # sim without a token, finnhub with one
+ *   deno task produce --source=sim --rate=max --limit=200000
+ *   deno task produce --record=session.ndjson  # keep the raw frames for later
+ *   deno task produce --replay=session.ndjson --speed=10
+ *
+ * Every trade received is acknowledged by Kafka, still queued, or counted as
+ * dropped (queue full); every refused frame or trade is counted by kind. A status
+ * line says so every few seconds, and a summary line on exit. SIGINT/SIGTERM stop
+ * the source and flush the queue; exit 0 when everything reached Kafka, 1 when the
+ * broker stayed away past --flush-timeout (the line says how many trades), 2 for a
+ * bad flag, bad config or a refused token.
+ */
+
+import {
+  type Config,
+  ConfigError,
+  type Env,
+  exitWithError,
+  loadConfig,
+  readEnv,
+  redact,
+  requireFinnhubToken,
+  type Source,
+  SOURCES,
+} from "./config.ts";
+import { createKafka, ensureTopic } from "./kafka.ts";
+import { createFinnhubClient, FinnhubAuthError, type FinnhubState } from "./finnhub.ts";
+import { runSim } from "./market_sim.ts";
+import { openRecorder, type Recorder, runReplay, toFinnhubFrame } from "./recording.ts";
+import {
+  createIdempotentProducer,
+  createPublisher,
+  kafkaSink,
+  type Publisher,
+} from "./publisher.ts";
+import {
+  createConsole,
+  createCounters,
+  createLimiter,
+  formatAge,
+  formatCount,
+  formatStatus,
+  formatSummary,
+  sleep,
+} from "./status.ts";
+import type { Trade } from "./trade.ts";
+
+export interface Flags {
+  source?: Source;
+  replay?: string;
+  symbols?: string;
+  topic?: string;
+  seed?: number;
+  rate?: number | "max";
+  limit?: number;
+  speed?: number | "max";
+  keepTimes: boolean;
+  record?: string;
+  statusInterval: number;
+  queue: number;
+  flushTimeout: number;
+  deadAfter: number;
+  silentAfter: number;
+  help: boolean;
+}
+
+export const USAGE = `usage: deno task produce [flags]
+
+  --source=finnhub|sim|replay  where trades come from (default: finnhub with FINNHUB_TOKEN, else sim)
+  --symbols=A,B,...            symbols to subscribe to or simulate (default: SYMBOLS)
+  --topic=NAME                 Kafka topic (default: KAFKA_TOPIC)
+  --rate=N|max                 sim: trades per second over all symbols (default 50)
+  --seed=N                     sim: seed for a repeatable market (default: random, printed)
+  --replay=FILE                play a recording (implies --source=replay)
+  --speed=N|max                replay: multiple of the recorded pace (default 1)
+  --keep-times                 replay: keep the recorded trade times (default: shift them to now)
+  --record=FILE                finnhub, sim: append every raw frame to FILE (NDJSON)
+  --limit=N                    stop after N trades, flush, exit
+  --status-interval=S          seconds between status lines (default 5; 0: none)
+  --queue=N                    trades held while Kafka is away (default 200000)
+  --flush-timeout=S            on stop, wait this long for Kafka (default 10)
+  --dead-after=S               finnhub: no frame for this long means a dead connection (default 150)
+  --silent-after=S             finnhub: name symbols without trades this long (default 120)
+  --help                       this text`;
+
+/** A flag mistake; the message is the one line shown before exit code 2. */
+export class FlagError extends Error {
+  override name = "FlagError";
+}
+
+const VALUE_FLAGS = new Set([
+  "source",
+  "replay",
+  "symbols",
+  "topic",
+  "seed",
+  "rate",
+  "limit",
+  "speed",
+  "record",
+  "status-interval",
+  "queue",
+  "flush-timeout",
+  "dead-after",
+  "silent-after",
+]);
+const BOOLEAN_FLAGS = new Set(["keep-times", "help"]);
+
+function positive(name: string, value: string, integer: boolean, allowZero = false): number {
+  const number = Number(value);
+  const ok = value.trim() !== "" && Number.isFinite(number) &&
+    (allowZero ? number >= 0 : number > 0) && (!integer || Number.isSafeInteger(number));
+  if (!ok) {
+    const kind = integer ? "whole number" : "number";
+    throw new FlagError(`--${name}: "${value}" is not a ${allowZero ? "" : "positive "}${kind}`);
+  }
+  return number;
+}
+
+/** Parses `--name=value`, `--name value` and boolean `--name`; rejects anything else. */
+export function parseFlags(args: readonly string[]): Flags {
+  const flags: Flags = {
+    keepTimes: false,
+    statusInterval: 5,
+    queue: 200_000,
+    flushTimeout: 10,
+    deadAfter: 150,
+    silentAfter: 120,
+    help: false,
+  };
+  const seen = new Set<string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const match = /^--([a-z-]+)(?:=(.*))?$/s.exec(arg);
+    if (!match) throw new FlagError(`unexpected argument "${arg}" (see --help)`);
+    const name = match[1];
+    let value = match[2];
+    if (BOOLEAN_FLAGS.has(name)) {
+      if (value !== undefined) throw new FlagError(`--${name} takes no value`);
+    } else if (VALUE_FLAGS.has(name)) {
+      if (value === undefined) {
+        value = args[++i];
+        if (value === undefined || value.startsWith("--")) {
+          throw new FlagError(`--${name} needs a value (see --help)`);
+        }
+      }
+    } else {
+      throw new FlagError(`unknown flag --${name} (see --help)`);
+    }
+    if (seen.has(name)) throw new FlagError(`--${name} is given twice`);
+    seen.add(name);
+    switch (name) {
+      case "source":
+        if (!SOURCES.includes(value as Source)) {
+          throw new FlagError(`--source: "${value}" is not one of ${SOURCES.join(", ")}`);
+        }
+        flags.source = value as Source;
+        break;
+      case "seed":
+        if (!/^\d+$/.test(value) || Number(value) > 0xffffffff) {
+          throw new FlagError(`--seed: "${value}" is not a whole number from 0 to 4294967295`);
+        }
+        flags.seed = Number(value);
+        break;
+      case "rate":
+        flags.rate = value === "max" ? "max" : positive(name, value, false);
+        break;
+      case "speed":
+        flags.speed = value === "max" ? "max" : positive(name, value, false);
+        break;
+      case "limit":
+        flags.limit = positive(name, value, true);
+        break;
+      case "queue":
+        flags.queue = positive(name, value, true);
+        break;
+      case "status-interval":
+        flags.statusInterval = positive(name, value, false, true);
+        break;
+      case "flush-timeout":
+        flags.flushTimeout = positive(name, value, false, true);
+        break;
+      case "dead-after":
+        flags.deadAfter = positive(name, value, false);
+        break;
+      case "silent-after":
+        flags.silentAfter = positive(name, value, false);
+        break;
+      case "replay":
+      case "record":
+      case "symbols":
+      case "topic":
+        if (value.trim() === "") throw new FlagError(`--${name} is empty`);
+        flags[name] = value;
+        break;
+      case "keep-times":
+        flags.keepTimes = true;
+        break;
+      case "help":
+        flags.help = true;
+        break;
+    }
+  }
+  return flags;
+}
+
+/** The source to run, and the flags that make no sense with it refused. */
+export function resolveSource(flags: Flags, config: Config): Source {
+  const source = flags.source ?? (flags.replay ? "replay" : config.source);
+  const only = (flag: string, set: unknown, allowed: Source[]) => {
+    if (set !== undefined && set !== false && !allowed.includes(source)) {
+      throw new FlagError(`--${flag} applies to --source=${allowed.join(" or ")}, not ${source}`);
+    }
+  };
+  only("rate", flags.rate, ["sim"]);
+  only("seed", flags.seed, ["sim"]);
+  only("replay", flags.replay, ["replay"]);
+  only("speed", flags.speed, ["replay"]);
+  only("keep-times", flags.keepTimes, ["replay"]);
+  only("record", flags.record, ["finnhub", "sim"]);
+  if (source === "replay" && !flags.replay) {
+    throw new FlagError("--source=replay needs --replay=FILE (a recording made with --record)");
+  }
+  return source;
+}
+
+function describeSource(source: Source, flags: Flags, config: Config, seed: number): string {
+  switch (source) {
+    case "finnhub":
+      return `finnhub (${redact(config.finnhubWsUrl)})`;
+    case "sim":
+      return `sim (seed ${seed}, ${flags.rate ?? 50} trades/s; prices are simulated)`;
+    case "replay":
+      return `replay of ${flags.replay} at ${flags.speed ?? 1}x, trade times ${
+        flags.keepTimes ? "as recorded" : "shifted to now"
+      }`;
+  }
+}
+
+/** Runs the producer; resolves to the exit code. */
+export async function run(args: readonly string[], baseEnv: Env): Promise<number> {
+  const flags = parseFlags(args);
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const env: Env = { ...baseEnv };
+  if (flags.symbols) env.SYMBOLS = flags.symbols;
+  if (flags.topic) env.KAFKA_TOPIC = flags.topic;
+  const config = loadConfig(env);
+  const source = resolveSource(flags, config);
+  const token = source === "finnhub" ? requireFinnhubToken(config) : "";
+  if (flags.replay) {
+    try {
+      await Deno.stat(flags.replay);
+    } catch {
+      throw new FlagError(`--replay: cannot read "${flags.replay}"`);
+    }
+  }
+  const seed = flags.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
+
+  const con = createConsole();
+  const controller = new AbortController(); // the process: SIGINT, SIGTERM
+  const sourceStop = new AbortController(); // the source: the process, --limit, the end of a replay
+  controller.signal.addEventListener("abort", () => sourceStop.abort(), { once: true });
+  // The signal handler is armed before the queue exists; it reads the queue through this.
+  const live: { publisher?: Publisher } = {};
+  let signals = 0;
+  const onSignal = () => {
+    signals++;
+    if (signals === 1) {
+      con.log(
+        `stopping: flushing ${
+          formatCount(live.publisher?.queued() ?? 0)
+        } queued trades (again to quit now)`,
+      );
+      controller.abort();
+      return;
+    }
+    con.close();
+    console.error(
+      `error: stopped before the flush: ${
+        formatCount(live.publisher?.queued() ?? 0)
+      } trades not delivered`,
+    );
+    Deno.exit(130);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(signal, onSignal);
+    } catch { /* SIGTERM is not available on Windows */ }
+  }
+
+  con.log(
+    `producer: ${describeSource(source, flags, config, seed)} -> topic ${config.topic} on ` +
+      `${config.brokers.join(",")}, ${config.symbols.length} symbols`,
+  );
+  // Kafka first: without the topic there is nowhere to put trades.
+  const kafka = createKafka(config, "producer");
+  const admin = kafka.admin();
+  let topicState: string;
+  try {
+    await admin.connect();
+    topicState = await ensureTopic(
+      admin,
+      config.topic,
+      config.partitions,
+      config.replicationFactor,
+    );
+    await admin.disconnect();
+  } catch (error) {
+    con.close();
+    const reason = error instanceof Error ? error.message : String(error);
+    console.error(
+      `error: cannot reach Kafka at ${config.brokers.join(",")}: ${reason} ` +
+        `(start the local broker with: deno task kafka)`,
+    );
+    return 1;
+  }
+  const producer = createIdempotentProducer(kafka);
+  await producer.connect();
+  con.log(
+    `kafka: topic ${config.topic} ${topicState === "created" ? "created" : "found"}, sending`,
+  );
+
+  const counters = createCounters();
+  const pub = createPublisher(kafkaSink(producer, config.topic), {
+    capacity: flags.queue,
+    log: con.log,
+  });
+  live.publisher = pub;
+  const lastTradeAt = new Map<string, number>();
+  const rejectLimiter = createLimiter(Math.max(flags.statusInterval, 5) * 1000);
+  const started = Date.now();
+
+  let recorder: Recorder | undefined;
+  if (flags.record) {
+    try {
+      recorder = await openRecorder(flags.record, source === "sim" ? "sim" : "finnhub", con.log);
+    } catch (error) {
+      con.close();
+      console.error(`error: --record: cannot write "${flags.record}": ${(error as Error).message}`);
+      return 2;
+    }
+  }
+
+  const accept = (trades: Trade[], receivedAt: number, recordSource: Source) => {
+    if (flags.limit !== undefined) {
+      const left = flags.limit - counters.received;
+      if (left <= 0) return;
+      if (trades.length >= left) {
+        trades = trades.slice(0, left);
+        sourceStop.abort();
+      }
+    }
+    counters.received += trades.length;
+    for (const trade of trades) lastTradeAt.set(trade.symbol, receivedAt);
+    pub.enqueue(trades, recordSource, receivedAt);
+  };
+  const reject = (kind: string, sample: string) => {
+    const count = (counters.rejected.get(kind) ?? 0) + 1;
+    counters.rejected.set(kind, count);
+    if (rejectLimiter(kind)) {
+      const shown = redact(sample).slice(0, 120);
+      con.log(
+        `rejected ${kind}: ${shown}${sample.length > 120 ? "…" : ""} (${
+          formatCount(count)
+        } so far)`,
+      );
+    }
+  };
+
+  let finnhub: FinnhubState | undefined;
+  const refresh = () => {
+    counters.acked = pub.stats.acked;
+    counters.dropped = pub.stats.dropped;
+    counters.queued = pub.queued();
+    counters.reconnects = finnhub?.reconnects ?? 0;
+  };
+  let previous = { received: 0, acked: 0, at: started };
+  const statusTimer = flags.statusInterval > 0
+    ? setInterval(() => {
+      refresh();
+      const now = Date.now();
+      const connection = finnhub === undefined
+        ? undefined
+        : finnhub.connected
+        ? `connected ${formatAge(now - finnhub.since)}, ${finnhub.subscribed} subscribed`
+        : `DISCONNECTED ${formatAge(now - finnhub.since)}, reconnecting`;
+      con.status(formatStatus({
+        source,
+        now,
+        counters,
+        previous,
+        symbols: source === "replay" ? [...lastTradeAt.keys()] : config.symbols,
+        lastTradeAt,
+        connection,
+      }));
+      previous = { received: counters.received, acked: counters.acked, at: now };
+    }, flags.statusInterval * 1000)
+    : undefined;
+
+  let exitCode = 0;
+  try {
+    switch (source) {
+      case "finnhub": {
+        const client = createFinnhubClient({
+          url: config.finnhubWsUrl,
+          token,
+          symbols: config.symbols,
+          signal: sourceStop.signal,
+          onTrades: (trades, receivedAt) => accept(trades, receivedAt, "finnhub"),
+          onReject: reject,
+          onRawFrame: recorder ? (text, at) => recorder.write(text, at) : undefined,
+          log: con.log,
+          deadAfterMs: flags.deadAfter * 1000,
+          silentAfterMs: flags.silentAfter * 1000,
+        });
+        finnhub = client.state;
+        await client.run();
+        break;
+      }
+      case "sim":
+        await runSim({
+          symbols: config.symbols,
+          seed,
+          rate: flags.rate ?? 50,
+          signal: sourceStop.signal,
+          onTrades(trades, receivedAt) {
+            recorder?.write(toFinnhubFrame(trades), receivedAt);
+            accept(trades, receivedAt, "sim");
+          },
+          backpressure: () => pub.waitForRoom(),
+          log: con.log,
+        });
+        break;
+      case "replay": {
+        const lines = await runReplay({
+          path: flags.replay!,
+          speed: flags.speed ?? 1,
+          shiftTimes: !flags.keepTimes,
+          signal: sourceStop.signal,
+          onTrades: accept,
+          onReject: reject,
+          backpressure: () => pub.waitForRoom(),
+        });
+        if (!sourceStop.signal.aborted) {
+          con.log(`replay: end of ${flags.replay} (${formatCount(lines)} lines)`);
+        }
+        break;
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof FinnhubAuthError)) throw error;
+    con.log(`error: ${error.message}`);
+    exitCode = 2;
+  }
+
+  // Stop: the source is done; flush what is queued, then leave.
+  const undelivered = await pub.close(flags.flushTimeout * 1000);
+  recorder?.close();
+  clearInterval(statusTimer);
+  await Promise.race([producer.disconnect().catch(() => {}), sleep(2_000)]);
+  refresh();
+  con.close(formatSummary(source, Date.now() - started, counters));
+  if (undelivered > 0) {
+    const recorded = recorder ? `; every frame received is in ${flags.record}` : "";
+    console.error(
+      `error: ${formatCount(undelivered)} trades were not acknowledged by Kafka within ` +
+        `--flush-timeout=${flags.flushTimeout} s (broker unreachable?)${recorded}`,
+    );
+    return exitCode || 1;
+  }
+  return exitCode;
+}
+
+export async function main(args: readonly string[]): Promise<void> {
+  let code: number;
+  try {
+    code = await run(args, readEnv());
+  } catch (error) {
+    if (error instanceof FlagError || error instanceof ConfigError) exitWithError(error.message, 2);
+    exitWithError(error instanceof Error ? redact(error.message) : String(error), 1);
+  }
+  // kafkajs keeps timers of its own; the run is over, so leave now.
+  Deno.exit(code);
+}
+
+if (import.meta.main) await main(Deno.args);
