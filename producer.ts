@@ -233,12 +233,24 @@ function describeSource(source: Source, flags: Flags, config: Config, seed: numb
     case "finnhub":
       return `finnhub (${redact(config.finnhubWsUrl)})`;
     case "sim":
-      return `sim (seed ${seed}, ${flags.rate ?? 50} trades/s; prices are simulated)`;
+      return `sim (seed ${seed}, ${
+        flags.rate === "max" ? "max rate" : `${flags.rate ?? 50} trades/s`
+      }; prices are simulated)`;
     case "replay":
       return `replay of ${flags.replay} at ${flags.speed ?? 1}x, trade times ${
         flags.keepTimes ? "as recorded" : "shifted to now"
       }`;
   }
+}
+
+/** Why a recording cannot be opened, in the user's terms. */
+function fileHint(error: unknown, access: "read" | "write"): string {
+  if (error instanceof Deno.errors.NotCapable) {
+    return ` (the produce task may ${access} recordings only in recordings/: put it there, ` +
+      `or widen --allow-${access} in deno.json)`;
+  }
+  if (error instanceof Deno.errors.NotFound) return " (no such file or folder)";
+  return error instanceof Error ? `: ${error.message}` : "";
 }
 
 /** Runs the producer; resolves to the exit code. */
@@ -257,8 +269,8 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
   if (flags.replay) {
     try {
       await Deno.stat(flags.replay);
-    } catch {
-      throw new FlagError(`--replay: cannot read "${flags.replay}"`);
+    } catch (error) {
+      throw new FlagError(`--replay: cannot read "${flags.replay}"${fileHint(error, "read")}`);
     }
   }
   const seed = flags.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
@@ -295,6 +307,16 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
     } catch { /* SIGTERM is not available on Windows */ }
   }
 
+  let recorder: Recorder | undefined;
+  if (flags.record) {
+    try {
+      recorder = await openRecorder(flags.record, source === "sim" ? "sim" : "finnhub", con.log);
+    } catch (error) {
+      con.close();
+      console.error(`error: --record: cannot write "${flags.record}"${fileHint(error, "write")}`);
+      return 2;
+    }
+  }
   con.log(
     `producer: ${describeSource(source, flags, config, seed)} -> topic ${config.topic} on ` +
       `${config.brokers.join(",")}, ${config.symbols.length} symbols`,
@@ -313,6 +335,7 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
     );
     await admin.disconnect();
   } catch (error) {
+    recorder?.close();
     con.close();
     const reason = error instanceof Error ? error.message : String(error);
     console.error(
@@ -336,17 +359,6 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
   const lastTradeAt = new Map<string, number>();
   const rejectLimiter = createLimiter(Math.max(flags.statusInterval, 5) * 1000);
   const started = Date.now();
-
-  let recorder: Recorder | undefined;
-  if (flags.record) {
-    try {
-      recorder = await openRecorder(flags.record, source === "sim" ? "sim" : "finnhub", con.log);
-    } catch (error) {
-      con.close();
-      console.error(`error: --record: cannot write "${flags.record}": ${(error as Error).message}`);
-      return 2;
-    }
-  }
 
   const accept = (trades: Trade[], receivedAt: number, recordSource: Source) => {
     if (flags.limit !== undefined) {

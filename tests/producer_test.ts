@@ -1,0 +1,302 @@
+/**
+ * The producer as a user runs it: a separate process with the produce task's own
+ * permissions, against the real broker and the fake Finnhub server. What reached
+ * Kafka is read back with kcat, as any other tool would read it.
+ */
+
+import assert from "node:assert/strict";
+import type { Admin } from "kafkajs";
+import { decodeTrade, isRejection, type TradeRecord } from "../trade.ts";
+import { FakeFinnhub, type WireTrade } from "./fake_finnhub.ts";
+import { BROKERS, withTopic } from "./kafka_helpers.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const SYMBOLS = ["AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1"];
+
+/** The produce task's flags from deno.json, with recordings allowed in `dir` instead. */
+async function taskFlags(dir: string): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  const words: string[] = config.tasks.produce.split(" ");
+  assert.deepEqual(words.slice(0, 2), ["deno", "run"]);
+  assert.equal(words.at(-1), "producer.ts");
+  return words.slice(2, -1)
+    .filter((word) => word !== "--env-file") // a developer's .env must not steer the tests
+    .map((word) => word.replace(/^(--allow-(?:read|write))=recordings$/, `$1=${dir}`));
+}
+
+interface Run {
+  child: Deno.ChildProcess;
+  /** Resolves when the process has ended, with everything it printed. */
+  done: Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+async function startProducer(
+  args: string[],
+  env: Record<string, string>,
+  dir: string,
+): Promise<Run> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...await taskFlags(dir), "producer.ts", ...args],
+    cwd: ROOT,
+    env: { KAFKA_BROKERS: BROKERS, FINNHUB_TOKEN: "", SOURCE: "", NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const text = (stream: ReadableStream<Uint8Array>) => new Response(stream).text();
+  const done = Promise.all([child.status, text(child.stdout), text(child.stderr)])
+    .then(([status, stdout, stderr]) => ({ code: status.code, stdout, stderr }));
+  return { child, done };
+}
+
+async function runProducer(args: string[], env: Record<string, string> = {}) {
+  const dir = await Deno.makeTempDir();
+  try {
+    return await (await startProducer(args, env, dir)).done;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+interface Kept {
+  key: string;
+  ts: number;
+  headers: Record<string, string>;
+  partition: number;
+  record: TradeRecord;
+}
+
+/** Every record of `topic`, via kcat's JSON envelope. */
+async function readTopic(topic: string): Promise<Kept[]> {
+  const output = await new Deno.Command("kcat", {
+    args: ["-C", "-b", BROKERS, "-t", topic, "-e", "-q", "-J"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  return new TextDecoder().decode(output.stdout).split("\n").filter((line) => line !== "").map(
+    (line) => {
+      const envelope = JSON.parse(line);
+      const headers: Record<string, string> = {};
+      for (let i = 0; i < envelope.headers.length; i += 2) {
+        headers[envelope.headers[i]] = envelope.headers[i + 1];
+      }
+      const record = decodeTrade(envelope.payload);
+      assert.ok(!isRejection(record), `not a trade record: ${envelope.payload}`);
+      return { key: envelope.key, ts: envelope.ts, headers, partition: envelope.partition, record };
+    },
+  );
+}
+
+async function recordCount(admin: Admin, topic: string): Promise<number> {
+  const offsets = await admin.fetchTopicOffsets(topic);
+  return offsets.reduce((sum, partition) => sum + Number(partition.high), 0);
+}
+
+async function waitForCount(admin: Admin, topic: string, count: number, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  let seen = 0;
+  while ((seen = await recordCount(admin, topic)) < count) {
+    if (Date.now() > deadline) throw new Error(`${seen} of ${count} records in ${topic}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return seen;
+}
+
+/** Per symbol, the fake's volumes (its sequence numbers) in the order Kafka holds them. */
+function bySymbol(entries: { symbol: string; volume: number }[]): Map<string, number[]> {
+  const map = new Map<string, number[]>();
+  for (const { symbol, volume } of entries) map.set(symbol, [...map.get(symbol) ?? [], volume]);
+  return map;
+}
+
+const wireToRecord = (trade: WireTrade) => ({
+  symbol: trade.s,
+  price: trade.p,
+  volume: trade.v,
+  time: trade.t,
+  ...(trade.c ? { conditions: trade.c } : {}),
+});
+
+Deno.test("finnhub -> Kafka: every trade once, in order, keyed and timestamped; replayable", async (t) => {
+  const fake = new FakeFinnhub();
+  const dir = await Deno.makeTempDir();
+  const recording = `${dir}/session.ndjson`;
+  let live: Run | undefined;
+  try {
+    await withTopic(3, async (topic, _kafka, admin) => {
+      live = await startProducer(
+        [`--topic=${topic}`, `--symbols=${SYMBOLS.join(",")}`, `--record=${recording}`],
+        { FINNHUB_TOKEN: fake.token, FINNHUB_WS_URL: fake.url },
+        dir,
+      );
+      await t.step("streams through junk, a server close and a dropped connection", async () => {
+        await fake.waitForSubscribed(1, SYMBOLS, 20_000);
+        assert.deepEqual(fake.subscribes[0], SYMBOLS, "one subscribe per symbol, in order");
+        fake.ping();
+        fake.sendUnique(SYMBOLS, 200); // one frame, four symbols
+        fake.sendRaw("{not json");
+        fake.sendRaw('{"type":"news","data":[]}');
+        fake.sendRaw(`{"type":"trade","data":[{"s":"AAPL","p":-1,"t":${Date.now()},"v":1}]}`);
+        fake.error("Subscribing to too many symbols");
+        fake.sendTrades([{ s: "OANDA:EUR_USD", p: 1.08512, t: Date.now(), v: 0 }]);
+        await waitForCount(admin, topic, fake.sent.length);
+
+        fake.closeClients(1001, "restart");
+        await fake.waitForSubscribed(2, SYMBOLS);
+        await fake.stream({ symbols: SYMBOLS, rate: 5000, count: 3000 });
+        await waitForCount(admin, topic, fake.sent.length);
+
+        await fake.drop();
+        await fake.waitForSubscribed(3, SYMBOLS);
+        fake.sendUnique(SYMBOLS, 100);
+        await waitForCount(admin, topic, fake.sent.length);
+      });
+
+      await t.step("SIGTERM flushes and exits 0 with a true summary", async () => {
+        live!.child.kill("SIGTERM");
+        const { code, stdout, stderr } = await live!.done;
+        assert.equal(code, 0, stderr);
+        const n = fake.sent.length.toLocaleString("en-US");
+        assert.match(stdout, new RegExp(`received ${n}, acked ${n} .*queued 0, dropped 0`));
+        assert.match(stdout, /rejected 3 \((?=.*not-json 1)(?=.*unknown-type 1)(?=.*bad-price 1)/);
+        assert.match(stdout, /reconnects 2/);
+        assert.match(stderr, /too many symbols \(this connection asked for 4 symbols/);
+        assert.ok(!`${stdout}${stderr}`.includes(fake.token), "the token is never printed");
+      });
+
+      await t.step(
+        "Kafka holds exactly what was sent: once, in order, keyed, timestamped",
+        async () => {
+          const kept = await readTopic(topic);
+          assert.equal(kept.length, fake.sent.length, "nothing lost, nothing doubled");
+          const sentByVolume = new Map(fake.sent.map((trade) => [trade.v, trade]));
+          for (const { key, ts, headers, record } of kept) {
+            const sent = sentByVolume.get(record.volume)!;
+            assert.deepEqual(record, { ...wireToRecord(sent), source: "finnhub" });
+            assert.equal(key, sent.s);
+            assert.equal(ts, sent.t, "record timestamp = trade time");
+            assert.equal(headers.source, "finnhub");
+            assert.ok(Number(headers["received-at"]) >= sent.t);
+          }
+          const inKafka = bySymbol(kept.map(({ record }) => record));
+          assert.deepEqual(inKafka, bySymbol(fake.sent.map((t) => ({ symbol: t.s, volume: t.v }))));
+          const partitions = new Map(kept.map(({ key, partition }) => [key, partition]));
+          for (const { key, partition } of kept) assert.equal(partition, partitions.get(key));
+        },
+      );
+    });
+
+    await t.step("the recording replays to the same trades, marked replay", async () => {
+      await withTopic(1, async (topic) => {
+        const replayStart = Date.now();
+        // The task may read recordings only where it may write them: here, `dir`.
+        const replay = await startProducer(
+          [`--replay=${recording}`, "--speed=max", `--topic=${topic}`, "--status-interval=0"],
+          {},
+          dir,
+        );
+        const result = await replay.done;
+        assert.equal(result.code, 0, result.stderr);
+        assert.match(result.stdout, /rejected 3 /, "the junk is refused again, and counted");
+        const kept = await readTopic(topic);
+        assert.deepEqual(
+          kept.map(({ record }) => ({ ...record, time: 0 })),
+          fake.sent.map((trade) => ({ ...wireToRecord(trade), time: 0, source: "replay" })),
+        );
+        for (const { ts, headers, record } of kept) {
+          assert.equal(headers.source, "replay");
+          assert.equal(ts, record.time);
+          assert.ok(record.time >= replayStart - 5_000, "times are shifted to the replay");
+        }
+      });
+    });
+  } finally {
+    if (live) {
+      try {
+        live.child.kill("SIGKILL");
+      } catch { /* already ended */ }
+      await live.done;
+    }
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a refused token ends the producer with code 2 and one line, without retrying", async () => {
+  const fake = new FakeFinnhub();
+  try {
+    await withTopic(1, async (topic) => {
+      const { code, stdout, stderr } = await runProducer(
+        ["--source=finnhub", `--topic=${topic}`, "--status-interval=0"],
+        { FINNHUB_TOKEN: "revoked-secret-key", FINNHUB_WS_URL: fake.url },
+      );
+      assert.equal(code, 2);
+      const errors = stderr.split("\n").filter((line) => line.startsWith("error:"));
+      assert.equal(errors.length, 1, stderr);
+      assert.match(errors[0], /^error: Finnhub refused the token \(HTTP 401/);
+      assert.equal(fake.unauthorized, 1, "no retry loop");
+      assert.ok(!`${stdout}${stderr}`.includes("revoked-secret-key"));
+    });
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("the simulated market: --limit trades, marked sim, repeatable with --seed", async () => {
+  const run = (topic: string) =>
+    runProducer([
+      "--source=sim",
+      "--rate=max",
+      "--limit=3000",
+      "--seed=7",
+      `--topic=${topic}`,
+      "--symbols=AAPL,BINANCE:BTCUSDT,OANDA:EUR_USD",
+    ]);
+  const [first, second] = await withTopic(3, (a) =>
+    withTopic(3, async (b) => {
+      for (const topic of [a, b]) {
+        const { code, stdout, stderr } = await run(topic);
+        assert.equal(code, 0, stderr);
+        assert.match(stdout, /received 3,000, acked 3,000 .*queued 0, dropped 0, rejected 0/);
+        assert.match(stderr, /seed 7, max rate; prices are simulated/);
+      }
+      return [await readTopic(a), await readTopic(b)];
+    }));
+  assert.equal(first.length, 3000);
+  for (const { key, ts, headers, record } of first) {
+    assert.equal(headers.source, "sim");
+    assert.equal(record.source, "sim");
+    assert.equal(key, record.symbol);
+    assert.equal(ts, record.time);
+  }
+  const content = (kept: Kept[]) =>
+    kept.map(({ record }) => [record.symbol, record.price, record.volume]).sort();
+  assert.deepEqual(content(second), content(first), "same seed, same market");
+});
+
+Deno.test("bad flags and settings: one line, exit code 2, before touching anything", async (t) => {
+  const cases: [string[], Record<string, string>, RegExp][] = [
+    [["--rate=fast"], {}, /^error: --rate: "fast" is not a positive number$/],
+    [["--bogus"], {}, /^error: unknown flag --bogus \(see --help\)$/],
+    [["--source=replay"], {}, /^error: --source=replay needs --replay=FILE/],
+    [["--source=sim", "--speed=2"], {}, /^error: --speed applies to --source=replay, not sim$/],
+    [["--source=finnhub"], {}, /^error: FINNHUB_TOKEN: is needed for the finnhub source/],
+    [
+      ["--replay=/etc/hostname"],
+      {},
+      /^error: --replay: cannot read "\/etc\/hostname" \(the produce task may read recordings only in recordings\//,
+    ],
+    [[], { KAFKA_PARTITIONS: "zero" }, /^error: KAFKA_PARTITIONS: "zero" is not a whole number/],
+  ];
+  for (const [args, env, expected] of cases) {
+    await t.step(args.join(" ") || JSON.stringify(env), async () => {
+      const { code, stdout, stderr } = await runProducer(args, env);
+      assert.equal(code, 2, stderr);
+      assert.equal(stdout, "");
+      const lines = stderr.split("\n").filter((line) => line !== "");
+      assert.equal(lines.length, 1, stderr);
+      assert.match(lines[0], expected);
+    });
+  }
+});

@@ -1,0 +1,131 @@
+/**
+ * The queue's own rules, with a sink that fails or stalls on command. (The real
+ * broker is exercised end to end in producer_test.ts.)
+ */
+
+import assert from "node:assert/strict";
+import type { Message } from "kafkajs";
+import { createPublisher, toMessages } from "../publisher.ts";
+import type { Trade } from "../trade.ts";
+
+function trades(from: number, count: number): Trade[] {
+  return Array.from({ length: count }, (_, i) => ({
+    symbol: ["AAPL", "MSFT"][(from + i) % 2],
+    price: 100,
+    volume: from + i,
+    time: 1_700_000_000_000 + from + i,
+  }));
+}
+
+const volumes = (messages: Message[]) =>
+  messages.map((message) => JSON.parse(String(message.value)).volume);
+
+/** A sink that records batches; `fail` failures first; `gate` holds sends until opened. */
+function sink(fail = 0) {
+  const batches: Message[][] = [];
+  let open: () => void = () => {};
+  let gate: Promise<void> | undefined;
+  let calls = 0;
+  return {
+    batches,
+    get calls() {
+      return calls;
+    },
+    hold() {
+      gate = new Promise((resolve) => open = resolve);
+    },
+    release() {
+      gate = undefined;
+      open();
+    },
+    async send(messages: Message[]) {
+      calls++;
+      if (gate) await gate;
+      if (fail-- > 0) throw new Error("broker unreachable");
+      batches.push(messages);
+    },
+  };
+}
+
+Deno.test("records carry key, timestamp and headers", () => {
+  const [message] = toMessages(trades(7, 1), "replay", 1_700_000_000_999);
+  assert.equal(message.key, "MSFT");
+  assert.equal(message.timestamp, "1700000000007");
+  assert.deepEqual(message.headers, { "received-at": "1700000000999", source: "replay" });
+  assert.equal(JSON.parse(String(message.value)).source, "replay");
+});
+
+Deno.test("frames queued together go in one send; batches respect the byte limit", async () => {
+  const s = sink();
+  const publisher = createPublisher(s, { capacity: 10_000, maxBatchBytes: 20_000, log: () => {} });
+  for (let i = 0; i < 10; i++) publisher.enqueue(trades(i * 10, 10), "sim", 1);
+  await publisher.drained();
+  assert.deepEqual(s.batches.map((batch) => batch.length), [100]);
+  for (let i = 0; i < 10; i++) publisher.enqueue(trades(1000 + i * 100, 100), "sim", 1);
+  await publisher.drained();
+  const sizes = s.batches.slice(1).map((batch) => batch.length);
+  assert.ok(sizes.length > 1 && sizes.every((size) => size < 200), `${sizes}`);
+  assert.equal(sizes.reduce((a, b) => a + b), 1000);
+  assert.equal(await publisher.close(1000), 0);
+});
+
+Deno.test("a failing broker: trades wait and then go out once, in order", async () => {
+  const s = sink(3);
+  const logs: string[] = [];
+  const publisher = createPublisher(s, { capacity: 10_000, log: (line) => logs.push(line) });
+  publisher.enqueue(trades(0, 5), "finnhub", 1);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  publisher.enqueue(trades(5, 5), "finnhub", 2);
+  await publisher.drained();
+  assert.deepEqual(volumes(s.batches.flat()), Array.from({ length: 10 }, (_, i) => i));
+  assert.equal(publisher.stats.sendErrors, 3);
+  assert.equal(publisher.stats.acked, 10);
+  assert.equal(logs.filter((line) => line.includes("send failed")).length, 1, "logged once");
+  assert.equal(await publisher.close(1000), 0);
+});
+
+Deno.test("a full queue drops new trades, counts them and says so", async () => {
+  const s = sink();
+  s.hold();
+  const logs: string[] = [];
+  const publisher = createPublisher(s, { capacity: 100, log: (line) => logs.push(line) });
+  assert.equal(publisher.enqueue(trades(0, 60), "finnhub", 1), 0);
+  assert.equal(publisher.enqueue(trades(60, 60), "finnhub", 1), 20);
+  assert.equal(publisher.enqueue(trades(120, 10), "finnhub", 1), 10);
+  assert.equal(publisher.stats.dropped, 30);
+  assert.equal(publisher.queued(), 100);
+  assert.equal(logs.length, 1, "one line per interval, not one per frame");
+  assert.match(logs[0], /queue full \(100 trades waiting for Kafka\): dropped 20 trades so far/);
+  s.release();
+  await publisher.drained();
+  // What was kept is a prefix in order: nothing reordered around the hole.
+  assert.deepEqual(volumes(s.batches.flat()), Array.from({ length: 100 }, (_, i) => i));
+  assert.equal(await publisher.close(1000), 0);
+});
+
+Deno.test("close waits a bounded time and reports what Kafka never took", async () => {
+  const s = sink();
+  s.hold();
+  const publisher = createPublisher(s, { capacity: 1000, log: () => {} });
+  publisher.enqueue(trades(0, 42), "sim", 1);
+  const started = Date.now();
+  assert.equal(await publisher.close(200), 42);
+  const waited = Date.now() - started;
+  assert.ok(waited >= 190 && waited < 1000, `waited ${waited} ms`);
+});
+
+Deno.test("waitForRoom holds a fast source until the queue is short again", async () => {
+  const s = sink();
+  s.hold();
+  const publisher = createPublisher(s, { capacity: 1000, maxBatch: 50, log: () => {} });
+  publisher.enqueue(trades(0, 400), "sim", 1);
+  let resumed = false;
+  const waiting = publisher.waitForRoom().then(() => resumed = true);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(resumed, false, "400 queued is above the low-water mark of 4 batches");
+  s.release();
+  await waiting;
+  assert.ok(publisher.queued() <= 200);
+  await publisher.drained();
+  assert.equal(await publisher.close(1000), 0);
+});
