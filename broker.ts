@@ -18,7 +18,6 @@ const STATE_FILE = new URL("broker.json", HOME);
 const DATA_DIR = new URL("data/", HOME);
 const LOG_FILE = new URL("logs/server.log", HOME);
 const CLASSPATH_FILE = new URL("classpath.txt", HOME);
-const PROPERTIES_FILE = new URL("server.properties", HOME);
 const POM_FILE = new URL("./broker/pom.xml", import.meta.url);
 const COMPOSE_FILE = new URL("./docker/compose.yml", import.meta.url);
 const START_TIMEOUT_MS = 90_000;
@@ -133,8 +132,8 @@ function isLocalHost(host: string): boolean {
   return ["127.0.0.1", "localhost", "[::1]"].includes(host);
 }
 
-function serverProperties(port: number): string {
-  const data = decodeURIComponent(DATA_DIR.pathname);
+function serverProperties(port: number, dataDir: URL): string {
+  const data = decodeURIComponent(dataDir.pathname);
   return [
     "# Written by broker.ts: a single KRaft node for local runs and tests.",
     "process.roles=broker,controller",
@@ -202,14 +201,19 @@ async function resolveClasspath(): Promise<string> {
     `-Dmdep.outputFile=${CLASSPATH_FILE.pathname}`,
   ]);
   if (!result || result.code !== 0) {
-    exitWithError(`Maven could not resolve the Kafka jars:\n${lastLines(result?.output ?? "")}`);
+    throw new BrokerStartError(
+      `Maven could not resolve the Kafka jars:\n${lastLines(result?.output ?? "")}`,
+    );
   }
+  // Maven leaves an unchanged file untouched: mark it fresh, or every start resolves again.
+  const now = new Date();
+  await Deno.utime(CLASSPATH_FILE, now, now);
   return (await Deno.readTextFile(CLASSPATH_FILE)).trim();
 }
 
-async function formatStorage(classpath: string): Promise<void> {
+async function formatStorage(classpath: string, dataDir: URL, properties: URL): Promise<void> {
   try {
-    await Deno.stat(new URL("meta.properties", DATA_DIR));
+    await Deno.stat(new URL("meta.properties", dataDir));
     return; // formatted on an earlier run: keep the topics
   } catch { /* first run */ }
   const result = await run("java", [
@@ -220,16 +224,18 @@ async function formatStorage(classpath: string): Promise<void> {
     "-t",
     randomClusterId(),
     "-c",
-    PROPERTIES_FILE.pathname,
+    decodeURIComponent(properties.pathname),
   ]);
   if (!result || result.code !== 0) {
-    exitWithError(`formatting Kafka storage failed:\n${lastLines(result?.output ?? "")}`);
+    throw new BrokerStartError(
+      `formatting Kafka storage failed:\n${lastLines(result?.output ?? "")}`,
+    );
   }
 }
 
-async function readLog(): Promise<string> {
+async function readLog(logFile: URL): Promise<string> {
   try {
-    return await Deno.readTextFile(LOG_FILE);
+    return await Deno.readTextFile(logFile);
   } catch {
     return "";
   }
@@ -252,71 +258,147 @@ async function waitForKafka(port: number, isAlive: () => boolean): Promise<boole
   return false;
 }
 
-async function startNative(port: number): Promise<void> {
-  await requireJavaAndMaven();
-  await Deno.mkdir(new URL("logs/", HOME), { recursive: true });
-  await Deno.mkdir(DATA_DIR, { recursive: true });
-  const classpath = await resolveClasspath();
-  await Deno.writeTextFile(PROPERTIES_FILE, serverProperties(port));
-  await formatStorage(classpath);
-  await Deno.writeTextFile(LOG_FILE, ""); // each start gets a fresh log
+/** A native broker started by startNativeBroker: its JVM, and the means to end it. */
+export interface NativeBroker {
+  readonly pid: number;
+  readonly port: number;
+  /** Resolves when the JVM has exited. */
+  readonly exited: Promise<Deno.CommandStatus>;
+  /** Sends `signal` (SIGTERM by default) and waits for the JVM to exit. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+  /** Lets the JVM outlive this process (the CLI); the broker is then stopped by pid. */
+  detach(): void;
+}
+
+export interface NativeBrokerOptions {
+  /** PLAINTEXT port; the controller listens on port + 1. */
+  readonly port: number;
+  /** Holds server.properties, data/ (formatted on first start) and logs/server.log. */
+  readonly dir: string | URL;
+  /** Jar classpath; default: the one cached in .kafka/classpath.txt (resolved if stale). */
+  readonly classpath?: string;
+  /** More server properties, e.g. shorter timeouts for tests; they override the defaults. */
+  readonly properties?: Readonly<Record<string, string | number>>;
+  /** Called with the pid once the JVM is spawned, before it answers. */
+  readonly onSpawn?: (pid: number) => Promise<void> | void;
+}
+
+/** Why a native broker did not come up; the message ends with the last lines of its log. */
+export class BrokerStartError extends Error {
+  override name = "BrokerStartError";
+}
+
+/**
+ * Starts one KRaft node on 127.0.0.1:`port` with its files under `dir`, and resolves
+ * once it answers as Kafka. Restarting on the same `dir` keeps its topics. The CLI
+ * uses `.kafka/`; the fault tests start a private one they can kill.
+ */
+export async function startNativeBroker(options: NativeBrokerOptions): Promise<NativeBroker> {
+  const dir = options.dir instanceof URL
+    ? options.dir.href
+    : new URL(options.dir, `file://${Deno.cwd()}/`).href;
+  const home = new URL(dir.endsWith("/") ? dir : `${dir}/`);
+  const dataDir = new URL("data/", home);
+  const logFile = new URL("logs/server.log", home);
+  const propertiesFile = new URL("server.properties", home);
+  const { port } = options;
+  await Deno.mkdir(new URL("logs/", home), { recursive: true });
+  await Deno.mkdir(dataDir, { recursive: true });
+  const classpath = options.classpath ?? await resolveClasspath();
+  const extra = Object.entries(options.properties ?? {}).map(([key, value]) => `${key}=${value}\n`);
+  await Deno.writeTextFile(propertiesFile, serverProperties(port, dataDir) + extra.join(""));
+  await formatStorage(classpath, dataDir, propertiesFile);
+  await Deno.writeTextFile(logFile, ""); // each start gets a fresh log
   const child = new Deno.Command("java", {
     args: [
       "-Xms256m",
       "-Xmx1g",
       "-XX:+UseG1GC",
       "-Djava.awt.headless=true",
-      `-Dorg.slf4j.simpleLogger.logFile=${LOG_FILE.pathname}`,
+      `-Dorg.slf4j.simpleLogger.logFile=${decodeURIComponent(logFile.pathname)}`,
       "-Dorg.slf4j.simpleLogger.showDateTime=true",
       "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd HH:mm:ss,SSS",
       "-cp",
       classpath,
       "kafka.Kafka",
-      PROPERTIES_FILE.pathname,
+      decodeURIComponent(propertiesFile.pathname),
     ],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
   }).spawn();
   let alive = true;
-  let exitCode = 0;
-  child.status.then((status) => {
+  const exited = child.status.then((status) => {
     alive = false;
-    exitCode = status.code;
+    return status;
   });
   // The JVM's own stderr (a bad classpath, an unsupported flag) says why it died.
   let stderr = "";
   const stderrDone = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
     new WritableStream({ write: (chunk) => void (stderr = (stderr + chunk).slice(-8192)) }),
   ).catch(() => {});
-  const state: BrokerState = {
-    mode: "native",
-    port,
-    pid: child.pid,
-    startedAt: new Date().toISOString(),
+  const stop = async (signal: Deno.Signal = "SIGTERM") => {
+    try {
+      if (alive) child.kill(signal);
+    } catch { /* exited meanwhile */ }
+    const status = await exited;
+    await stderrDone;
+    return status;
   };
-  await Deno.writeTextFile(STATE_FILE, JSON.stringify(state, null, 2) + "\n");
-  console.log(
-    `Starting Apache Kafka ${KAFKA_VERSION} natively on 127.0.0.1:${port} (pid ${child.pid})…`,
-  );
+  await options.onSpawn?.(child.pid);
 
   if (!(await waitForKafka(port, () => alive))) {
-    if (alive) child.kill("SIGKILL");
-    await child.status;
-    await stderrDone;
-    await Deno.remove(STATE_FILE).catch(() => {});
-    const why = alive
+    const wasAlive = alive;
+    const { code } = await stop("SIGKILL");
+    const why = wasAlive
       ? `did not answer within ${START_TIMEOUT_MS / 1000} s`
-      : `exited with code ${exitCode}`;
-    exitWithError(
-      `the broker ${why}; last lines of ${relative(LOG_FILE)}:\n${
-        lastLines(stderr + (await readLog()), 12)
+      : `exited with code ${code}`;
+    throw new BrokerStartError(
+      `the broker ${why}; last lines of ${relative(logFile)}:\n${
+        lastLines(stderr + (await readLog(logFile)), 12)
       }`,
     );
   }
-  // Let the JVM outlive this script; its stderr is closed along with us.
-  child.unref();
-  child.stderr.cancel().catch(() => {});
+  return {
+    pid: child.pid,
+    port,
+    exited,
+    stop,
+    detach() {
+      // Its stderr is closed along with us.
+      child.unref();
+      child.stderr.cancel().catch(() => {});
+    },
+  };
+}
+
+async function startNative(port: number): Promise<void> {
+  await requireJavaAndMaven();
+  let broker: NativeBroker;
+  try {
+    broker = await startNativeBroker({
+      port,
+      dir: HOME,
+      async onSpawn(pid) {
+        const state: BrokerState = {
+          mode: "native",
+          port,
+          pid,
+          startedAt: new Date().toISOString(),
+        };
+        await Deno.writeTextFile(STATE_FILE, JSON.stringify(state, null, 2) + "\n");
+        console.log(
+          `Starting Apache Kafka ${KAFKA_VERSION} natively on 127.0.0.1:${port} (pid ${pid})…`,
+        );
+      },
+    });
+  } catch (error) {
+    await Deno.remove(STATE_FILE).catch(() => {});
+    if (error instanceof BrokerStartError) exitWithError(error.message);
+    throw error;
+  }
+  // Let the JVM outlive this script.
+  broker.detach();
   console.log(
     `Kafka is up at 127.0.0.1:${port}. Logs: ${relative(LOG_FILE)}  Stop: deno task kafka:stop`,
   );
