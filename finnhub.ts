@@ -307,7 +307,7 @@ export function createFinnhubClient(options: FinnhubOptions) {
         state.since = outcome.openedAt;
         state.subscribed = options.symbols.length;
         if (lostAt === 0) {
-          log(`finnhub: connected to ${shownUrl}, subscribed to ${state.subscribed} symbols`);
+          log(`finnhub: connected to ${shownUrl} and subscribed to ${state.subscribed} symbols`);
         } else {
           state.reconnects++;
           log(
@@ -383,7 +383,7 @@ export function createFinnhubClient(options: FinnhubOptions) {
           log(`finnhub: connection lost after ${seconds(lived)}: ${outcome.reason}${hint}`);
           lostAt = Date.now();
         } else if (attempt === 0 || attempt % 5 === 0) {
-          log(`finnhub: cannot connect to ${shownUrl}: ${outcome.reason}`);
+          log(`finnhub: cannot connect to ${shownUrl} (${outcome.reason})`);
         }
         if (!await sleep(backoffDelay(attempt++, backoff), options.signal)) return;
       }

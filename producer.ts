@@ -281,10 +281,10 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
   controller.signal.addEventListener("abort", () => sourceStop.abort(), { once: true });
   // The signal handler is armed before the queue exists; it reads the queue through this.
   const live: { publisher?: Publisher } = {};
-  let signals = 0;
+  let firstSignalAt = 0;
   const onSignal = () => {
-    signals++;
-    if (signals === 1) {
+    if (firstSignalAt === 0) {
+      firstSignalAt = Date.now();
       con.log(
         `stopping: flushing ${
           formatCount(live.publisher?.queued() ?? 0)
@@ -293,6 +293,9 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
       controller.abort();
       return;
     }
+    // A wrapper (deno task, timeout) may pass on the same Ctrl-C the process got
+    // itself: only a second, later signal means "quit now".
+    if (Date.now() - firstSignalAt < 1000) return;
     con.close();
     console.error(
       `error: stopped before the flush: ${
