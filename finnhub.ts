@@ -209,7 +209,9 @@ export function createFinnhubClient(options: FinnhubOptions) {
   const deadAfterMs = options.deadAfterMs ?? 150_000;
   const silentAfterMs = options.silentAfterMs ?? 120_000;
   const backoff = options.backoff ?? DEFAULT_BACKOFF;
-  const log = (line: string) => options.log(redact(line).replaceAll(options.token, "***"));
+  // redact() hides `token=…`; the token alone (say, echoed in an error) is hidden too.
+  const hide = (line: string) => options.token ? line.replaceAll(options.token, "***") : line;
+  const log = (line: string) => options.log(hide(redact(line)));
   const shownUrl = redact(finnhubUrl(options.url, options.token));
   const state: FinnhubState = {
     connected: false,

@@ -92,22 +92,10 @@ export class FlagError extends Error {
   override name = "FlagError";
 }
 
-const VALUE_FLAGS = new Set([
-  "source",
-  "replay",
-  "symbols",
-  "topic",
-  "seed",
-  "rate",
-  "limit",
-  "speed",
-  "record",
-  "status-interval",
-  "queue",
-  "flush-timeout",
-  "dead-after",
-  "silent-after",
-]);
+const VALUE_FLAGS = new Set(
+  ("source replay symbols topic seed rate limit speed record status-interval queue " +
+    "flush-timeout dead-after silent-after").split(" "),
+);
 const BOOLEAN_FLAGS = new Set(["keep-times", "help"]);
 
 function positive(name: string, value: string, integer: boolean, allowZero = false): number {
@@ -470,9 +458,9 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
       }
     }
   } catch (error) {
-    if (!(error instanceof FinnhubAuthError)) throw error;
-    con.log(`error: ${error.message}`);
-    exitCode = 2;
+    // Whatever stopped the source, what was received still goes to Kafka below.
+    con.log(`error: ${error instanceof Error ? redact(error.message) : String(error)}`);
+    exitCode = error instanceof FinnhubAuthError ? 2 : 1;
   }
 
   // Stop: the source is done; flush what is queued, then leave.

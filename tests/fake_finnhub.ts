@@ -173,6 +173,17 @@ export class FakeFinnhub {
     return any;
   }
 
+  /** A binary frame (Finnhub sends text only; a client must refuse these). */
+  sendBinary(bytes: Uint8Array): boolean {
+    let any = false;
+    for (const client of this.#clients) {
+      if (this.silent || client.socket.readyState !== WebSocket.OPEN) continue;
+      client.socket.send(bytes);
+      any = true;
+    }
+    return any;
+  }
+
   /** One trade frame; the trades count as sent only if a client got the frame. */
   sendTrades(trades: WireTrade[]): boolean {
     const delivered = this.sendRaw(JSON.stringify({ type: "trade", data: trades }));

@@ -122,8 +122,10 @@ Deno.test("finnhub client against the fake server", async (t) => {
       await fake.waitForSubscribed(fake.connections + 1, SYMBOLS);
       assert.deepEqual(fake.current, SYMBOLS);
       fake.ping();
+      fake.sendBinary(new Uint8Array([0xff, 0xfe, 0x7b]));
       const sent = fake.sendUnique(SYMBOLS, 6);
       await until(() => h.trades.length === 6, "6 trades");
+      assert.deepEqual(h.rejects, ["binary-frame"]);
       assert.deepEqual(
         h.trades.map((trade) => [trade.symbol, trade.volume, trade.conditions]),
         sent.map((trade) => [trade.s, trade.v, trade.c]),
