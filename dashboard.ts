@@ -30,6 +30,8 @@ export interface DashboardOptions {
   clientBufferBytes?: number;
   /** Stats and status are pushed at least this often, ms. Default 1000. */
   heartbeatMs?: number;
+  /** How long shutdown waits for clients that do not read, ms. Default 3000. */
+  shutdownGraceMs?: number;
 }
 
 export interface Dashboard {
@@ -304,10 +306,20 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
     },
   }, handle);
 
+  // A client that stopped reading keeps its response unfinished, and Deno's graceful
+  // shutdown would wait for it forever: after a grace period we stop waiting and let
+  // the process exit without it.
+  const gaveUp = Promise.withResolvers<void>();
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
   const stop = () => {
     // Open SSE responses never end by themselves: close them, or shutdown waits forever.
     hub.close();
     server.shutdown();
+    graceTimer = setTimeout(() => {
+      console.error("dashboard: a client did not take its last bytes; closing without it");
+      server.unref();
+      gaveUp.resolve();
+    }, options.shutdownGraceMs ?? 3000);
   };
   if (options.signal.aborted) stop();
   else options.signal.addEventListener("abort", stop, { once: true });
@@ -315,7 +327,8 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
   return {
     url: publicUrl(options.hostname, server.addr.port),
     notify: (symbols) => hub.notify(symbols),
-    finished: server.finished.finally(() => {
+    finished: Promise.race([server.finished, gaveUp.promise]).finally(() => {
+      clearTimeout(graceTimer);
       options.signal.removeEventListener("abort", stop);
       hub.close();
     }),

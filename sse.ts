@@ -195,6 +195,8 @@ interface Client {
 
 export interface HubMetrics {
   streams: number;
+  /** Bytes queued for clients that have not read them yet, all clients. */
+  queuedBytes: number;
   opened: number;
   refused: number;
   /** Times a client stopped reading long enough to fill its buffer. */
@@ -272,7 +274,9 @@ export class Hub {
   }
 
   metrics(): HubMetrics {
-    return { streams: this.#clients.size, ...this.#metrics };
+    let queuedBytes = 0;
+    for (const client of this.#clients) queuedBytes += client.sse.queuedBytes;
+    return { streams: this.#clients.size, queuedBytes, ...this.#metrics };
   }
 
   /**

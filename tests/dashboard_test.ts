@@ -1,0 +1,585 @@
+/**
+ * The dashboard server against the real Aggregator: what a browser receives over
+ * SSE (snapshot, deltas, resume, coalescing, slow clients), the JSON API, and the
+ * safety rules (escaping, CSP, stream cap). Browser rendering: browser_test.ts.
+ */
+
+import assert from "node:assert/strict";
+import { Aggregator, type ConsumerStatus } from "../candles.ts";
+import { CONTENT_SECURITY_POLICY, type Dashboard, serveDashboard } from "../dashboard.ts";
+import { formatEvent, parseEventId, safeJson } from "../sse.ts";
+import type { TradeRecord } from "../trade.ts";
+
+const XSS = "<img src=x onerror=alert(1)>";
+const T0 = Date.UTC(2025, 0, 6, 14, 30);
+
+function trade(symbol: string, price: number, volume: number, time: number): TradeRecord {
+  return { symbol, price, volume, time, source: "sim" };
+}
+
+function status(connected = true): ConsumerStatus {
+  return {
+    connected,
+    lag: 0,
+    latencyP50Ms: 2,
+    latencyP99Ms: 9,
+    tradesPerSecond: 10,
+    applied: 1,
+    rejected: 0,
+    tooLate: 0,
+    lastTradeAt: Date.now(),
+  };
+}
+
+function newAggregator(): Aggregator {
+  return new Aggregator({ intervalsMs: [1000, 60_000], maxCandles: 3600, maxSymbols: 100 });
+}
+
+/** A server on a free port, stopped (and awaited) after `body`. */
+async function withDashboard(
+  aggregator: Aggregator,
+  options: Partial<Parameters<typeof serveDashboard>[0]>,
+  body: (dashboard: Dashboard) => Promise<void>,
+): Promise<void> {
+  const controller = new AbortController();
+  const dashboard = serveDashboard({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+    aggregator,
+    status: () => status(),
+    ...options,
+  });
+  try {
+    await body(dashboard);
+  } finally {
+    controller.abort();
+    await dashboard.finished;
+  }
+}
+
+type Row = [number, number, number, number, number, number, number, number | null];
+interface Event {
+  id: string;
+  event: string;
+  // deno-lint-ignore no-explicit-any
+  data: any;
+  raw: string;
+}
+
+/** Reads SSE events from a response body, as EventSource would. */
+class EventReader {
+  readonly #reader: ReadableStreamDefaultReader<string>;
+  #buffer = "";
+  bytes = 0;
+
+  constructor(response: Response) {
+    assert.equal(response.status, 200);
+    this.#reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  async next(timeoutMs = 5000): Promise<Event> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const end = this.#buffer.indexOf("\n\n");
+      if (end >= 0) {
+        const raw = this.#buffer.slice(0, end);
+        this.#buffer = this.#buffer.slice(end + 2);
+        if (raw.startsWith(":")) continue; // a comment
+        const fields = new Map<string, string>();
+        for (const line of raw.split("\n")) {
+          const colon = line.indexOf(":");
+          fields.set(line.slice(0, colon), line.slice(colon + 1).trimStart());
+        }
+        return {
+          id: fields.get("id") ?? "",
+          event: fields.get("event") ?? "message",
+          data: JSON.parse(fields.get("data") ?? "null"),
+          raw,
+        };
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const read = await Promise.race([
+        this.#reader.read(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error("no SSE event in time")),
+            deadline - Date.now(),
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+      if (read.done) throw new Error("stream ended");
+      this.bytes += read.value.length;
+      this.#buffer += read.value;
+    }
+  }
+
+  async cancel(): Promise<void> {
+    await this.#reader.cancel();
+  }
+}
+
+/** What app.js keeps: candles by start, replaced whole by every newer copy. */
+class ClientView {
+  readonly rows = new Map<number, Row>();
+  snapshots = 0;
+
+  apply(event: Event): void {
+    if (event.event === "snapshot") {
+      this.rows.clear();
+      this.snapshots++;
+    }
+    for (const row of event.data.candles as Row[]) this.rows.set(row[0], row);
+  }
+
+  sorted(): Row[] {
+    return [...this.rows.values()].sort((a, b) => a[0] - b[0]);
+  }
+}
+
+function expected(aggregator: Aggregator, symbol: string, from = -Infinity): Row[] {
+  return aggregator.candles(symbol, 1000, from).map((
+    c,
+  ) => [c.start, c.open, c.high, c.low, c.close, c.volume, c.trades, c.vwap]);
+}
+
+function events(dashboard: Dashboard, query: string, init: RequestInit = {}) {
+  return fetch(new URL(`events?${query}`, dashboard.url), init);
+}
+
+Deno.test("sse wire format: one event per frame, JSON that cannot read as markup", () => {
+  assert.equal(
+    formatEvent({ id: "abcd1234-7", event: "delta", data: "{}", retry: 1000 }),
+    "retry: 1000\nid: abcd1234-7\nevent: delta\ndata: {}\n\n",
+  );
+  assert.throws(() => formatEvent({ data: "a\nb" }));
+  const text = safeJson({ symbol: XSS, note: "a & b" });
+  assert.ok(!/[<>&]/.test(text), text);
+  assert.deepEqual(JSON.parse(text), { symbol: XSS, note: "a & b" });
+  assert.deepEqual(parseEventId("abcd1234-42"), { boot: "abcd1234", revision: 42 });
+  assert.equal(parseEventId("42"), null);
+  assert.equal(parseEventId(null), null);
+});
+
+Deno.test("a client gets a snapshot of its window, then deltas that rebuild the same candles", async () => {
+  const aggregator = newAggregator();
+  for (let i = 0; i < 600; i++) aggregator.apply(trade("AAPL", 190 + (i % 7), 10, T0 + i * 500));
+  aggregator.apply(trade("MSFT", 410, 5, T0));
+  await withDashboard(aggregator, {}, async (dashboard) => {
+    const response = await events(dashboard, "symbol=AAPL&window=1m");
+    assert.match(response.headers.get("content-type") ?? "", /^text\/event-stream/);
+    const reader = new EventReader(response);
+    const view = new ClientView();
+    const snapshot = await reader.next();
+    assert.equal(snapshot.event, "snapshot");
+    assert.equal(snapshot.data.symbol, "AAPL");
+    assert.deepEqual(snapshot.data.stats.map((s: { symbol: string }) => s.symbol), [
+      "AAPL",
+      "MSFT",
+    ]);
+    view.apply(snapshot);
+    // The window is the last minute of trade time, not all 300 kept seconds.
+    const last = T0 + 599 * 500;
+    const from = Math.floor(last / 1000) * 1000 - 59_000;
+    assert.deepEqual(view.sorted(), expected(aggregator, "AAPL", from));
+    assert.equal(view.rows.size, 60);
+
+    // New trades, one of them late (it lands in an older candle), then a notify.
+    let id = parseEventId(snapshot.id)!.revision;
+    for (let round = 0; round < 5; round++) {
+      aggregator.apply(trade("AAPL", 200 + round, 3, last + 1000 * (round + 1)));
+      aggregator.apply(trade("AAPL", 150, 1, last - 10_000));
+      dashboard.notify(["AAPL"]);
+      const delta = await reader.next();
+      assert.equal(delta.event, "delta");
+      const revision = parseEventId(delta.id)!.revision;
+      assert.ok(revision > id, "event ids grow with the aggregator revision");
+      id = revision;
+      // Only what changed travels: the new candle and the late one.
+      assert.equal(delta.data.candles.length, 2);
+      view.apply(delta);
+    }
+    const rows = view.sorted();
+    const want = expected(aggregator, "AAPL", from);
+    assert.deepEqual(rows.slice(-want.length), want);
+    await reader.cancel();
+  });
+});
+
+Deno.test("a reconnect with Last-Event-ID resumes without gaps or doubled points", async () => {
+  const aggregator = newAggregator();
+  for (let i = 0; i < 120; i++) aggregator.apply(trade("AAPL", 100 + i / 10, 1, T0 + i * 1000));
+  await withDashboard(aggregator, {}, async (dashboard) => {
+    const first = new EventReader(await events(dashboard, "symbol=AAPL&window=5m"));
+    const view = new ClientView();
+    const snapshot = await first.next();
+    view.apply(snapshot);
+    await first.cancel();
+
+    // While the client is away: new candles, an update of an old one, another symbol.
+    for (let i = 120; i < 150; i++) aggregator.apply(trade("AAPL", 101, 2, T0 + i * 1000));
+    aggregator.apply(trade("AAPL", 99, 7, T0 + 5_000));
+    aggregator.apply(trade("MSFT", 410, 5, T0));
+    dashboard.notify(["AAPL", "MSFT"]);
+
+    const second = new EventReader(
+      await events(dashboard, "symbol=AAPL&window=5m", {
+        headers: { "last-event-id": snapshot.id },
+      }),
+    );
+    const resume = await second.next();
+    assert.equal(resume.event, "delta", "a known id resumes with a delta, not a snapshot");
+    assert.equal(resume.data.candles.length, 31, "30 new candles and the updated old one");
+    view.apply(resume);
+    assert.equal(view.snapshots, 1);
+    assert.deepEqual(view.sorted(), expected(aggregator, "AAPL"));
+    assert.ok(resume.data.stats.some((s: { symbol: string }) => s.symbol === "MSFT"));
+    await second.cancel();
+
+    // An id from another server process (a restarted consumer) gets a snapshot.
+    const third = new EventReader(
+      await events(dashboard, "symbol=AAPL&window=5m&since=00000000-5"),
+    );
+    assert.equal((await third.next()).event, "snapshot");
+    await third.cancel();
+  });
+});
+
+Deno.test("pushes are coalesced to at most ~20/s per client under 10,000 trades/s", async () => {
+  const aggregator = newAggregator();
+  aggregator.apply(trade("AAPL", 100, 1, Date.now() - 1000));
+  await withDashboard(aggregator, {}, async (dashboard) => {
+    const reader = new EventReader(await events(dashboard, "symbol=AAPL&window=1m"));
+    const view = new ClientView();
+    view.apply(await reader.next());
+    const durationMs = 2000;
+    const start = performance.now();
+    let applied = 0;
+    // 10,000 trades/s, in batches of 20 every 2 ms, each batch notified.
+    const producer = (async () => {
+      while (performance.now() - start < durationMs) {
+        const target = Math.floor(((performance.now() - start) / 1000) * 10_000);
+        while (applied < target) {
+          aggregator.apply(trade("AAPL", 100 + (applied % 50) / 10, 1, Date.now()));
+          applied++;
+          if (applied % 20 === 0) dashboard.notify(["AAPL"]);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      dashboard.notify(["AAPL"]);
+    })();
+    let done = false;
+    producer.then(() => done = true);
+    let pushes = 0;
+    while (true) {
+      const event = await reader.next();
+      view.apply(event);
+      if (performance.now() - start <= durationMs) pushes++;
+      if (done && parseEventId(event.id)!.revision === aggregator.revision()) break;
+    }
+    await producer;
+    assert.ok(applied >= 15_000, `applied ${applied}`);
+    const perSecond = pushes / (durationMs / 1000);
+    assert.ok(perSecond <= 22, `${perSecond} pushes/s`);
+    assert.ok(perSecond >= 10, `${perSecond} pushes/s: coalescing must not starve the client`);
+    // Coalesced, yet nothing lost: the client holds exactly the aggregator's candles.
+    const from = view.sorted()[0][0];
+    assert.deepEqual(view.sorted(), expected(aggregator, "AAPL", from));
+    await reader.cancel();
+  });
+});
+
+/** An HTTP/1.1 client that sends a request and then reads nothing, like a stuck tab. */
+async function stuckClient(url: string, path: string): Promise<Deno.TcpConn> {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const request =
+    `GET ${path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\naccept: text/event-stream\r\n\r\n`;
+  await conn.write(new TextEncoder().encode(request));
+  return conn;
+}
+
+/** Reads a raw connection until `pattern` has been seen `times` times; returns the bytes read. */
+async function readUntil(
+  conn: Deno.TcpConn,
+  pattern: string,
+  times: number,
+  timeoutMs: number,
+): Promise<number> {
+  const decoder = new TextDecoder();
+  const buffer = new Uint8Array(1 << 16);
+  let carry = "";
+  let seen = 0;
+  let bytes = 0;
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    while (seen < times) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) throw new Error(`saw "${pattern}" ${seen} times, not ${times}`);
+      bytes += n;
+      const text = carry + decoder.decode(buffer.subarray(0, n), { stream: true });
+      for (let at = text.indexOf(pattern); at >= 0; at = text.indexOf(pattern, at + 1)) seen++;
+      carry = text.slice(-(pattern.length - 1));
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  return bytes;
+}
+
+Deno.test("a client that stops reading is bounded and resynced; the others keep up", async () => {
+  const aggregator = newAggregator();
+  const base = Math.floor(Date.now() / 1000) * 1000 - 3600_000;
+  for (let i = 0; i < 3600; i++) aggregator.apply(trade("AAPL", 100, 1, base + i * 1000));
+  const bufferBytes = 256 * 1024;
+  await withDashboard(
+    aggregator,
+    { pushIntervalMs: 5, clientBufferBytes: bufferBytes },
+    async (dashboard) => {
+      const stuck = await stuckClient(dashboard.url, "/events?symbol=AAPL&window=1h");
+      try {
+        const fast = new EventReader(await events(dashboard, "symbol=AAPL&window=1h"));
+        const view = new ClientView();
+        view.apply(await fast.next());
+        // Frames are Uint8Arrays: what a server keeps for a client shows as external memory.
+        const externalBefore = Deno.memoryUsage().external;
+        // Every round touches all 3600 candles: each push is ~200 KB for each client.
+        let maxQueued = 0;
+        for (let round = 0; round < 300; round++) {
+          for (let i = 0; i < 3600; i++) {
+            aggregator.apply(trade("AAPL", 100 + (round % 10), 1, base + i * 1000));
+          }
+          dashboard.notify(["AAPL"]);
+          const event = await fast.next();
+          view.apply(event);
+          maxQueued = Math.max(maxQueued, dashboard.metrics().queuedBytes);
+        }
+        const externalGrowth = Deno.memoryUsage().external - externalBefore;
+        const metrics = dashboard.metrics();
+        assert.ok(fast.bytes > 50_000_000, `the fast client read ${fast.bytes} bytes`);
+        assert.ok(metrics.overflows >= 1, "the stuck client overflowed");
+        // One frame may sit in a queue beyond the limit (a frame always fits an empty queue).
+        assert.ok(maxQueued <= bufferBytes + 300_000, `queued ${maxQueued} bytes`);
+        // Unbounded, the stuck client's frames would hold ~50 MB here.
+        assert.ok(externalGrowth < 16_000_000, `external memory grew ${externalGrowth} bytes`);
+        assert.deepEqual(view.sorted(), expected(aggregator, "AAPL"));
+
+        // It reads again: what was queued, then a fresh snapshot (not the frames it missed).
+        const reading = readUntil(stuck, "event: snapshot", 2, 10_000);
+        const tick = setInterval(() => dashboard.notify(["AAPL"]), 20);
+        let backlog: number;
+        try {
+          backlog = await reading;
+        } finally {
+          clearInterval(tick);
+        }
+        assert.ok(dashboard.metrics().resyncs >= 1);
+        // It got far less than the fast client: what it missed was replaced by one snapshot.
+        assert.ok(backlog < fast.bytes / 2, `the stuck client read ${backlog} bytes`);
+        await fast.cancel();
+      } finally {
+        stuck.close();
+      }
+    },
+  );
+});
+
+Deno.test("at the stream cap a new stream gets a clear 503, and a closed one frees its slot", async () => {
+  const aggregator = newAggregator();
+  await withDashboard(aggregator, { maxStreams: 2 }, async (dashboard) => {
+    const a = new EventReader(await events(dashboard, "window=1m"));
+    const b = new EventReader(await events(dashboard, "window=1m"));
+    await a.next();
+    await b.next();
+    const refused = await events(dashboard, "window=1m");
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get("retry-after"), "5");
+    assert.match(await refused.text(), /too many live streams.*at most 2/);
+    await a.cancel();
+    // cancel() reaches the server asynchronously: wait until the slot is free.
+    for (let i = 0; i < 100 && dashboard.metrics().streams > 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(dashboard.metrics().streams, 1);
+    const c = new EventReader(await events(dashboard, "window=1m"));
+    await c.next();
+    await b.cancel();
+    await c.cancel();
+  });
+});
+
+Deno.test("the JSON API answers with the aggregator's data and clear errors", async (t) => {
+  const aggregator = newAggregator();
+  for (let i = 0; i < 90; i++) aggregator.apply(trade("AAPL", 100 + i, 2, T0 + i * 1000));
+  aggregator.apply(trade("BINANCE:BTCUSDT", 67_000, 0.5, T0));
+  let connected = true;
+  await withDashboard(aggregator, { status: () => status(connected) }, async (dashboard) => {
+    const get = (path: string, init?: RequestInit) => fetch(new URL(path, dashboard.url), init);
+
+    await t.step("/api/symbols", async () => {
+      const response = await get("/api/symbols");
+      assert.match(response.headers.get("content-type")!, /^application\/json/);
+      const body = await response.json();
+      assert.deepEqual(body.intervals, [1000, 60_000]);
+      assert.deepEqual(body.symbols.map((s: { symbol: string }) => s.symbol), [
+        "AAPL",
+        "BINANCE:BTCUSDT",
+      ]);
+      assert.equal(body.symbols[0].last, 189);
+      assert.equal(body.symbols[0].source, "sim");
+    });
+
+    await t.step("/api/candles", async () => {
+      const all = await (await get("/api/candles?symbol=AAPL&interval=1000")).json();
+      assert.equal(all.candles.length, 90);
+      assert.deepEqual(all.candles[0], {
+        start: T0,
+        open: 100,
+        high: 100,
+        low: 100,
+        close: 100,
+        volume: 2,
+        trades: 1,
+        vwap: 100,
+      });
+      const from = await (await get(`/api/candles?symbol=AAPL&interval=1m&from=${T0 + 60_000}`))
+        .json();
+      assert.equal(from.interval, 60_000);
+      assert.deepEqual(from.candles.map((c: { start: number }) => c.start), [T0 + 60_000]);
+      const iso = await (await get(
+        `/api/candles?symbol=AAPL&from=${new Date(T0 + 80_000).toISOString()}`,
+      )).json();
+      assert.equal(iso.candles.length, 10);
+      const symbol = encodeURIComponent("BINANCE:BTCUSDT");
+      const btc = await (await get(`/api/candles?symbol=${symbol}`)).json();
+      assert.equal(btc.candles[0].close, 67_000);
+    });
+
+    await t.step("errors name the parameter", async () => {
+      for (
+        const [path, status, pattern] of [
+          ["/api/candles?symbol=AAPL&interval=7s", 400, /interval: "7s" is not one of 1000, 60000/],
+          ["/api/candles", 400, /symbol: missing/],
+          ["/api/candles?symbol=AAPL&from=yesterday", 400, /from: "yesterday"/],
+          ["/api/candles?symbol=TSLA", 404, /no trades seen for TSLA/],
+          ["/events?window=3d", 400, /window: "3d"/],
+        ] as const
+      ) {
+        const response = await get(path);
+        assert.equal(response.status, status, path);
+        assert.match((await response.json()).error, pattern);
+      }
+      const missing = await get("/nope");
+      assert.equal(missing.status, 404);
+      await missing.body?.cancel();
+      const post = await get("/api/symbols", { method: "POST" });
+      assert.equal(post.status, 405);
+      await post.body?.cancel();
+      // A page on another site, reaching 127.0.0.1 through a DNS name it controls.
+      const { port } = new URL(dashboard.url);
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+      await conn.write(
+        new TextEncoder().encode(
+          "GET /api/symbols HTTP/1.1\r\nhost: evil.example:8080\r\nconnection: close\r\n\r\n",
+        ),
+      );
+      const answer = new TextDecoder().decode(await new Response(conn.readable).bytes());
+      assert.match(answer, /^HTTP\/1\.1 421 /, "a DNS-rebound name is refused");
+      assert.ok(!answer.includes("AAPL"));
+    });
+
+    await t.step("/healthz follows the consumer's connection", async () => {
+      const up = await get("/healthz");
+      assert.equal(up.status, 200);
+      const body = await up.json();
+      assert.equal(body.ok, true);
+      assert.equal(body.dashboard.streams, 0);
+      connected = false;
+      const down = await get("/healthz");
+      assert.equal(down.status, 503);
+      assert.equal((await down.json()).consumer.connected, false);
+    });
+  });
+});
+
+Deno.test("symbols reach the page as text: escaped JSON, no markup in HTML, no innerHTML", async () => {
+  const aggregator = newAggregator();
+  aggregator.apply(trade(XSS, 1, 1, T0));
+  await withDashboard(aggregator, {}, async (dashboard) => {
+    const raw = await (await fetch(new URL("/api/symbols", dashboard.url))).text();
+    assert.ok(!raw.includes("<"), raw);
+    assert.equal(JSON.parse(raw).symbols[0].symbol, XSS);
+
+    const reader = new EventReader(await events(dashboard, `symbol=${encodeURIComponent(XSS)}`));
+    const snapshot = await reader.next();
+    assert.ok(!snapshot.raw.includes("<"), snapshot.raw);
+    assert.equal(snapshot.data.symbol, XSS);
+    assert.equal(snapshot.data.candles.length, 1);
+    await reader.cancel();
+
+    const page = await (await fetch(dashboard.url)).text();
+    assert.ok(!page.includes("onerror"));
+    // The page's own code never turns text into markup.
+    for (const file of ["app.js", "charts.js"]) {
+      const code = await (await fetch(new URL(file, dashboard.url))).text();
+      assert.ok(code.length > 1000, file);
+      assert.ok(!/innerHTML|outerHTML|insertAdjacentHTML|document\.write/.test(code), file);
+    }
+  });
+});
+
+Deno.test("every response carries the CSP; the page has no inline script or style", async () => {
+  assert.match(CONTENT_SECURITY_POLICY, /script-src 'self'/);
+  assert.ok(!CONTENT_SECURITY_POLICY.includes("unsafe"));
+  const aggregator = newAggregator();
+  aggregator.apply(trade("AAPL", 1, 1, T0));
+  await withDashboard(aggregator, {}, async (dashboard) => {
+    const paths = [
+      "/",
+      "/app.js",
+      "/charts.js",
+      "/style.css",
+      "/vendor/uPlot.esm.js",
+      "/vendor/uPlot.min.css",
+      "/api/symbols",
+      "/api/candles?symbol=AAPL",
+      "/healthz",
+      "/nope",
+    ];
+    for (const path of paths) {
+      const response = await fetch(new URL(path, dashboard.url));
+      assert.equal(response.headers.get("content-security-policy"), CONTENT_SECURITY_POLICY, path);
+      assert.equal(response.headers.get("x-content-type-options"), "nosniff", path);
+      await response.body?.cancel();
+    }
+    const html = await (await fetch(dashboard.url)).text();
+    assert.ok(!/<script(?![^>]*\bsrc=)/i.test(html), "no inline script");
+    assert.ok(!/\son[a-z]+=/i.test(html), "no inline event handler");
+    assert.ok(!/\sstyle=/i.test(html), "no inline style");
+    // uPlot is the npm package's own file, served without a CDN.
+    const uplot = await fetch(new URL("/vendor/uPlot.esm.js", dashboard.url));
+    assert.match(uplot.headers.get("content-type")!, /^text\/javascript/);
+    const served = await uplot.text();
+    const file = await Deno.readTextFile(
+      new URL("../node_modules/uplot/dist/uPlot.esm.js", import.meta.url),
+    );
+    assert.equal(served, file);
+  });
+});
+
+Deno.test("shutdown ends open streams and the server", async () => {
+  const aggregator = newAggregator();
+  const controller = new AbortController();
+  const dashboard = serveDashboard({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+    aggregator,
+    status: () => status(),
+  });
+  const reader = new EventReader(await events(dashboard, "window=1m"));
+  await reader.next();
+  controller.abort();
+  await dashboard.finished;
+  await assert.rejects(() => reader.next(), /stream ended/);
+});
