@@ -9,6 +9,9 @@ import type { Admin } from "kafkajs";
 import { decodeTrade, isRejection, type TradeRecord } from "../trade.ts";
 import { FakeFinnhub, type WireTrade } from "./fake_finnhub.ts";
 import { BROKERS, withTopic } from "./kafka_helpers.ts";
+import { startNativeBroker } from "../broker.ts";
+import { loadConfig } from "../config.ts";
+import { createKafka } from "../kafka.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SYMBOLS = ["AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1"];
@@ -28,6 +31,22 @@ interface Run {
   child: Deno.ChildProcess;
   /** Resolves when the process has ended, with everything it printed. */
   done: Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/** A free port whose successor is free too (a private broker's controller listens there). */
+function freePortPair(): number {
+  for (;;) {
+    const first = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = first.addr.port;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port: port + 1 }).close();
+      return port;
+    } catch {
+      // taken: try another
+    } finally {
+      first.close();
+    }
+  }
 }
 
 async function startProducer(
@@ -298,5 +317,62 @@ Deno.test("bad flags and settings: one line, exit code 2, before touching anythi
       assert.equal(lines.length, 1, stderr);
       assert.match(lines[0], expected);
     });
+  }
+});
+
+Deno.test("a broker gone at shutdown: exit 1 naming the undelivered trades, all on disk", async () => {
+  // A private broker, so this test may kill it.
+  const dir = await Deno.makeTempDir();
+  const port = freePortPair();
+  const broker = await startNativeBroker({ port, dir: `${dir}/broker` });
+  const fake = new FakeFinnhub();
+  const recording = `${dir}/session.ndjson`;
+  let producer: Run | undefined;
+  try {
+    const brokers = `127.0.0.1:${port}`;
+    producer = await startProducer(
+      ["--topic=outage", "--symbols=AAPL,MSFT", `--record=${recording}`, "--flush-timeout=2"],
+      { FINNHUB_TOKEN: fake.token, FINNHUB_WS_URL: fake.url, KAFKA_BROKERS: brokers },
+      dir,
+    );
+    await fake.waitForSubscribed(1, ["AAPL", "MSFT"], 20_000);
+    fake.sendUnique(["AAPL", "MSFT"], 100);
+    const admin = createKafka(loadConfig({ KAFKA_BROKERS: brokers }), "test").admin();
+    await admin.connect();
+    try {
+      await waitForCount(admin, "outage", 100);
+    } finally {
+      await admin.disconnect();
+    }
+    await broker.stop("SIGKILL");
+    fake.sendUnique(["AAPL", "MSFT"], 50);
+    // The recorder flushes every 200 ms: once the frame is on disk, the producer has it.
+    const deadline = Date.now() + 5000;
+    while (!(await Deno.readTextFile(recording)).includes(`"v\\":${fake.sent.at(-1)!.v}`)) {
+      assert.ok(Date.now() < deadline, "the last frame never reached the recording");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const stopping = Date.now();
+    producer.child.kill("SIGTERM");
+    const { code, stdout, stderr } = await producer.done;
+    assert.equal(code, 1, stderr);
+    assert.ok(Date.now() - stopping < 8000, "the wait for Kafka is bounded");
+    assert.match(stdout, /received 150, acked 100 .*queued 50, dropped 0/);
+    assert.match(
+      stderr,
+      /error: 50 trades were not acknowledged by Kafka within --flush-timeout=2 s \(broker unreachable\?\); every frame received is in /,
+    );
+    const recorded = (await Deno.readTextFile(recording)).trim().split("\n").length;
+    assert.equal(recorded, 2, "both trade frames are in the recording");
+  } finally {
+    if (producer) {
+      try {
+        producer.child.kill("SIGKILL");
+      } catch { /* ended */ }
+      await producer.done;
+    }
+    await broker.stop("SIGKILL").catch(() => {});
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
