@@ -424,6 +424,12 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
           silentAfterMs: flags.silentAfter * 1000,
         });
         finnhub = client.state;
+        if (config.symbols.length > 50) {
+          con.log(
+            `note: ${config.symbols.length} symbols; users measured Finnhub's free plan cutting ` +
+              `off at about 50 per connection ("Subscribing to too many symbols")`,
+          );
+        }
         await client.run();
         break;
       }
