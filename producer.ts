@@ -269,15 +269,12 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
   controller.signal.addEventListener("abort", () => sourceStop.abort(), { once: true });
   // The signal handler is armed before the queue exists; it reads the queue through this.
   const live: { publisher?: Publisher } = {};
+  const queuedNow = () => formatCount(live.publisher?.queued() ?? 0);
   let firstSignalAt = 0;
   const onSignal = () => {
     if (firstSignalAt === 0) {
       firstSignalAt = Date.now();
-      con.log(
-        `stopping: flushing ${
-          formatCount(live.publisher?.queued() ?? 0)
-        } queued trades (again to quit now)`,
-      );
+      con.log(`stopping: flushing ${queuedNow()} queued trades (again to quit now)`);
       controller.abort();
       return;
     }
@@ -285,11 +282,7 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
     // itself: only a second, later signal means "quit now".
     if (Date.now() - firstSignalAt < 1000) return;
     con.close();
-    console.error(
-      `error: stopped before the flush: ${
-        formatCount(live.publisher?.queued() ?? 0)
-      } trades not delivered`,
-    );
+    console.error(`error: stopped before the flush: ${queuedNow()} trades not delivered`);
     Deno.exit(130);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
