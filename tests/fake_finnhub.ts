@@ -55,6 +55,10 @@ export class FakeFinnhub {
   unauthorized = 0;
   /** While silent, nothing is sent: no trades, no pings, no close. */
   silent = false;
+  /** While paused, streams hold their trades (pings and single sends still go out). */
+  paused = false;
+  /** Connections served by serveRawNext (a hand-made websocket), so far. */
+  rawConnections = 0;
 
   #options: FakeFinnhubOptions;
   #server: Deno.HttpServer<Deno.NetAddr>;
@@ -66,6 +70,8 @@ export class FakeFinnhub {
   #pinger: ReturnType<typeof setInterval> | undefined;
   #streams = new Set<() => void>();
   #waiters = new Set<() => void>();
+  #rawNext: Uint8Array[] | undefined;
+  #raws = new Set<Promise<void>>();
 
   constructor(options: FakeFinnhubOptions = {}) {
     this.#options = options;
@@ -139,6 +145,13 @@ export class FakeFinnhub {
 
   async #accept(): Promise<void> {
     for await (const front of this.#listener) {
+      if (this.#rawNext !== undefined) {
+        const raw = this.#serveRaw(front, this.#rawNext);
+        this.#rawNext = undefined;
+        this.#raws.add(raw);
+        raw.finally(() => this.#raws.delete(raw));
+        continue;
+      }
       let back: Deno.TcpConn;
       try {
         back = await Deno.connect({ hostname: "127.0.0.1", port: this.#server.addr.port });
@@ -156,6 +169,64 @@ export class FakeFinnhub {
       };
       this.#relays.add(relay);
       relay.done.then(() => this.#relays.delete(relay));
+    }
+  }
+
+  /**
+   * The next connection is answered by a hand-made websocket that sends each of
+   * `payloads` as a text frame byte for byte (invalid UTF-8 included, which no
+   * websocket library would send), then waits for the client to give up on it.
+   */
+  serveRawNext(payloads: Uint8Array[]): void {
+    this.#rawNext = payloads;
+  }
+
+  async #serveRaw(conn: Deno.TcpConn, payloads: Uint8Array[]): Promise<void> {
+    this.rawConnections++;
+    this.#notify();
+    const encoder = new TextEncoder();
+    try {
+      const buffer = new Uint8Array(16 * 1024);
+      let request = "";
+      while (!request.includes("\r\n\r\n")) {
+        const n = await conn.read(buffer);
+        if (n === null) return;
+        request += new TextDecoder().decode(buffer.subarray(0, n));
+      }
+      const key = /sec-websocket-key:\s*(\S+)/i.exec(request)?.[1] ?? "";
+      const digest = await crypto.subtle.digest(
+        "SHA-1",
+        encoder.encode(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`),
+      );
+      const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
+      await conn.write(encoder.encode(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      ));
+      for (const payload of payloads) {
+        // FIN + text opcode; a server's frames are not masked; 16-bit length up to 64 KiB.
+        const header = payload.length < 126
+          ? [0x81, payload.length]
+          : [0x81, 126, payload.length >> 8, payload.length & 0xff];
+        await conn.write(new Uint8Array([...header, ...payload]));
+      }
+      // The client should fail the connection now: wait for it (5 s at most).
+      const reading = (async () => {
+        while (await conn.read(buffer) !== null) { /* drain */ }
+      })().catch(() => {});
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([reading, new Promise((resolve) => timer = setTimeout(resolve, 5_000))]);
+      clearTimeout(timer);
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+      await reading;
+    } catch {
+      // The client hung up: that is the point.
+    } finally {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
     }
   }
 
@@ -262,7 +333,11 @@ export class FakeFinnhub {
       const timer = setInterval(() => {
         credit = Math.min(credit + options.rate * tickMs / 1000, options.rate);
         while (credit >= 1 && sentCount < options.count) {
-          if (this.silent || this.#clients.length === 0) break;
+          // Like Finnhub, trades go only to a connection subscribed to their symbols.
+          const ready = this.#clients.some((client) =>
+            options.symbols.every((symbol) => client.symbols.includes(symbol))
+          );
+          if (this.silent || this.paused || !ready) break;
           const n = Math.min(Math.floor(credit), perFrame, options.count - sentCount);
           if (this.sendUnique(options.symbols, n).length === 0) break;
           sentCount += n;
@@ -321,6 +396,7 @@ export class FakeFinnhub {
     await this.drop();
     this.#listener.close();
     await this.#accepting.catch(() => {});
+    await Promise.all([...this.#raws]);
     await this.#server.shutdown();
   }
 }
