@@ -116,7 +116,12 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   if (options.dlq) validateTopic(dlqTopic);
   const kafka = createKafka(config, "consumer");
   const admin = kafka.admin();
-  const consumer = kafka.consumer({ groupId: config.groupId, sessionTimeout: 10_000 });
+  // A short fetch wait keeps Ctrl+C prompt: stopping waits for the fetch in flight.
+  const consumer = kafka.consumer({
+    groupId: config.groupId,
+    sessionTimeout: 10_000,
+    maxWaitTimeInMs: 500,
+  });
   let producer: Producer | undefined;
   const counts: ConsumerCounts = {
     applied: 0,

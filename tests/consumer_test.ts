@@ -1,0 +1,299 @@
+/**
+ * consumer.ts against the real broker: trades produced with the shared codec are
+ * read back from a time and give exactly the reference's candles; a restart of the
+ * same group rebuilds them without counting anything twice or missing anything;
+ * garbage records are counted, skipped and forwarded as they are to `<topic>.dlq`;
+ * and the CLI stops cleanly on SIGTERM with its offsets committed.
+ */
+
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { type Admin, type Kafka, Partitioners } from "kafkajs";
+import { Aggregator } from "../candles.ts";
+import { loadConfig } from "../config.ts";
+import { parseFlags, resolveFrom, startConsumer, UsageError } from "../consumer.ts";
+import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type TradeRecord } from "../trade.ts";
+import { assertCandlesEqual, generateTrades, reference } from "./candles_reference.ts";
+import { BROKERS, uniqueName, withTopic } from "./kafka_helpers.ts";
+
+const INTERVALS = [1_000, 60_000];
+
+async function produce(kafka: Kafka, topic: string, trades: readonly TradeRecord[]) {
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  try {
+    for (let i = 0; i < trades.length; i += 1_000) {
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: trades.slice(i, i + 1_000).map((trade) => ({
+          key: trade.symbol,
+          value: encodeTrade(trade, trade.source),
+          timestamp: String(trade.time),
+          headers: { [HEADER_RECEIVED_AT]: String(Date.now()), [HEADER_SOURCE]: trade.source },
+        })),
+      });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** Records no codec accepts, each with the Rejection it must be counted as. */
+const GARBAGE: { value: string | Buffer | null; kind: string }[] = [
+  { value: "not json", kind: "not-json" },
+  {
+    value: '{"v":2,"symbol":"AAPL","price":1,"volume":1,"time":1,"source":"sim"}',
+    kind: "bad-version",
+  },
+  {
+    value: '{"v":1,"symbol":"AAPL","price":-1,"volume":1,"time":1,"source":"sim"}',
+    kind: "bad-price",
+  },
+  { value: Buffer.from([0xff, 0xfe, 0x7b]), kind: "not-json" },
+  { value: "[1,2,3]", kind: "not-an-object" },
+];
+
+async function waitFor(what: string, condition: () => boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function newAggregator(fromMs: number): Aggregator {
+  return new Aggregator({ intervalsMs: INTERVALS, maxCandles: 3_600, maxSymbols: 100, fromMs });
+}
+
+async function committedEqualsEnd(admin: Admin, groupId: string, topic: string): Promise<void> {
+  const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+  const ends = await admin.fetchTopicOffsets(topic);
+  const byPartition = new Map(committed.partitions.map((p) => [p.partition, p.offset]));
+  for (const { partition, high } of ends) {
+    assert.equal(byPartition.get(partition), high, `partition ${partition} committed to the end`);
+  }
+}
+
+Deno.test("the consumer rebuilds exact candles from a time, and a restart counts nothing twice", async (t) => {
+  await withTopic(3, async (topic, kafka, admin) => {
+    const dlqTopic = `${topic}.dlq`;
+    const groupId = uniqueName("group");
+    const config = loadConfig({
+      KAFKA_BROKERS: BROKERS,
+      KAFKA_TOPIC: topic,
+      KAFKA_GROUP_ID: groupId,
+    });
+    // Trade times near now, so the broker's time-based retention keeps them.
+    const first = generateTrades(3_000, 21, Date.now() - 20 * 60_000);
+    const fromMs = first[600].time;
+    const run = async (aggregator: Aggregator, expectApplied: number, expectRejected: number) => {
+      const controller = new AbortController();
+      const running = await startConsumer({
+        config,
+        aggregator,
+        fromMs,
+        dlq: true,
+        signal: controller.signal,
+        lagPollMs: 200,
+      });
+      try {
+        await waitFor(
+          `${expectApplied} applied and ${expectRejected} rejected`,
+          () =>
+            running.counts().applied >= expectApplied &&
+            running.counts().rejected >= expectRejected,
+        );
+        await waitFor("lag 0", () => running.status().lag === 0);
+        // Anything doubled would arrive by now; the counts must not have moved past.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      } finally {
+        controller.abort();
+        await running.stopped;
+      }
+      return running;
+    };
+
+    try {
+      await produce(kafka, topic, first);
+      const garbage = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+      await garbage.connect();
+      await garbage.send({
+        topic,
+        messages: GARBAGE.map(({ value }, i) => ({
+          key: `junk-${i}`,
+          value,
+          timestamp: String(Date.now()),
+        })),
+      });
+      await garbage.disconnect();
+
+      const ref1 = reference(first, INTERVALS, 3_600, 100, fromMs);
+      await t.step("the first run equals the reference, from the given time", async () => {
+        const aggregator = newAggregator(fromMs);
+        const running = await run(aggregator, ref1.applied.length, GARBAGE.length);
+        const counts = running.counts();
+        assert.equal(counts.applied, ref1.applied.length);
+        assert.equal(counts.redelivered, 0);
+        assert.equal(counts.rejected, GARBAGE.length);
+        assert.deepEqual(counts.rejectedByKind, {
+          "not-json": 2,
+          "bad-version": 1,
+          "bad-price": 1,
+          "not-an-object": 1,
+        });
+        assert.ok(
+          counts.tooLate > 0 && counts.tooLate <= ref1.tooLate,
+          "late records after the seek point",
+        );
+        assert.deepEqual(aggregator.symbols(), ref1.symbols);
+        for (const symbol of ref1.symbols) {
+          for (const interval of INTERVALS) {
+            assertCandlesEqual(
+              aggregator.candles(symbol, interval),
+              ref1.candles(symbol, interval),
+              `${symbol}/${interval}`,
+            );
+          }
+        }
+        assert.equal(running.status().connected, false, "stopped");
+        await committedEqualsEnd(admin, groupId, topic);
+      });
+
+      await t.step("garbage went to the DLQ as it was", async () => {
+        const reader = kafka.consumer({ groupId: uniqueName("dlq-reader"), maxWaitTimeInMs: 200 });
+        const seen: { value: Buffer | null; reason: string }[] = [];
+        await reader.connect();
+        try {
+          await reader.subscribe({ topic: dlqTopic, fromBeginning: true });
+          await reader.run({
+            eachMessage: ({ message }) => {
+              seen.push({ value: message.value, reason: String(message.headers?.["dlq-reason"]) });
+              return Promise.resolve();
+            },
+          });
+          await waitFor("the DLQ records", () => seen.length >= GARBAGE.length);
+        } finally {
+          await reader.disconnect();
+        }
+        const asBytes = (value: string | Buffer | null) =>
+          value === null ? null : Buffer.from(value).toString("hex");
+        assert.deepEqual(
+          seen.map(({ value, reason }) => `${asBytes(value)} ${reason}`).sort(),
+          GARBAGE.map(({ value, kind }) => `${asBytes(value)} ${kind}`).sort(),
+        );
+      });
+
+      await t.step("a restart with more trades rebuilds the union, nothing twice", async () => {
+        const second = generateTrades(1_500, 22, first[first.length - 1].time);
+        await produce(kafka, topic, second);
+        const all = [...first, ...second];
+        const ref2 = reference(all, INTERVALS, 3_600, 100, fromMs);
+        const aggregator = newAggregator(fromMs);
+        const running = await run(aggregator, ref2.applied.length, GARBAGE.length);
+        assert.equal(running.counts().applied, ref2.applied.length, "each trade applied once");
+        assert.equal(running.counts().rejected, GARBAGE.length);
+        for (const symbol of ref2.symbols) {
+          for (const interval of INTERVALS) {
+            assertCandlesEqual(
+              aggregator.candles(symbol, interval),
+              ref2.candles(symbol, interval),
+              `${symbol}/${interval}`,
+            );
+          }
+          assert.equal(aggregator.stats(symbol)!.trades, ref2.session(symbol).trades);
+        }
+        await committedEqualsEnd(admin, groupId, topic);
+      });
+    } finally {
+      await admin.deleteTopics({ topics: [dlqTopic] }).catch(() => {});
+    }
+  });
+});
+
+Deno.test("the CLI prints plain lines when piped and stops cleanly on SIGTERM", async () => {
+  await withTopic(1, async (topic, kafka) => {
+    const trades = generateTrades(400, 5, Date.now() - 5 * 60_000);
+    await produce(kafka, topic, trades);
+    const expected = reference(trades, INTERVALS, 3_600, 500).applied.length;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        "--allow-net",
+        "--allow-env",
+        "consumer.ts",
+        "--from=10m",
+        "--every=100ms",
+      ],
+      cwd: new URL("..", import.meta.url),
+      env: {
+        KAFKA_BROKERS: BROKERS,
+        KAFKA_TOPIC: topic,
+        KAFKA_GROUP_ID: uniqueName("cli"),
+        NO_COLOR: "1",
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    const lines: string[] = [];
+    let buffer = "";
+    const decoder = new TextDecoder();
+    const reader = child.stdout.getReader();
+    try {
+      while (!lines.some((line) => line.includes(` applied=${expected} `))) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        const parts = buffer.split("\n");
+        buffer = parts.pop()!;
+        lines.push(...parts);
+      }
+      child.kill("SIGTERM");
+      while (!(await reader.read()).done) { /* drain */ }
+    } finally {
+      reader.releaseLock();
+    }
+    const status = await child.status;
+    const errors = await stderr;
+    assert.equal(status.code, 0, errors);
+    assert.ok(
+      lines.some((line) => / consumer topic=\S+ connected=true /.test(line)),
+      lines.join("\n"),
+    );
+    assert.ok(lines.some((line) => line.includes(`symbol="QUIET"`) && line.endsWith("SIMULATED")));
+    assert.match(errors, new RegExp(`stopped: applied ${expected}, rejected 0`));
+    assert.doesNotMatch(errors, /\n\s+at /, "no stack trace");
+  });
+});
+
+Deno.test("flags: spans, ISO times and mistakes", () => {
+  assert.deepEqual(parseFlags(["--from=15m", "--overlay"]).from, { ago: 900_000 });
+  assert.deepEqual(parseFlags(["--from", "2026-01-05T14:30:00Z"]).from, {
+    at: Date.UTC(2026, 0, 5, 14, 30),
+  });
+  assert.equal(parseFlags(["--interval=1m"]).intervalMs, 60_000);
+  assert.equal(resolveFrom(parseFlags([]), 1_000_000, 60_000), 940_000);
+  assert.equal(resolveFrom(parseFlags(["--from=30s"]), 1_000_000, 60_000), 970_000);
+  for (
+    const bad of [
+      ["--from=15"],
+      ["--from=yesterday"],
+      ["--from=2026-13-45T00:00:00Z"],
+      ["--bogus"],
+      ["--overlay=1"],
+      [
+        "--interval=1500ms",
+      ],
+      ["--dashboard", "--overlay"],
+      ["stray"],
+    ]
+  ) {
+    assert.throws(() => parseFlags(bad), UsageError, bad.join(" "));
+  }
+  assert.throws(
+    () => resolveFrom(parseFlags(["--from=2099-01-01T00:00:00Z"]), Date.now(), 0),
+    /future/,
+  );
+});
