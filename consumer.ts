@@ -58,7 +58,7 @@ import {
   DEFAULT_MAX_CANDLES,
   DEFAULT_MAX_SYMBOLS,
 } from "./candles.ts";
-import { LatencyWindow, parseReceivedAt } from "./latency.ts";
+import { LatencyHistogram, LatencyWindow, parseReceivedAt } from "./latency.ts";
 import { type ChartData, formatInterval, plainLines, renderFrame } from "./chart.ts";
 import { parseDuration, parseTime, serveDashboard } from "./dashboard.ts";
 
@@ -90,6 +90,8 @@ export interface ConsumerOptions {
   /** Called after each applied batch with the symbols it touched. */
   readonly onBatch?: (symbols: ReadonlySet<string>) => void;
   readonly lagPollMs?: number;
+  /** Also records every latency here: a whole run's quantiles (--limit's summary). */
+  readonly latencyLog?: LatencyHistogram;
 }
 
 export interface RunningConsumer {
@@ -97,6 +99,8 @@ export interface RunningConsumer {
   counts(): Readonly<ConsumerCounts>;
   /** Partitions this member holds, of the topic's total (fewer when the group is shared). */
   assignment(): { assigned: number; partitions: number };
+  /** Wall times (ms) when the first batch began and the latest batch was done. */
+  batchTimes(): { first: number | null; lastDone: number | null };
   /** Resolves once stopped (the signal aborted) with every applied offset committed; rejects on a fatal error. */
   readonly stopped: Promise<void>;
 }
@@ -141,6 +145,8 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   let connected = false;
   let lag: number | null = null;
   let lastTradeAt: number | null = null;
+  let firstBatchAt: number | null = null;
+  let lastBatchDoneAt: number | null = null;
   let assigned = 0;
   let partitions = 0;
   let fatal: Error | undefined;
@@ -213,6 +219,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     const partition = batch.partition;
     const floor = nextToApply.get(partition) ?? -1;
     const now = Date.now();
+    firstBatchAt ??= now;
     const touched = options.onBatch ? new Set<string>() : undefined;
     const dead: { message: KafkaMessage; kind: Rejection }[] = [];
     let applied = 0;
@@ -235,7 +242,13 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
         // Latency is the pipeline's: records the producer received before this
         // consumer started are history being replayed, and their age says nothing.
         const receivedAt = parseReceivedAt(message.headers?.[HEADER_RECEIVED_AT]);
-        if (receivedAt >= startedAt) latency.record(now - receivedAt, now);
+        if (receivedAt >= startedAt) {
+          // When this record is applied, not when its batch began: a big batch
+          // would otherwise hide its own processing time.
+          const appliedAt = Date.now();
+          latency.record(appliedAt - receivedAt, appliedAt);
+          options.latencyLog?.record(appliedAt - receivedAt);
+        }
       } else if (result === "too-late") counts.tooLate++;
       else counts.symbolCap++;
     }
@@ -249,6 +262,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     await commitOffsetsIfNecessary({
       topics: [{ topic, partitions: [{ partition, offset: String(Number(last) + 1) }] }],
     });
+    lastBatchDoneAt = Date.now();
     if (touched && touched.size > 0) options.onBatch!(touched);
   }
 
@@ -328,6 +342,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     },
     counts: () => counts,
     assignment: () => ({ assigned, partitions }),
+    batchTimes: () => ({ first: firstBatchAt, lastDone: lastBatchDoneAt }),
     stopped,
   };
 }
@@ -340,6 +355,8 @@ export interface Flags {
   dashboard: boolean;
   dlq: boolean;
   everyMs?: number;
+  /** Stop after this many records and print a summary (benchmarks). */
+  limit?: number;
   help: boolean;
 }
 
@@ -351,7 +368,9 @@ export const USAGE = `usage: deno task consume [options]
   --overlay         all symbols on one chart as % change
   --every=SPAN      redraw / print period (default 250ms on a terminal, 5s otherwise)
   --dlq             forward undecodable records as they are to <topic>.dlq
-  --dashboard       serve the live page (DASHBOARD_HOST:DASHBOARD_PORT) instead`;
+  --dashboard       serve the live page (DASHBOARD_HOST:DASHBOARD_PORT) instead
+  --limit=N         stop after N records (applied, rejected or too late) and print a
+                    summary line: records/s and latency p50/p99/p99.9 (benchmarks)`;
 
 export function parseFlags(args: readonly string[]): Flags {
   const flags: Flags = {
@@ -403,6 +422,14 @@ export function parseFlags(args: readonly string[]): Flags {
       case "every":
         flags.everyMs = span(value(), 50, 3600_000);
         break;
+      case "limit": {
+        const text = value();
+        if (!/^\d{1,15}$/.test(text) || Number(text) < 1) {
+          throw new UsageError(`--limit=${text}: not a positive whole number`);
+        }
+        flags.limit = Number(text);
+        break;
+      }
       case "overlay":
       case "dashboard":
       case "dlq":
@@ -418,6 +445,33 @@ export function parseFlags(args: readonly string[]): Flags {
     throw new UsageError("--overlay is for the terminal view, not --dashboard");
   }
   return flags;
+}
+
+/** Records a --limit run has read: applied, refused or too late (skipped duplicates are not new). */
+export function recordsRead(counts: Readonly<ConsumerCounts>): number {
+  return counts.applied + counts.rejected + counts.tooLate + counts.symbolCap;
+}
+
+/** The last line of a --limit run, on stdout: what `deno task bench` reads. */
+export function limitSummary(
+  counts: Readonly<ConsumerCounts>,
+  times: { first: number | null; lastDone: number | null },
+  latency: LatencyHistogram,
+): string {
+  const read = recordsRead(counts);
+  const seconds = times.first === null || times.lastDone === null
+    ? 0
+    : Math.max(1, times.lastDone - times.first) / 1000;
+  const rate = seconds > 0 ? Math.round(read / seconds) : 0;
+  const n = (value: number) => value.toLocaleString("en-US");
+  const quantiles = latency.count === 0
+    ? "no samples"
+    : `p50 ${latency.quantile(0.5)} ms, p99 ${latency.quantile(0.99)} ms, p99.9 ${
+      latency.quantile(0.999)
+    } ms (${n(latency.count)} samples)`;
+  return `summary: read ${n(read)} records in ${seconds.toFixed(3)} s (${n(rate)} records/s ` +
+    `from the first batch), applied ${n(counts.applied)}, rejected ${n(counts.rejected)}, ` +
+    `too late ${n(counts.tooLate)}; latency received-at -> applied: ${quantiles}`;
 }
 
 /** The session start: the flag's time, or `defaultSpanMs` back from now. */
@@ -501,6 +555,7 @@ export async function main(args: string[]): Promise<void> {
 
   let running: RunningConsumer;
   let notify: ((symbols: ReadonlySet<string>) => void) | undefined;
+  const latencyLog = flags.limit === undefined ? undefined : new LatencyHistogram();
   try {
     running = await startConsumer({
       config,
@@ -509,6 +564,7 @@ export async function main(args: string[]): Promise<void> {
       dlq: flags.dlq,
       signal: controller.signal,
       onBatch: (symbols) => notify?.(symbols),
+      latencyLog,
     });
   } catch (error) {
     if (error instanceof ConfigError) exitWithError(error.message);
@@ -537,6 +593,16 @@ export async function main(args: string[]): Promise<void> {
       notes,
     };
   };
+
+  const limit = flags.limit;
+  if (limit !== undefined) {
+    const { assigned, partitions } = running.assignment();
+    console.error(`ready: group ${config.groupId} joined, ${assigned}/${partitions} partitions`);
+  }
+  // Checked a few times per batch interval; the summary's clock stops at the last batch.
+  const limitTimer = limit === undefined ? undefined : setInterval(() => {
+    if (recordsRead(running.counts()) >= limit) controller.abort();
+  }, 20);
 
   let timer: ReturnType<typeof setTimeout> | undefined;
   let viewError: unknown;
@@ -589,6 +655,7 @@ export async function main(args: string[]): Promise<void> {
     viewError ??= error;
   } finally {
     clearInterval(timer);
+    clearInterval(limitTimer);
     controller.abort();
     await running.stopped.catch(() => {});
     Deno.removeSignalListener("SIGINT", onSignal);
@@ -606,6 +673,9 @@ export async function main(args: string[]): Promise<void> {
         : "") +
       "; offsets committed",
   );
+  if (latencyLog !== undefined) {
+    console.log(limitSummary(counts, running.batchTimes(), latencyLog));
+  }
 }
 
 if (import.meta.main) await main(Deno.args);

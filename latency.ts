@@ -69,14 +69,41 @@ export class LatencyWindow {
         total += count;
       }
     }
-    if (total === 0) return null;
-    const rank = Math.max(1, Math.ceil(q * total));
-    let seen = 0;
-    for (let b = 0; b < BUCKETS; b++) {
-      seen += merged[b];
-      if (seen >= rank) return bucketValue(b);
-    }
-    return bucketValue(BUCKETS - 1);
+    return quantileOf(merged, total, q);
+  }
+}
+
+/** The q-quantile of a histogram over the buckets above, or null when it is empty. */
+function quantileOf(counts: Float64Array, total: number, q: number): number | null {
+  if (total === 0) return null;
+  const rank = Math.max(1, Math.ceil(q * total));
+  let seen = 0;
+  for (let b = 0; b < BUCKETS; b++) {
+    seen += counts[b];
+    if (seen >= rank) return bucketValue(b);
+  }
+  return bucketValue(BUCKETS - 1);
+}
+
+/**
+ * Every latency since the start, in the same buckets: the quantiles of a whole run
+ * (consumer.ts --limit's summary), in constant memory however long it runs.
+ */
+export class LatencyHistogram {
+  readonly #counts = new Float64Array(BUCKETS);
+  #total = 0;
+
+  record(latencyMs: number): void {
+    this.#counts[latencyBucket(latencyMs)]++;
+    this.#total++;
+  }
+
+  get count(): number {
+    return this.#total;
+  }
+
+  quantile(q: number): number | null {
+    return quantileOf(this.#counts, this.#total, q);
   }
 }
 
