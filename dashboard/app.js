@@ -238,6 +238,7 @@ function draw() {
 
   drawn = { price: { t: s.t, c: s.c, vwap, v: s.v }, candles, decimals };
   priceEl.dataset.points = String(count);
+  priceEl.dataset.last = String(count > 0 ? s.t[count - 1] : 0);
   candleEl.dataset.points = String(candles.t.length);
   priceEl.dataset.draws = String(Number(priceEl.dataset.draws ?? 0) + 1);
   $("candle-width").textContent = `${formatDuration(candles.width)} candles`;
@@ -284,6 +285,11 @@ function formatAge(ms) {
   if (ms < 120_000) return `${Math.round(ms / 1000)} s ago`;
   if (ms < 7_200_000) return `${Math.round(ms / 60_000)} min ago`;
   return `${Math.round(ms / 3_600_000)} h ago`;
+}
+
+/** Trades per second: one decimal while small, whole numbers beyond 10. */
+function formatRate(rate) {
+  return rate < 10 ? rate.toFixed(1) : formatCompact(Math.round(rate));
 }
 
 function formatMs(ms) {
@@ -388,7 +394,7 @@ function updateQuote() {
     setText($("quote-vwap"), formatPrice(stats.sessionVwap, decimals));
     setText($("quote-volume"), formatCompact(stats.volume));
     setText($("quote-trades"), formatCompact(stats.trades));
-    setText($("quote-tps"), stats.tradesPerSecond.toFixed(1));
+    setText($("quote-tps"), formatRate(stats.tradesPerSecond));
   }
   setText($("quote-high"), s.t.length ? formatPrice(Math.max(...s.h), decimals) : "—");
   setText($("quote-low"), s.t.length ? formatPrice(Math.min(...s.l), decimals) : "—");
@@ -415,7 +421,7 @@ function updateWatchlist(changed) {
     entry.price = stats.last;
     setText(entry.last, formatPrice(stats.last, decimalsFor(stats.last)), entry.tick);
     setText(entry.change, `${formatSigned(stats.changePct, 2)}%`, Math.sign(stats.change));
-    setText(entry.tps, stats.tradesPerSecond.toFixed(1));
+    setText(entry.tps, formatRate(stats.tradesPerSecond));
     entry.tag.hidden = stats.source === "finnhub";
     entry.tag.dataset.source = stats.source;
     setText(entry.tag, stats.source === "replay" ? "REPLAY" : "SIM");

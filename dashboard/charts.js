@@ -111,13 +111,23 @@ function baseOptions(width, height, decimalsRef, onCursor) {
   };
 }
 
+/**
+ * A volume scale that a few block trades cannot flatten: the 95th percentile of
+ * the visible bars fills two thirds of the room; taller bars are clipped.
+ */
+function volumeScale(volume, i0, i1) {
+  const visible = Float64Array.from(volume.slice(i0, i1 + 1)).sort();
+  if (visible.length === 0) return 0;
+  const p95 = visible[Math.floor((visible.length - 1) * 0.95)];
+  return Math.max(p95 * 1.5, visible[visible.length - 1] * 0.05);
+}
+
 /** Bars of per-candle volume, in the bottom fifth of the plot, coloured by direction. */
 function drawVolume(u, times, volume, up, widthMs) {
   const { ctx, bbox } = u;
   const [i0, i1] = visibleRange(u, times);
-  let max = 0;
-  for (let i = i0; i <= i1; i++) if (volume[i] > max) max = volume[i];
-  if (max <= 0) return;
+  const max = volumeScale(volume, i0, i1);
+  if (!(max > 0)) return;
   const slot = Math.abs(u.valToPos(widthMs, "x", true) - u.valToPos(0, "x", true));
   const barWidth = Math.max(1, Math.floor(slot * 0.7));
   const bottom = bbox.top + bbox.height;
@@ -125,16 +135,49 @@ function drawVolume(u, times, volume, up, widthMs) {
   ctx.save();
   for (const [color, want] of [[COLORS.up, true], [COLORS.down, false]]) {
     ctx.fillStyle = color;
-    ctx.globalAlpha = 0.32;
+    ctx.globalAlpha = 0.35;
     ctx.beginPath();
     for (let i = i0; i <= i1; i++) {
       if (up[i] !== want || !(volume[i] > 0)) continue;
       const x = u.valToPos(times[i] + widthMs / 2, "x", true);
-      const h = Math.max(1, (volume[i] / max) * room);
+      const h = Math.max(1, Math.min(1, volume[i] / max) * room);
       ctx.rect(Math.round(x - barWidth / 2), Math.round(bottom - h), barWidth, Math.round(h));
     }
     ctx.fill();
   }
+  ctx.restore();
+}
+
+/**
+ * The last price as a dashed line across the plot and a tag on the price axis,
+ * green or red with the last candle, as trading screens show it.
+ */
+function drawLastPrice(u, price, up, decimals) {
+  if (price === undefined || price === null) return;
+  const { ctx, bbox } = u;
+  const y = Math.round(u.valToPos(price, "price", true));
+  if (y < bbox.top || y > bbox.top + bbox.height) return;
+  const color = up ? COLORS.up : COLORS.down;
+  const dpr = devicePixelRatio;
+  ctx.save();
+  ctx.strokeStyle = color;
+  ctx.globalAlpha = 0.55;
+  ctx.lineWidth = dpr;
+  ctx.setLineDash([2 * dpr, 3 * dpr]);
+  ctx.beginPath();
+  ctx.moveTo(bbox.left, y + 0.5);
+  ctx.lineTo(bbox.left + bbox.width, y + 0.5);
+  ctx.stroke();
+  ctx.globalAlpha = 1;
+  ctx.setLineDash([]);
+  const height = 18 * dpr;
+  const left = bbox.left + bbox.width + 2 * dpr;
+  ctx.fillStyle = color;
+  ctx.fillRect(left, y - height / 2, u.width * dpr - left, height);
+  ctx.fillStyle = "#0b0e13";
+  ctx.font = `600 ${11 * dpr}px ${AXIS_FONT.replace(/^11px /, "")}`;
+  ctx.textBaseline = "middle";
+  ctx.fillText(formatPrice(price, decimals), left + 6 * dpr, y + dpr);
   ctx.restore();
 }
 
@@ -177,6 +220,10 @@ export function createPriceChart(el, onCursor) {
     },
   ];
   opts.hooks.drawAxes = [(u) => drawVolume(u, u.data[0], extra.volume, extra.up, extra.widthMs)];
+  opts.hooks.draw = [(u) => {
+    const last = u.data[1].length - 1;
+    drawLastPrice(u, u.data[1][last], extra.up[last], decimals.value);
+  }];
   const plot = new uPlot(opts, [[], [], []], el);
   return {
     plot,
@@ -216,7 +263,12 @@ export function createCandleChart(el, onCursor) {
     const up = close.map((c, i) => c >= open[i]);
     drawVolume(u, times, extra.volume, up, extra.widthMs);
   }];
-  opts.hooks.draw = [(u) => drawCandles(u, extra.widthMs)];
+  opts.hooks.draw = [(u) => {
+    drawCandles(u, extra.widthMs);
+    const [, open, , , close] = u.data;
+    const last = close.length - 1;
+    drawLastPrice(u, close[last], close[last] >= open[last], decimals.value);
+  }];
   const plot = new uPlot(opts, [[], [], [], [], []], el);
   return {
     plot,

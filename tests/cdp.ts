@@ -143,7 +143,9 @@ export class Page {
     while (true) {
       const value = await this.evaluate<T>(expression);
       if (value) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      if (Date.now() > deadline) {
+        throw new Error(`timed out waiting for ${what} (last value: ${JSON.stringify(value)})`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

@@ -1,0 +1,244 @@
+/**
+ * The dashboard in a real browser, fed by the real pipeline: `deno task demo`
+ * (with the demo task's own flags) runs the simulated producer and the consumer's
+ * dashboard against the real broker, and headless Chromium opens the page.
+ *
+ * The topic is pre-filled with ten minutes of simulated history, so this also shows
+ * that the charts open full: the consumer rebuilds them from Kafka on start.
+ * The screenshot is docs/dashboard.png, shown at the top of the README.
+ */
+
+import assert from "node:assert/strict";
+import { createMarket, profileFor } from "../market_sim.ts";
+import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "../trade.ts";
+import { readTasks, taskCommand } from "../demo.ts";
+import { uniqueName, withTopic } from "./kafka_helpers.ts";
+import { launchChromium, type Page } from "./cdp.ts";
+
+const SYMBOLS = ["AAPL", "MSFT", "NVDA", "BINANCE:BTCUSDT", "BINANCE:ETHUSDT"];
+const XSS = "<img src=x onerror=alert(1)>";
+const SCREENSHOT = new URL("../docs/dashboard.png", import.meta.url);
+const HISTORY_MS = 10 * 60_000;
+
+/**
+ * Ten minutes of the simulated market, scaled so each symbol ends at its start
+ * price: the live producer starts there, and the chart joins without a jump.
+ */
+function history(now: number): Trade[] {
+  const market = createMarket({ symbols: SYMBOLS, seed: 11, rate: 40, start: now - HISTORY_MS });
+  const trades: Trade[] = [];
+  for (let trade = market.next(); trade.time < now - 1000; trade = market.next()) {
+    trades.push(trade);
+  }
+  const last = new Map(trades.map((trade) => [trade.symbol, trade.price]));
+  return trades.map((trade) => {
+    const { price: start, tick } = profileFor(trade.symbol);
+    const decimals = Math.max(0, -Math.floor(Math.log10(tick)));
+    const scaled = Math.round((trade.price * start) / last.get(trade.symbol)! / tick) * tick;
+    return { ...trade, price: Number(scaled.toFixed(decimals)) };
+  });
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/** The demo as `deno task demo` runs it, its output collected for the assertions. */
+async function startDemo(env: Record<string, string>) {
+  const argv = taskCommand(await readTasks(), "demo");
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  const url = Promise.withResolvers<string>();
+  const collect = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      output += text;
+      const match = /market-stream is running: (\S+)/.exec(output);
+      if (match) url.resolve(match[1]);
+    }
+  };
+  const done = Promise.all([collect(child.stdout), collect(child.stderr)]).then(() => child.status);
+  done.then(() => url.reject(new Error(`the demo ended before serving:\n${output}`)));
+  const timer = setTimeout(() => url.reject(new Error(`no URL in 30 s:\n${output}`)), 30_000);
+  url.promise.catch(() => {}).finally(() => clearTimeout(timer));
+  return { child, url: url.promise, done, output: () => output };
+}
+
+/** What the page and the server hold, for a failure message. */
+async function describe(page: Page, url: string): Promise<string> {
+  const dom = await page.evaluate<string>(`JSON.stringify({
+    hash: location.hash,
+    symbol: document.getElementById('quote-symbol')?.textContent,
+    chart: { ...document.getElementById('price-chart')?.dataset },
+    stream: document.getElementById('connection-text')?.textContent,
+  })`).catch((error) => String(error));
+  const api = await fetch(new URL("/api/symbols", url)).then((r) => r.text()).catch(String);
+  return `page: ${dom}\nserver: ${api.slice(0, 1500)}\nconsole: ${page.console.join("\n")}`;
+}
+
+const text = (page: Page, id: string) =>
+  page.evaluate<string>(`document.getElementById(${JSON.stringify(id)}).textContent`);
+
+Deno.test("the dashboard in Chromium: live charts for every symbol from the real pipeline", async (t) => {
+  await withTopic(3, async (topic, kafka) => {
+    const now = Date.now();
+    const producer = kafka.producer();
+    await producer.connect();
+    const trades = history(now);
+    for (let i = 0; i < trades.length; i += 5000) {
+      await producer.send({
+        topic,
+        messages: trades.slice(i, i + 5000).map((trade) => ({
+          key: trade.symbol,
+          value: encodeTrade(trade, "sim"),
+          timestamp: String(trade.time),
+          headers: { [HEADER_RECEIVED_AT]: String(now), [HEADER_SOURCE]: "sim" },
+        })),
+      });
+    }
+
+    const demo = await startDemo({
+      KAFKA_TOPIC: topic,
+      KAFKA_GROUP_ID: uniqueName("dashboard-test"),
+      DASHBOARD_HOST: "127.0.0.1",
+      DASHBOARD_PORT: String(freePort()),
+      SYMBOLS: SYMBOLS.join(","),
+      SOURCE: "sim",
+      FINNHUB_TOKEN: "",
+    });
+    const browser = await launchChromium();
+    try {
+      const url = await demo.url;
+      const page = await browser.newPage(1440, 900);
+      // A failed step says what the page and the server held at that moment.
+      const step = (name: string, body: () => Promise<void>) =>
+        t.step(name, async () => {
+          try {
+            await body();
+          } catch (error) {
+            throw new Error(`${(error as Error).message}\n${await describe(page, url)}`);
+          }
+        });
+      await page.send("Page.navigate", { url: `${url}#symbol=AAPL&window=5m` });
+      await page.waitFor(
+        "document.readyState === 'complete' && " +
+          "document.getElementById('connection-text')?.textContent === 'live'",
+        "the page to load and connect",
+      );
+
+      await step("the charts open full, from Kafka's history", async () => {
+        const points = await page.waitFor<number>(
+          "Number(document.getElementById('price-chart').dataset.points) > 200 && " +
+            "Number(document.getElementById('price-chart').dataset.points)",
+          "the AAPL chart to fill",
+          15_000,
+        );
+        assert.ok(points > 200 && points <= 301, `${points} one-second candles in 5 minutes`);
+        const candles = await page.evaluate<number>(
+          "Number(document.getElementById('candle-chart').dataset.points)",
+        );
+        assert.ok(candles >= 55 && candles <= 61, `${candles} five-second candles`);
+        assert.equal(await text(page, "source-badge"), "SIMULATED");
+        assert.equal(await text(page, "stat-kafka"), "connected");
+      });
+
+      await step("every symbol's chart gains points as trades flow", async () => {
+        const options = await page.evaluate<string[]>(
+          "[...document.getElementById('symbol-picker').options].map((o) => o.value)",
+        );
+        assert.deepEqual(options, [...SYMBOLS].sort());
+        for (const symbol of options) {
+          const s = JSON.stringify(symbol);
+          await page.evaluate(`(() => {
+            const picker = document.getElementById('symbol-picker');
+            picker.value = ${s};
+            picker.dispatchEvent(new Event('change'));
+          })()`);
+          const first = await page.waitFor<number>(
+            `document.getElementById('quote-symbol').textContent === ${s} ? ` +
+              "Number(document.getElementById('price-chart').dataset.last) : 0",
+            `${symbol}'s chart`,
+          );
+          await page.waitFor(
+            `Number(document.getElementById('price-chart').dataset.last) >= ${first + 2000}`,
+            `${symbol}'s chart to gain new points`,
+          );
+        }
+      });
+
+      await step("the stats panel moves", async () => {
+        const applied = await text(page, "stat-applied");
+        const age = await text(page, "stat-age");
+        await page.waitFor(
+          `document.getElementById('stat-applied').textContent !== ${JSON.stringify(applied)}`,
+          "the applied count to change",
+        );
+        assert.notEqual(await text(page, "stat-age"), "none yet", age);
+        assert.match(await text(page, "stat-tps"), /^[1-9][\d.]*$/);
+        assert.match(await text(page, "stat-p50"), /ms$/);
+        assert.equal(await text(page, "stat-stream"), "live");
+        const pushes = Number(await text(page, "stat-pushes"));
+        assert.ok(pushes > 0 && pushes <= 21, `${pushes} updates/s`);
+      });
+
+      await step("screenshot: docs/dashboard.png", async () => {
+        await page.evaluate(`(() => {
+          const picker = document.getElementById('symbol-picker');
+          picker.value = 'BINANCE:BTCUSDT';
+          picker.dispatchEvent(new Event('change'));
+        })()`);
+        await page.waitFor(
+          "Number(document.getElementById('price-chart').dataset.points) > 200",
+          "BTCUSDT's chart",
+        );
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        await Deno.mkdir(new URL(".", SCREENSHOT), { recursive: true });
+        const png = await page.screenshot();
+        assert.ok(png.length > 50_000, `a ${png.length} byte screenshot is not a dashboard`);
+        await Deno.writeFile(SCREENSHOT, png);
+      });
+
+      await step("a hostile symbol is shown as text", async () => {
+        await producer.send({
+          topic,
+          messages: [{
+            key: XSS,
+            value: encodeTrade({ symbol: XSS, price: 1, volume: 1, time: Date.now() }, "sim"),
+            timestamp: String(Date.now()),
+          }],
+        });
+        await page.waitFor(
+          `[...document.querySelectorAll('#watchlist tr')].some((row) => row.dataset.symbol === ${
+            JSON.stringify(XSS)
+          })`,
+          "the hostile symbol's row",
+        );
+        const shown = await page.evaluate<string[]>(
+          "[...document.getElementById('symbol-picker').options].map((o) => o.textContent)",
+        );
+        assert.ok(shown.includes(XSS), "the picker shows the symbol's text");
+        assert.equal(await page.evaluate<number>("document.querySelectorAll('img').length"), 0);
+        assert.deepEqual(page.dialogs, []);
+      });
+
+      const problems = page.console.filter((line) => /error|refused|uncaught|violat/i.test(line));
+      assert.deepEqual(problems, [], "no console errors and no CSP violations");
+    } finally {
+      await browser.close();
+      await producer.disconnect();
+      demo.child.kill("SIGINT");
+    }
+    const status = await demo.done;
+    assert.equal(status.code, 0, demo.output());
+    assert.match(demo.output(), /demo: stopped/);
+    assert.match(demo.output(), /offsets committed/);
+  });
+});
