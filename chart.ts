@@ -456,7 +456,8 @@ export function plainLines(data: ChartData, now: number): string[] {
       `${stamp} symbol=${JSON.stringify(symbol)} last=${formatPrice(stats.last, decimals)}` +
         ` change_pct=${stats.changePct.toFixed(3)}` +
         ` vwap=${stats.sessionVwap === null ? "-" : formatPrice(stats.sessionVwap, decimals)}` +
-        ` volume=${stats.volume} trades=${stats.trades} tps=${stats.tradesPerSecond.toFixed(1)}` +
+        ` volume=${Number(stats.volume.toFixed(8))} trades=${stats.trades}` +
+        ` tps=${stats.tradesPerSecond.toFixed(1)}` +
         ` age_s=${((now - stats.lastTime) / 1000).toFixed(1)} source=${stats.source}` +
         (mark ? ` ${mark}` : ""),
     );

@@ -568,8 +568,13 @@ export async function main(args: string[]): Promise<void> {
     });
   } catch (error) {
     if (error instanceof ConfigError) exitWithError(error.message);
+    const hint = /ECONNREFUSED|Connection/.test(String(error))
+      ? " (is Kafka running? `deno task kafka` starts a local one)"
+      : "";
     exitWithError(
-      `cannot consume ${config.topic} from ${config.brokers.join(",")}: ${redact(String(error))}`,
+      `cannot consume ${config.topic} from ${config.brokers.join(",")}: ${
+        redact(String(error))
+      }${hint}`,
       1,
     );
   }
