@@ -3,7 +3,7 @@
  * updates over server-sent events, and a small JSON API — all read from the one
  * Aggregator the consumer feeds. The dashboard never reads Kafka itself.
  *
- *   GET /                 the page (index.html, app.js, charts.js, style.css)
+ *   GET /                 the page: dashboard/index.html and its scripts and stylesheet
  *   GET /vendor/uPlot.*   uPlot's ES module and stylesheet, served from node_modules
  *   GET /events           SSE: a snapshot of one symbol's window, then deltas
  *   GET /api/symbols      every symbol with its stats
@@ -74,15 +74,9 @@ const SECURITY_HEADERS: Record<string, string> = {
   "cross-origin-resource-policy": "same-origin",
 };
 
-/** The files the page is made of: URL path -> file and content type. */
+/** The files the page is made of: URL path -> file and content type. Nothing else is served. */
 const STATIC_FILES: Record<string, { file: URL; type: string }> = {
   "/": { file: new URL("./dashboard/index.html", import.meta.url), type: "text/html" },
-  "/app.js": { file: new URL("./dashboard/app.js", import.meta.url), type: "text/javascript" },
-  "/charts.js": {
-    file: new URL("./dashboard/charts.js", import.meta.url),
-    type: "text/javascript",
-  },
-  "/style.css": { file: new URL("./dashboard/style.css", import.meta.url), type: "text/css" },
   "/vendor/uPlot.esm.js": {
     file: new URL("./node_modules/uplot/dist/uPlot.esm.js", import.meta.url),
     type: "text/javascript",
@@ -93,6 +87,12 @@ const STATIC_FILES: Record<string, { file: URL; type: string }> = {
   },
 };
 STATIC_FILES["/index.html"] = STATIC_FILES["/"];
+for (const name of ["app.js", "charts.js", "format.js", "panels.js", "style.css"]) {
+  STATIC_FILES[`/${name}`] = {
+    file: new URL(`./dashboard/${name}`, import.meta.url),
+    type: name.endsWith(".js") ? "text/javascript" : "text/css",
+  };
+}
 
 /**
  * A duration or a time span as people write it in a URL: `1500` (ms), `30s`, `5m`,

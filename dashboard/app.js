@@ -4,23 +4,24 @@
 // Every value from the stream reaches the DOM through textContent or an <option>'s
 // text, never as HTML: symbols are user-controlled strings.
 
+import { createCandleChart, createPriceChart, fitToBox } from "/charts.js";
+import { decimalsFor, formatDuration, formatTime } from "/format.js";
 import {
-  createCandleChart,
-  createPriceChart,
-  decimalsFor,
-  fitToBox,
-  formatCompact,
-  formatPrice,
-  formatSigned,
-} from "/charts.js";
+  $,
+  candleLegend,
+  priceLegend,
+  setConnection,
+  setText,
+  syncPicker,
+  updateQuote,
+  updateStats,
+  updateWatchlist,
+} from "/panels.js";
 
 /** The windows the page offers, and the candle width of the candlestick view in each. */
 const WINDOWS = { "1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000 };
 const CANDLES_PER_WINDOW = 60;
 const RETRY_MAX_MS = 15_000;
-const STALE_AFTER_MS = 3_500;
-
-const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 /**
  * @typedef {[number, number, number, number, number, number, number, number | null]} Row
@@ -108,7 +109,7 @@ function connect() {
   if (state.lastEventId !== null) params.set("since", state.lastEventId);
   const source = new EventSource(`/events?${params}`);
   state.source = source;
-  setConnection(state.connection === "live" ? "reconnecting" : "connecting");
+  setConnection(state, state.connection === "live" ? "reconnecting" : "connecting");
   source.addEventListener("snapshot", (event) => {
     if (source === state.source) onSnapshot(JSON.parse(event.data), event.lastEventId);
   });
@@ -118,18 +119,18 @@ function connect() {
   source.addEventListener("open", () => {
     if (source !== state.source) return;
     state.retryDelay = 1000;
-    setConnection("live");
+    setConnection(state, "live");
   });
   source.addEventListener("error", () => {
     if (source !== state.source) return;
     if (source.readyState === EventSource.CONNECTING) {
       // The browser retries by itself and sends Last-Event-ID: the server resumes.
-      setConnection("reconnecting");
+      setConnection(state, "reconnecting");
       return;
     }
     // Refused (503 at the stream cap, or the server is gone): retry with backoff.
     source.close();
-    setConnection("offline");
+    setConnection(state, "offline");
     const delay = state.retryDelay * (0.8 + Math.random() * 0.4);
     state.retryDelay = Math.min(RETRY_MAX_MS, state.retryDelay * 2);
     state.retryTimer = setTimeout(connect, delay);
@@ -148,7 +149,7 @@ function onSnapshot(message, id) {
   state.series = series;
   trim(series);
   onCommon(message);
-  syncPicker();
+  syncPicker(state);
 }
 
 function onDelta(message, id) {
@@ -169,8 +170,8 @@ function onCommon(message) {
   for (const stats of message.stats) state.stats.set(stats.symbol, stats);
   state.status = message.status;
   state.streams = message.streams;
-  if (state.connection !== "live") setConnection("live");
-  updateWatchlist(message.stats);
+  if (state.connection !== "live") setConnection(state, "live");
+  updateWatchlist(state, message.stats);
   requestDraw();
 }
 
@@ -180,11 +181,11 @@ const priceEl = $("price-chart");
 const candleEl = $("candle-chart");
 const priceChart = createPriceChart(priceEl, (idx) => {
   state.cursor.price = idx;
-  priceLegend();
+  priceLegend(state, drawn);
 });
 const candleChart = createCandleChart(candleEl, (idx) => {
   state.cursor.candle = idx;
-  candleLegend();
+  candleLegend(state, drawn);
 });
 fitToBox(priceChart, priceEl);
 fitToBox(candleChart, candleEl);
@@ -242,10 +243,10 @@ function draw() {
   candleEl.dataset.points = String(candles.t.length);
   priceEl.dataset.draws = String(Number(priceEl.dataset.draws ?? 0) + 1);
   $("candle-width").textContent = `${formatDuration(candles.width)} candles`;
-  updateQuote();
-  priceLegend();
-  candleLegend();
-  updateStats();
+  updateQuote(state, drawn);
+  priceLegend(state, drawn);
+  candleLegend(state, drawn);
+  updateStats(state);
 }
 
 /** Merges the fine candles into wider ones: open of the first, close of the last. */
@@ -271,234 +272,6 @@ function bucket(s, width) {
   return out;
 }
 
-// --- text ----------------------------------------------------------------------
-
-function formatDuration(ms) {
-  if (ms < 60_000) return `${Math.round(ms / 1000)}s`;
-  if (ms < 3_600_000) return `${Math.round(ms / 60_000)}m`;
-  return `${Math.round(ms / 3_600_000)}h`;
-}
-
-function formatAge(ms) {
-  if (ms < 0) ms = 0;
-  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s ago`;
-  if (ms < 120_000) return `${Math.round(ms / 1000)} s ago`;
-  if (ms < 7_200_000) return `${Math.round(ms / 60_000)} min ago`;
-  return `${Math.round(ms / 3_600_000)} h ago`;
-}
-
-/** Trades per second: one decimal while small, whole numbers beyond 10. */
-function formatRate(rate) {
-  return rate < 10 ? rate.toFixed(1) : formatCompact(Math.round(rate));
-}
-
-function formatMs(ms) {
-  if (ms === null || ms === undefined) return "—";
-  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
-}
-
-function formatTime(ms) {
-  const d = new Date(ms);
-  return d.toLocaleTimeString("en-GB", { hour12: false });
-}
-
-/** Sets text and a direction class: the only way stream values reach the page. */
-function setText(el, text, direction) {
-  if (el.textContent !== text) el.textContent = text;
-  if (direction !== undefined) {
-    el.classList.toggle("up", direction > 0);
-    el.classList.toggle("down", direction < 0);
-  }
-}
-
-function legendItems(el, items) {
-  el.replaceChildren(...items.map(([label, value, cls]) => {
-    const span = document.createElement("span");
-    span.className = `legend-item ${cls ?? ""}`;
-    const key = document.createElement("b");
-    key.textContent = label;
-    span.append(key, document.createTextNode(value));
-    return span;
-  }));
-}
-
-function priceLegend() {
-  const p = drawn.price;
-  if (p === null || p.t.length === 0) return legendItems($("price-legend"), []);
-  const i = state.cursor.price ?? p.t.length - 1;
-  if (i < 0 || i >= p.t.length) return;
-  legendItems($("price-legend"), [
-    ["", formatTime(p.t[i])],
-    ["Last ", formatPrice(p.c[i], drawn.decimals), "key-price"],
-    ["VWAP ", formatPrice(p.vwap[i], drawn.decimals), "key-vwap"],
-    ["Vol ", formatCompact(p.v[i])],
-  ]);
-}
-
-function candleLegend() {
-  const c = drawn.candles;
-  if (c === null || c.t.length === 0) return legendItems($("candle-legend"), []);
-  const i = state.cursor.candle ?? c.t.length - 1;
-  if (i < 0 || i >= c.t.length) return;
-  const d = drawn.decimals;
-  const cls = c.c[i] >= c.o[i] ? "up" : "down";
-  legendItems($("candle-legend"), [
-    ["", formatTime(c.t[i])],
-    ["O ", formatPrice(c.o[i], d), cls],
-    ["H ", formatPrice(c.h[i], d), cls],
-    ["L ", formatPrice(c.l[i], d), cls],
-    ["C ", formatPrice(c.c[i], d), cls],
-    ["Vol ", formatCompact(c.v[i])],
-  ]);
-}
-
-const SOURCE_LABEL = { sim: "SIMULATED", replay: "REPLAY", finnhub: "LIVE · FINNHUB" };
-const SOURCE_NOTE = {
-  sim: "Prices are simulated by the producer (no FINNHUB_TOKEN): they are not market data.",
-  replay: "Prices are replayed from a recording: they are not live.",
-};
-
-function setBadge(el, source) {
-  el.hidden = source === undefined;
-  el.dataset.source = source ?? "none";
-  setText(el, source === undefined ? "" : SOURCE_LABEL[source]);
-}
-
-function updateQuote() {
-  const stats = state.symbol === null ? undefined : state.stats.get(state.symbol);
-  setText($("quote-symbol"), state.symbol ?? "—");
-  setBadge($("quote-badge"), stats?.source);
-  const s = state.series;
-  const decimals = drawn.decimals;
-  if (stats === undefined) {
-    for (
-      const id of [
-        "quote-last",
-        "quote-change",
-        "quote-vwap",
-        "quote-volume",
-        "quote-trades",
-        "quote-tps",
-      ]
-    ) {
-      setText($(id), "—");
-    }
-  } else {
-    const direction = Math.sign(stats.change);
-    setText($("quote-last"), formatPrice(stats.last, decimals), direction);
-    setText(
-      $("quote-change"),
-      `${formatSigned(stats.change, decimals)} (${formatSigned(stats.changePct, 2)}%)`,
-      direction,
-    );
-    setText($("quote-vwap"), formatPrice(stats.sessionVwap, decimals));
-    setText($("quote-volume"), formatCompact(stats.volume));
-    setText($("quote-trades"), formatCompact(stats.trades));
-    setText($("quote-tps"), formatRate(stats.tradesPerSecond));
-  }
-  setText($("quote-high"), s.t.length ? formatPrice(Math.max(...s.h), decimals) : "—");
-  setText($("quote-low"), s.t.length ? formatPrice(Math.min(...s.l), decimals) : "—");
-  for (const id of ["price-watermark", "candle-watermark"]) {
-    const mark = $(id);
-    const label = stats?.source === "finnhub" ? undefined : SOURCE_LABEL[stats?.source];
-    mark.hidden = label === undefined;
-    setText(mark, label ?? "");
-  }
-}
-
-// --- watchlist and picker --------------------------------------------------------
-
-/** @type {Map<string, {row: HTMLTableRowElement, last: HTMLElement, change: HTMLElement, tps: HTMLElement, tag: HTMLElement, price: number, tick: number}>} */
-const rows = new Map();
-
-function updateWatchlist(changed) {
-  for (const stats of changed) {
-    const entry = rows.get(stats.symbol) ?? addRow(stats.symbol);
-    // The last price takes the colour of its last tick, as on a trading screen.
-    if (entry.price !== 0 && stats.last !== entry.price) {
-      entry.tick = Math.sign(stats.last - entry.price);
-    }
-    entry.price = stats.last;
-    setText(entry.last, formatPrice(stats.last, decimalsFor(stats.last)), entry.tick);
-    setText(entry.change, `${formatSigned(stats.changePct, 2)}%`, Math.sign(stats.change));
-    setText(entry.tps, formatRate(stats.tradesPerSecond));
-    entry.tag.hidden = stats.source === "finnhub";
-    entry.tag.dataset.source = stats.source;
-    setText(entry.tag, stats.source === "replay" ? "REPLAY" : "SIM");
-  }
-  $("watchlist-empty").hidden = rows.size > 0;
-  setText($("symbol-count"), rows.size > 0 ? String(rows.size) : "");
-  updateSourceBadge();
-}
-
-/** "BINANCE:BTCUSDT" shows as BTCUSDT over BINANCE; a plain ticker has no venue line. */
-function splitSymbol(symbol) {
-  const colon = symbol.indexOf(":");
-  return colon > 0 ? [symbol.slice(colon + 1), symbol.slice(0, colon)] : [symbol, ""];
-}
-
-function addRow(symbol) {
-  const row = document.createElement("tr");
-  row.tabIndex = 0;
-  row.dataset.symbol = symbol;
-  row.title = symbol;
-  const [shortName, venue] = splitSymbol(symbol);
-  const cell = document.createElement("td");
-  const name = document.createElement("span");
-  name.className = "sym-name";
-  name.textContent = shortName;
-  const sub = document.createElement("span");
-  sub.className = "sym-sub";
-  const venueText = document.createElement("span");
-  venueText.textContent = venue;
-  const tag = document.createElement("span");
-  tag.className = "tag";
-  sub.append(venueText, tag);
-  cell.append(name, sub);
-  const [last, change, tps] = ["num", "num", "num muted"].map((cls) => {
-    const td = document.createElement("td");
-    td.className = cls;
-    return td;
-  });
-  row.append(cell, last, change, tps);
-  row.addEventListener("click", () => selectSymbol(symbol));
-  row.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") selectSymbol(symbol);
-  });
-  const entry = { row, last, change, tps, tag, price: 0, tick: 0 };
-  rows.set(symbol, entry);
-  // Keep the table and the picker sorted, as the server sorts symbols.
-  const sorted = [...rows.keys()].sort();
-  const next = sorted[sorted.indexOf(symbol) + 1];
-  $("watchlist").insertBefore(row, next === undefined ? null : rows.get(next).row);
-  syncPicker();
-  return entry;
-}
-
-function syncPicker() {
-  const picker = /** @type {HTMLSelectElement} */ ($("symbol-picker"));
-  const symbols = [...rows.keys()].sort();
-  if (state.symbol !== null && !rows.has(state.symbol)) symbols.unshift(state.symbol);
-  const current = [...picker.options].map((option) => option.value);
-  if (current.join("\n") !== symbols.join("\n")) {
-    // new Option(text, value) sets text, never markup.
-    picker.replaceChildren(...symbols.map((symbol) => new Option(symbol, symbol)));
-  }
-  if (state.symbol !== null) picker.value = state.symbol;
-  for (const [symbol, entry] of rows) {
-    entry.row.classList.toggle("selected", symbol === state.symbol);
-  }
-}
-
-function updateSourceBadge() {
-  const sources = new Set([...state.stats.values()].map((stats) => stats.source));
-  const source = sources.has("sim") ? "sim" : sources.has("replay") ? "replay" : [...sources][0];
-  setBadge($("source-badge"), source);
-  const note = $("source-note");
-  note.hidden = SOURCE_NOTE[source] === undefined;
-  setText(note, SOURCE_NOTE[source] ?? "");
-}
-
 function selectSymbol(symbol) {
   if (symbol === state.symbol) return;
   state.symbol = symbol;
@@ -506,7 +279,7 @@ function selectSymbol(symbol) {
   state.lastEventId = null;
   state.cursor = { price: null, candle: null };
   saveLocation();
-  syncPicker();
+  syncPicker(state);
   requestDraw();
   connect();
 }
@@ -525,44 +298,9 @@ function selectWindow(name) {
   connect();
 }
 
-// --- stats panel -----------------------------------------------------------------
-
-function setConnection(connection) {
-  state.connection = connection;
-  const el = $("connection");
-  el.dataset.state = connection;
-  setText($("connection-text"), connection);
-}
-
-function updateStats() {
-  const status = state.status;
-  const now = Date.now();
-  state.pushTimes = state.pushTimes.filter((time) => time >= now - 5000);
-  setText($("stat-pushes"), (state.pushTimes.length / 5).toFixed(1));
-  const stalled = state.connection === "live" && now - state.lastFrameAt > STALE_AFTER_MS;
-  setText($("stat-stream"), stalled ? "stalled" : state.connection);
-  $("stat-stream").dataset.state = stalled ? "stalled" : state.connection;
-  if (status === null) return;
-  setText($("stat-tps"), formatCompact(status.tradesPerSecond));
-  setText($("stat-p50"), formatMs(status.latencyP50Ms));
-  setText($("stat-p99"), formatMs(status.latencyP99Ms));
-  setText($("stat-lag"), status.lag === null ? "—" : formatCompact(status.lag));
-  setText($("stat-kafka"), status.connected ? "connected" : "disconnected");
-  $("stat-kafka").dataset.state = status.connected ? "live" : "offline";
-  setText($("stat-applied"), formatCompact(status.applied));
-  setText($("stat-rejected"), formatCompact(status.rejected));
-  setText($("stat-late"), formatCompact(status.tooLate));
-  setText(
-    $("stat-age"),
-    status.lastTradeAt === null
-      ? "none yet"
-      : formatAge(now + state.clockOffset - status.lastTradeAt),
-  );
-}
-
 function tick() {
   setText($("clock"), formatTime(Date.now() + state.clockOffset));
-  updateStats();
+  updateStats(state);
 }
 
 // --- location --------------------------------------------------------------------
@@ -584,6 +322,18 @@ function loadLocation() {
 // --- start -----------------------------------------------------------------------
 
 loadLocation();
+// One listener for every watchlist row, present and future.
+$("watchlist").addEventListener("click", (event) => {
+  const row = /** @type {HTMLElement} */ (event.target).closest("tr");
+  if (row?.dataset.symbol !== undefined) selectSymbol(row.dataset.symbol);
+});
+$("watchlist").addEventListener("keydown", (event) => {
+  const row = /** @type {HTMLElement} */ (event.target).closest("tr");
+  if ((event.key === "Enter" || event.key === " ") && row?.dataset.symbol !== undefined) {
+    event.preventDefault();
+    selectSymbol(row.dataset.symbol);
+  }
+});
 $("symbol-picker").addEventListener("change", (event) => {
   selectSymbol(/** @type {HTMLSelectElement} */ (event.target).value);
 });
@@ -591,7 +341,7 @@ for (const button of document.querySelectorAll("#window-picker button")) {
   button.addEventListener("click", () => selectWindow(button.dataset.window));
   button.setAttribute("aria-pressed", String(button.dataset.window === state.window));
 }
-syncPicker();
+syncPicker(state);
 setInterval(tick, 250);
 tick();
 connect();

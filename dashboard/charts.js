@@ -1,8 +1,9 @@
-// The two uPlot charts of the dashboard and the number formats they share.
+// The two uPlot charts of the dashboard: price with VWAP and volume, and candlesticks.
 // Plain browser ES module (no build step); the server's CSP allows only same-origin
 // scripts, so uPlot comes from /vendor, served out of the npm package.
 
 import uPlot from "/vendor/uPlot.esm.js";
+import { formatPrice } from "/format.js";
 
 export const COLORS = {
   up: "#16c784",
@@ -17,46 +18,6 @@ export const COLORS = {
 /** Canvas text cannot use CSS variables: the same stack as --mono in style.css. */
 const AXIS_FONT =
   '11px "JetBrains Mono", "SF Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace';
-
-const priceFormats = new Map();
-
-/** Decimals that suit a price: 2 for stocks and BTC, more for FX and small coins. */
-export function decimalsFor(price) {
-  const abs = Math.abs(price);
-  return abs >= 10 ? 2 : abs >= 1 ? 4 : 6;
-}
-
-/** A price with a fixed number of decimals, grouped (e.g. 67,412.50). */
-export function formatPrice(price, decimals = decimalsFor(price)) {
-  if (price === null || price === undefined || !Number.isFinite(price)) return "—";
-  let format = priceFormats.get(decimals);
-  if (format === undefined) {
-    format = new Intl.NumberFormat("en-US", {
-      minimumFractionDigits: decimals,
-      maximumFractionDigits: decimals,
-    });
-    priceFormats.set(decimals, format);
-  }
-  return format.format(price);
-}
-
-const compactFormat = new Intl.NumberFormat("en-US", {
-  notation: "compact",
-  maximumFractionDigits: 2,
-});
-
-/** 1234567 -> 1.23M: volumes and counts in little room. */
-export function formatCompact(value) {
-  if (value === null || value === undefined || !Number.isFinite(value)) return "—";
-  return Math.abs(value) < 1000
-    ? String(Math.round(value * 100) / 100)
-    : compactFormat.format(value);
-}
-
-export function formatSigned(value, decimals) {
-  if (!Number.isFinite(value)) return "—";
-  return `${value > 0 ? "+" : value < 0 ? "−" : ""}${formatPrice(Math.abs(value), decimals)}`;
-}
 
 function timeAxisValues(_u, splits, _axis, _space, increment) {
   const withSeconds = increment < 60_000;

@@ -157,11 +157,11 @@ Deno.test("the dashboard in Chromium: live charts for every symbol from the real
         assert.deepEqual(options, [...SYMBOLS].sort());
         for (const symbol of options) {
           const s = JSON.stringify(symbol);
-          await page.evaluate(`(() => {
-            const picker = document.getElementById('symbol-picker');
-            picker.value = ${s};
-            picker.dispatchEvent(new Event('change'));
-          })()`);
+          // A click on the symbol's watchlist row, as a user picks one.
+          await page.evaluate(
+            `[...document.querySelectorAll('#watchlist tr')]` +
+              `.find((row) => row.dataset.symbol === ${s}).click()`,
+          );
           const first = await page.waitFor<number>(
             `document.getElementById('quote-symbol').textContent === ${s} ? ` +
               "Number(document.getElementById('price-chart').dataset.last) : 0",

@@ -9,6 +9,7 @@ import { Aggregator, type ConsumerStatus } from "../candles.ts";
 import { CONTENT_SECURITY_POLICY, type Dashboard, serveDashboard } from "../dashboard.ts";
 import { formatEvent, parseEventId, safeJson } from "../sse.ts";
 import type { TradeRecord } from "../trade.ts";
+import { ClientView, EventReader, readUntil, type Row, stuckClient } from "./sse_client.ts";
 
 const XSS = "<img src=x onerror=alert(1)>";
 const T0 = Date.UTC(2025, 0, 6, 14, 30);
@@ -55,85 +56,6 @@ async function withDashboard(
   } finally {
     controller.abort();
     await dashboard.finished;
-  }
-}
-
-type Row = [number, number, number, number, number, number, number, number | null];
-interface Event {
-  id: string;
-  event: string;
-  // deno-lint-ignore no-explicit-any
-  data: any;
-  raw: string;
-}
-
-/** Reads SSE events from a response body, as EventSource would. */
-class EventReader {
-  readonly #reader: ReadableStreamDefaultReader<string>;
-  #buffer = "";
-  bytes = 0;
-
-  constructor(response: Response) {
-    assert.equal(response.status, 200);
-    this.#reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-  }
-
-  async next(timeoutMs = 5000): Promise<Event> {
-    const deadline = Date.now() + timeoutMs;
-    while (true) {
-      const end = this.#buffer.indexOf("\n\n");
-      if (end >= 0) {
-        const raw = this.#buffer.slice(0, end);
-        this.#buffer = this.#buffer.slice(end + 2);
-        if (raw.startsWith(":")) continue; // a comment
-        const fields = new Map<string, string>();
-        for (const line of raw.split("\n")) {
-          const colon = line.indexOf(":");
-          fields.set(line.slice(0, colon), line.slice(colon + 1).trimStart());
-        }
-        return {
-          id: fields.get("id") ?? "",
-          event: fields.get("event") ?? "message",
-          data: JSON.parse(fields.get("data") ?? "null"),
-          raw,
-        };
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const read = await Promise.race([
-        this.#reader.read(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error("no SSE event in time")),
-            deadline - Date.now(),
-          );
-        }),
-      ]).finally(() => clearTimeout(timer));
-      if (read.done) throw new Error("stream ended");
-      this.bytes += read.value.length;
-      this.#buffer += read.value;
-    }
-  }
-
-  async cancel(): Promise<void> {
-    await this.#reader.cancel();
-  }
-}
-
-/** What app.js keeps: candles by start, replaced whole by every newer copy. */
-class ClientView {
-  readonly rows = new Map<number, Row>();
-  snapshots = 0;
-
-  apply(event: Event): void {
-    if (event.event === "snapshot") {
-      this.rows.clear();
-      this.snapshots++;
-    }
-    for (const row of event.data.candles as Row[]) this.rows.set(row[0], row);
-  }
-
-  sorted(): Row[] {
-    return [...this.rows.values()].sort((a, b) => a[0] - b[0]);
   }
 }
 
@@ -288,44 +210,6 @@ Deno.test("pushes are coalesced to at most ~20/s per client under 10,000 trades/
     await reader.cancel();
   });
 });
-
-/** An HTTP/1.1 client that sends a request and then reads nothing, like a stuck tab. */
-async function stuckClient(url: string, path: string): Promise<Deno.TcpConn> {
-  const { hostname, port } = new URL(url);
-  const conn = await Deno.connect({ hostname, port: Number(port) });
-  const request =
-    `GET ${path} HTTP/1.1\r\nhost: ${hostname}:${port}\r\naccept: text/event-stream\r\n\r\n`;
-  await conn.write(new TextEncoder().encode(request));
-  return conn;
-}
-
-/** Reads a raw connection until `pattern` has been seen `times` times; returns the bytes read. */
-async function readUntil(
-  conn: Deno.TcpConn,
-  pattern: string,
-  times: number,
-  timeoutMs: number,
-): Promise<number> {
-  const decoder = new TextDecoder();
-  const buffer = new Uint8Array(1 << 16);
-  let carry = "";
-  let seen = 0;
-  let bytes = 0;
-  const timer = setTimeout(() => conn.close(), timeoutMs);
-  try {
-    while (seen < times) {
-      const n = await conn.read(buffer).catch(() => null);
-      if (n === null) throw new Error(`saw "${pattern}" ${seen} times, not ${times}`);
-      bytes += n;
-      const text = carry + decoder.decode(buffer.subarray(0, n), { stream: true });
-      for (let at = text.indexOf(pattern); at >= 0; at = text.indexOf(pattern, at + 1)) seen++;
-      carry = text.slice(-(pattern.length - 1));
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  return bytes;
-}
 
 Deno.test("a client that stops reading is bounded and resynced; the others keep up", async () => {
   const aggregator = newAggregator();
@@ -520,7 +404,7 @@ Deno.test("symbols reach the page as text: escaped JSON, no markup in HTML, no i
     const page = await (await fetch(dashboard.url)).text();
     assert.ok(!page.includes("onerror"));
     // The page's own code never turns text into markup.
-    for (const file of ["app.js", "charts.js"]) {
+    for (const file of ["app.js", "charts.js", "format.js", "panels.js"]) {
       const code = await (await fetch(new URL(file, dashboard.url))).text();
       assert.ok(code.length > 1000, file);
       assert.ok(!/innerHTML|outerHTML|insertAdjacentHTML|document\.write/.test(code), file);
@@ -538,6 +422,8 @@ Deno.test("every response carries the CSP; the page has no inline script or styl
       "/",
       "/app.js",
       "/charts.js",
+      "/format.js",
+      "/panels.js",
       "/style.css",
       "/vendor/uPlot.esm.js",
       "/vendor/uPlot.min.css",

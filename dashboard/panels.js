@@ -1,0 +1,242 @@
+// The panels around the charts: quote line, legends, watchlist and symbol picker,
+// pipeline stats. Every value from the stream is set as text (setText, textContent,
+// new Option): symbols are user-controlled strings and never become markup.
+
+import {
+  decimalsFor,
+  formatAge,
+  formatCompact,
+  formatMs,
+  formatPrice,
+  formatRate,
+  formatSigned,
+  formatTime,
+  splitSymbol,
+} from "/format.js";
+
+/** No frame for this long (the server sends one a second) means the stream stalled. */
+const STALE_AFTER_MS = 3_500;
+
+export const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+/** Sets text and a direction class: the only way stream values reach the page. */
+export function setText(el, text, direction) {
+  if (el.textContent !== text) el.textContent = text;
+  if (direction !== undefined) {
+    el.classList.toggle("up", direction > 0);
+    el.classList.toggle("down", direction < 0);
+  }
+}
+
+function legendItems(el, items) {
+  el.replaceChildren(...items.map(([label, value, cls]) => {
+    const span = document.createElement("span");
+    span.className = `legend-item ${cls ?? ""}`;
+    const key = document.createElement("b");
+    key.textContent = label;
+    span.append(key, document.createTextNode(value));
+    return span;
+  }));
+}
+
+export function priceLegend(state, drawn) {
+  const p = drawn.price;
+  if (p === null || p.t.length === 0) return legendItems($("price-legend"), []);
+  const i = state.cursor.price ?? p.t.length - 1;
+  if (i < 0 || i >= p.t.length) return;
+  legendItems($("price-legend"), [
+    ["", formatTime(p.t[i])],
+    ["Last ", formatPrice(p.c[i], drawn.decimals), "key-price"],
+    ["VWAP ", formatPrice(p.vwap[i], drawn.decimals), "key-vwap"],
+    ["Vol ", formatCompact(p.v[i])],
+  ]);
+}
+
+export function candleLegend(state, drawn) {
+  const c = drawn.candles;
+  if (c === null || c.t.length === 0) return legendItems($("candle-legend"), []);
+  const i = state.cursor.candle ?? c.t.length - 1;
+  if (i < 0 || i >= c.t.length) return;
+  const d = drawn.decimals;
+  const cls = c.c[i] >= c.o[i] ? "up" : "down";
+  legendItems($("candle-legend"), [
+    ["", formatTime(c.t[i])],
+    ["O ", formatPrice(c.o[i], d), cls],
+    ["H ", formatPrice(c.h[i], d), cls],
+    ["L ", formatPrice(c.l[i], d), cls],
+    ["C ", formatPrice(c.c[i], d), cls],
+    ["Vol ", formatCompact(c.v[i])],
+  ]);
+}
+
+const SOURCE_LABEL = { sim: "SIMULATED", replay: "REPLAY", finnhub: "LIVE · FINNHUB" };
+const SOURCE_NOTE = {
+  sim: "Prices are simulated by the producer (no FINNHUB_TOKEN): they are not market data.",
+  replay: "Prices are replayed from a recording: they are not live.",
+};
+
+function setBadge(el, source) {
+  el.hidden = source === undefined;
+  el.dataset.source = source ?? "none";
+  setText(el, source === undefined ? "" : SOURCE_LABEL[source]);
+}
+
+export function updateQuote(state, drawn) {
+  const stats = state.symbol === null ? undefined : state.stats.get(state.symbol);
+  setText($("quote-symbol"), state.symbol ?? "—");
+  setBadge($("quote-badge"), stats?.source);
+  const s = state.series;
+  const decimals = drawn.decimals;
+  if (stats === undefined) {
+    for (
+      const id of [
+        "quote-last",
+        "quote-change",
+        "quote-vwap",
+        "quote-volume",
+        "quote-trades",
+        "quote-tps",
+      ]
+    ) {
+      setText($(id), "—");
+    }
+  } else {
+    const direction = Math.sign(stats.change);
+    setText($("quote-last"), formatPrice(stats.last, decimals), direction);
+    setText(
+      $("quote-change"),
+      `${formatSigned(stats.change, decimals)} (${formatSigned(stats.changePct, 2)}%)`,
+      direction,
+    );
+    setText($("quote-vwap"), formatPrice(stats.sessionVwap, decimals));
+    setText($("quote-volume"), formatCompact(stats.volume));
+    setText($("quote-trades"), formatCompact(stats.trades));
+    setText($("quote-tps"), formatRate(stats.tradesPerSecond));
+  }
+  setText($("quote-high"), s.t.length ? formatPrice(Math.max(...s.h), decimals) : "—");
+  setText($("quote-low"), s.t.length ? formatPrice(Math.min(...s.l), decimals) : "—");
+  for (const id of ["price-watermark", "candle-watermark"]) {
+    const mark = $(id);
+    const label = stats?.source === "finnhub" ? undefined : SOURCE_LABEL[stats?.source];
+    mark.hidden = label === undefined;
+    setText(mark, label ?? "");
+  }
+}
+
+// --- watchlist and picker --------------------------------------------------------
+
+/** @type {Map<string, {row: HTMLTableRowElement, last: HTMLElement, change: HTMLElement, tps: HTMLElement, tag: HTMLElement, price: number, tick: number}>} */
+const rows = new Map();
+
+export function updateWatchlist(state, changed) {
+  for (const stats of changed) {
+    const entry = rows.get(stats.symbol) ?? addRow(state, stats.symbol);
+    // The last price takes the colour of its last tick, as on a trading screen.
+    if (entry.price !== 0 && stats.last !== entry.price) {
+      entry.tick = Math.sign(stats.last - entry.price);
+    }
+    entry.price = stats.last;
+    setText(entry.last, formatPrice(stats.last, decimalsFor(stats.last)), entry.tick);
+    setText(entry.change, `${formatSigned(stats.changePct, 2)}%`, Math.sign(stats.change));
+    setText(entry.tps, formatRate(stats.tradesPerSecond));
+    entry.tag.hidden = stats.source === "finnhub";
+    entry.tag.dataset.source = stats.source;
+    setText(entry.tag, stats.source === "replay" ? "REPLAY" : "SIM");
+  }
+  $("watchlist-empty").hidden = rows.size > 0;
+  setText($("symbol-count"), rows.size > 0 ? String(rows.size) : "");
+  updateSourceBadge(state);
+}
+
+function addRow(state, symbol) {
+  const row = document.createElement("tr");
+  row.tabIndex = 0;
+  row.dataset.symbol = symbol;
+  row.title = symbol;
+  const [shortName, venue] = splitSymbol(symbol);
+  const cell = document.createElement("td");
+  const name = document.createElement("span");
+  name.className = "sym-name";
+  name.textContent = shortName;
+  const sub = document.createElement("span");
+  sub.className = "sym-sub";
+  const venueText = document.createElement("span");
+  venueText.textContent = venue;
+  const tag = document.createElement("span");
+  tag.className = "tag";
+  sub.append(venueText, tag);
+  cell.append(name, sub);
+  const [last, change, tps] = ["num", "num", "num muted"].map((cls) => {
+    const td = document.createElement("td");
+    td.className = cls;
+    return td;
+  });
+  row.append(cell, last, change, tps);
+  const entry = { row, last, change, tps, tag, price: 0, tick: 0 };
+  rows.set(symbol, entry);
+  // Keep the table and the picker sorted, as the server sorts symbols.
+  const sorted = [...rows.keys()].sort();
+  const next = sorted[sorted.indexOf(symbol) + 1];
+  $("watchlist").insertBefore(row, next === undefined ? null : rows.get(next).row);
+  syncPicker(state);
+  return entry;
+}
+
+export function syncPicker(state) {
+  const picker = /** @type {HTMLSelectElement} */ ($("symbol-picker"));
+  const symbols = [...rows.keys()].sort();
+  if (state.symbol !== null && !rows.has(state.symbol)) symbols.unshift(state.symbol);
+  const current = [...picker.options].map((option) => option.value);
+  if (current.join("\n") !== symbols.join("\n")) {
+    // new Option(text, value) sets text, never markup.
+    picker.replaceChildren(...symbols.map((symbol) => new Option(symbol, symbol)));
+  }
+  if (state.symbol !== null) picker.value = state.symbol;
+  for (const [symbol, entry] of rows) {
+    entry.row.classList.toggle("selected", symbol === state.symbol);
+  }
+}
+
+function updateSourceBadge(state) {
+  const sources = new Set([...state.stats.values()].map((stats) => stats.source));
+  const source = sources.has("sim") ? "sim" : sources.has("replay") ? "replay" : [...sources][0];
+  setBadge($("source-badge"), source);
+  const note = $("source-note");
+  note.hidden = SOURCE_NOTE[source] === undefined;
+  setText(note, SOURCE_NOTE[source] ?? "");
+}
+
+// --- stats panel ---------------------------------------------------------------
+
+export function setConnection(state, connection) {
+  state.connection = connection;
+  const el = $("connection");
+  el.dataset.state = connection;
+  setText($("connection-text"), connection);
+}
+
+export function updateStats(state) {
+  const status = state.status;
+  const now = Date.now();
+  state.pushTimes = state.pushTimes.filter((time) => time >= now - 5000);
+  setText($("stat-pushes"), (state.pushTimes.length / 5).toFixed(1));
+  const stalled = state.connection === "live" && now - state.lastFrameAt > STALE_AFTER_MS;
+  setText($("stat-stream"), stalled ? "stalled" : state.connection);
+  $("stat-stream").dataset.state = stalled ? "stalled" : state.connection;
+  if (status === null) return;
+  setText($("stat-tps"), formatCompact(status.tradesPerSecond));
+  setText($("stat-p50"), formatMs(status.latencyP50Ms));
+  setText($("stat-p99"), formatMs(status.latencyP99Ms));
+  setText($("stat-lag"), status.lag === null ? "—" : formatCompact(status.lag));
+  setText($("stat-kafka"), status.connected ? "connected" : "disconnected");
+  $("stat-kafka").dataset.state = status.connected ? "live" : "offline";
+  setText($("stat-applied"), formatCompact(status.applied));
+  setText($("stat-rejected"), formatCompact(status.rejected));
+  setText($("stat-late"), formatCompact(status.tooLate));
+  setText(
+    $("stat-age"),
+    status.lastTradeAt === null
+      ? "none yet"
+      : formatAge(now + state.clockOffset - status.lastTradeAt),
+  );
+}
