@@ -88,7 +88,12 @@ export interface AggregatorOptions {
 
 export const DEFAULT_INTERVALS_MS: readonly number[] = Object.freeze([1_000, 60_000]);
 export const DEFAULT_MAX_CANDLES = 3_600;
-export const DEFAULT_MAX_SYMBOLS = 500;
+/**
+ * Worst case memory: symbols x (3,600 + 3,600) candles x ~120 bytes, about 170 MB
+ * at this cap if every symbol traded every second for an hour; Finnhub's free plan
+ * allows about 50 symbols.
+ */
+export const DEFAULT_MAX_SYMBOLS = 200;
 
 /**
  * One candle. The tie-break times live in private fields so that a view that

@@ -339,18 +339,28 @@ export function renderFrame(data: ChartData, size: Size, now: number): string {
     );
     return lines.join("\n");
   }
-  const all = symbols.map((symbol, i) => ({
-    symbol,
+  const { intervalMs } = data;
+  const body = rows - 2; // less the header and the time axis
+  // How many symbols fit (panels of a legend and 2+ chart lines, or overlay legends
+  // over a chart of 3+ lines), keeping a line for "+N more" when not all do.
+  const count = symbols.length;
+  const visible = data.overlay
+    ? (count <= body - 3 ? count : body - 4)
+    : (count <= Math.floor(body / 3) ? count : Math.floor((body - 1) / 3));
+  const more = symbols.slice(visible);
+  // Candles are read for the visible symbols only: a frame's cost does not grow
+  // with symbols nobody sees.
+  const all = symbols.slice(0, visible).map((symbol, i) => ({
     stats: data.source.stats(symbol, now)!,
     code: PALETTE[i % PALETTE.length],
+    candles: data.source.candles(symbol, intervalMs),
   }));
-  const { intervalMs } = data;
   // The window ends now; if nothing traded within it, it ends at the last trade.
-  const lastTrade = Math.max(...all.map((entry) => entry.stats.lastTime));
+  const lastTrade = Math.max(...symbols.map((symbol) => data.source.stats(symbol, now)!.lastTime));
   const labelWidth = data.overlay ? 11 : Math.max(
-    ...all.map(({ symbol, stats }) => {
-      const top = Math.max(...data.source.candles(symbol, intervalMs).map((c) => c.high));
-      return formatPrice(Math.max(top, stats.last), priceDecimals(stats.last)).length + 2;
+    ...all.map(({ stats, candles }) => {
+      const top = candles.reduce((max, candle) => Math.max(max, candle.high), stats.last);
+      return formatPrice(top, priceDecimals(stats.last)).length + 2;
     }),
   );
   const columns = width - labelWidth - 1;
@@ -359,23 +369,18 @@ export function renderFrame(data: ChartData, size: Size, now: number): string {
     endSlot = Math.floor(lastTrade / intervalMs);
   }
   const startMs = (endSlot - columns + 1) * intervalMs;
-  const shown: Shown[] = all.map(({ symbol, stats, code }) => ({
+  const shown: Shown[] = all.map(({ stats, code, candles }) => ({
     stats,
     code,
-    values: closesBySlot(data.source.candles(symbol, intervalMs), intervalMs, endSlot, columns),
+    values: closesBySlot(candles, intervalMs, endSlot, columns),
   }));
-  const body = rows - 2; // less the header and the time axis
+  for (const entry of data.overlay ? shown : []) {
+    lines.push(legendLine(entry.stats, entry.code, width, now, data.color));
+  }
+  if (data.overlay && more.length > 0) lines.push(moreLine(more, width));
   if (data.overlay) {
-    const legends = shown.length <= body - 3 ? shown.length : body - 4;
-    const more = shown.length - legends;
-    const chartRows = body - legends - (more > 0 ? 1 : 0);
-    for (const entry of shown.slice(0, more > 0 ? legends : shown.length)) {
-      lines.push(legendLine(entry.stats, entry.code, width, now, data.color));
-    }
-    if (more > 0) lines.push(moreLine(shown.slice(legends), width));
-    const plotted = shown.slice(0, legends).filter((entry) =>
-      entry.values.some((v) => v !== undefined)
-    );
+    const chartRows = body - visible - (more.length > 0 ? 1 : 0);
+    const plotted = shown.filter((entry) => entry.values.some((v) => v !== undefined));
     if (plotted.length > 0) {
       const series = plotted.map(({ values }) => {
         const base = values.find((v) => v !== undefined)!;
@@ -399,11 +404,8 @@ export function renderFrame(data: ChartData, size: Size, now: number): string {
       );
     }
   } else {
-    const fit = Math.min(shown.length, Math.floor(body / 3));
-    const more = shown.length - fit;
-    const panels = more > 0 ? Math.floor((body - 1) / 3) : fit;
-    const height = Math.floor((body - (more > 0 ? 1 : 0)) / panels) - 1;
-    for (const entry of shown.slice(0, panels)) {
+    const height = Math.floor((body - (more.length > 0 ? 1 : 0)) / visible) - 1;
+    for (const entry of shown) {
       lines.push(legendLine(entry.stats, entry.code, width, now, data.color));
       const known = entry.values.filter((v): v is number => v !== undefined);
       if (known.length === 0) {
@@ -424,15 +426,15 @@ export function renderFrame(data: ChartData, size: Size, now: number): string {
         ),
       );
     }
-    if (more > 0) lines.push(moreLine(shown.slice(panels), width));
+    if (more.length > 0) lines.push(moreLine(more, width));
   }
   while (lines.length < rows - 1) lines.push("");
   lines.push(timeAxis(startMs, endSlot * intervalMs, labelWidth, columns, width, data));
   return lines.join("\n");
 }
 
-function moreLine(rest: Shown[], width: number): string {
-  const names = rest.map((entry) => printable(entry.stats.symbol)).join(", ");
+function moreLine(rest: readonly string[], width: number): string {
+  const names = rest.map(printable).join(", ");
   const text = `+${rest.length} more: ${names} (a taller terminal or --overlay shows more)`;
   return text.length <= width ? text : text.slice(0, width - 1) + "…";
 }
