@@ -89,11 +89,11 @@ export interface AggregatorOptions {
 export const DEFAULT_INTERVALS_MS: readonly number[] = Object.freeze([1_000, 60_000]);
 export const DEFAULT_MAX_CANDLES = 3_600;
 /**
- * Worst case memory: symbols x (3,600 + 3,600) candles x ~120 bytes, about 170 MB
- * at this cap if every symbol traded every second for an hour; Finnhub's free plan
- * allows about 50 symbols.
+ * The memory bound: a candle takes about 200 bytes (measured), so at this cap the
+ * 1 s rings hold at most ~72 MB (after an hour of trades every second) and the 1 m
+ * rings as much again (after 60 hours). Finnhub's free plan allows ~50 symbols.
  */
-export const DEFAULT_MAX_SYMBOLS = 200;
+export const DEFAULT_MAX_SYMBOLS = 100;
 
 /**
  * One candle. The tie-break times live in private fields so that a view that
