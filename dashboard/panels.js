@@ -121,6 +121,18 @@ export function updateQuote(state, drawn) {
     mark.hidden = label === undefined;
     setText(mark, label ?? "");
   }
+  // Say why a chart is empty instead of showing a blank plot.
+  const empty = $("chart-empty");
+  empty.hidden = s.t.length > 0;
+  setText(
+    empty,
+    state.symbol === null
+      ? "Waiting for the first trade…"
+      : `No trades for ${state.symbol} in this window yet`,
+  );
+  document.title = stats === undefined
+    ? "market-stream"
+    : `${state.symbol} ${formatPrice(stats.last, decimals)} · market-stream`;
 }
 
 // --- watchlist and picker --------------------------------------------------------

@@ -19,6 +19,8 @@ const SYMBOLS = ["AAPL", "MSFT", "NVDA", "BINANCE:BTCUSDT", "BINANCE:ETHUSDT"];
 const XSS = "<img src=x onerror=alert(1)>";
 const SCREENSHOT = new URL("../docs/dashboard.png", import.meta.url);
 const HISTORY_MS = 10 * 60_000;
+/** A token in the environment of the whole pipeline: it must never reach the page. */
+const SECRET = "fh-secret-0d9b7c1e";
 
 /**
  * Ten minutes of the simulated market, scaled so each symbol ends at its start
@@ -112,7 +114,7 @@ Deno.test("the dashboard in Chromium: live charts for every symbol from the real
       DASHBOARD_PORT: String(freePort()),
       SYMBOLS: SYMBOLS.join(","),
       SOURCE: "sim",
-      FINNHUB_TOKEN: "",
+      FINNHUB_TOKEN: SECRET,
     });
     const browser = await launchChromium();
     try {
@@ -189,6 +191,24 @@ Deno.test("the dashboard in Chromium: live charts for every symbol from the real
         assert.ok(pushes > 0 && pushes <= 21, `${pushes} updates/s`);
       });
 
+      await step("the charts redraw at most once per animation frame", async () => {
+        const { frames, draws } = await page.evaluate<{ frames: number; draws: number }>(`
+          new Promise((resolve) => {
+            const chart = document.getElementById('price-chart');
+            const first = Number(chart.dataset.draws);
+            const start = performance.now();
+            let frames = 0;
+            const count = () => {
+              frames++;
+              if (performance.now() - start < 2000) requestAnimationFrame(count);
+              else resolve({ frames, draws: Number(chart.dataset.draws) - first });
+            };
+            requestAnimationFrame(count);
+          })`);
+        assert.ok(draws >= 10, `${draws} redraws in 2 s: the chart is not live`);
+        assert.ok(draws <= frames, `${draws} redraws in ${frames} frames`);
+      });
+
       await step("screenshot: docs/dashboard.png", async () => {
         await page.evaluate(`(() => {
           const picker = document.getElementById('symbol-picker');
@@ -229,6 +249,19 @@ Deno.test("the dashboard in Chromium: live charts for every symbol from the real
         assert.deepEqual(page.dialogs, []);
       });
 
+      await step("no secret reaches the page", async () => {
+        const html = await page.evaluate<string>("document.documentElement.outerHTML");
+        assert.ok(!html.includes(SECRET));
+        for (const path of ["/api/symbols", "/healthz", "/events?window=1m"]) {
+          const response = await fetch(new URL(path, url));
+          const body = path.startsWith("/events")
+            ? new TextDecoder().decode((await response.body!.getReader().read()).value)
+            : await response.text();
+          await response.body?.cancel().catch(() => {});
+          assert.ok(body.length > 100 && !body.includes(SECRET), path);
+        }
+      });
+
       const problems = page.console.filter((line) => /error|refused|uncaught|violat/i.test(line));
       assert.deepEqual(problems, [], "no console errors and no CSP violations");
     } finally {
@@ -240,5 +273,6 @@ Deno.test("the dashboard in Chromium: live charts for every symbol from the real
     assert.equal(status.code, 0, demo.output());
     assert.match(demo.output(), /demo: stopped/);
     assert.match(demo.output(), /offsets committed/);
+    assert.ok(!demo.output().includes(SECRET), "the demo's output shows no token");
   });
 });
