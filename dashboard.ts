@@ -173,10 +173,6 @@ function isLocalHost(host: string | null): boolean {
   return name === "localhost" || name === "::1" || /^127\.\d+\.\d+\.\d+$/.test(name);
 }
 
-function isLoopback(hostname: string): boolean {
-  return isLocalHost(hostname);
-}
-
 /** The URL to print: a wildcard bind address is reached through loopback. */
 function publicUrl(hostname: string, port: number): string {
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
@@ -193,7 +189,7 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
     clientBufferBytes: options.clientBufferBytes ?? 1024 * 1024,
     maxStreams: options.maxStreams ?? 100,
   });
-  const loopbackOnly = isLoopback(options.hostname);
+  const loopbackOnly = isLocalHost(options.hostname);
   // Read on first request, then kept: the files are small and never change while serving.
   const files = new Map<string, Promise<Uint8Array<ArrayBuffer>>>();
 
@@ -296,15 +292,25 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
     }
   }
 
-  const server = Deno.serve({
-    hostname: options.hostname,
-    port: options.port,
-    onListen: () => {},
-    onError: (error) => {
-      console.error(`dashboard: ${(error as Error).message ?? error}`);
-      return text("internal error", 500);
-    },
-  }, handle);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: options.hostname,
+      port: options.port,
+      onListen: () => {},
+      onError: (error) => {
+        console.error(`dashboard: ${(error as Error).message ?? error}`);
+        return text("internal error", 500);
+      },
+    }, handle);
+  } catch (error) {
+    hub.close();
+    const where = `${options.hostname}:${options.port}`;
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new Error(`dashboard: ${where} is in use (set DASHBOARD_PORT to another port)`);
+    }
+    throw new Error(`dashboard: cannot listen on ${where}: ${(error as Error).message}`);
+  }
 
   // A client that stopped reading keeps its response unfinished, and Deno's graceful
   // shutdown would wait for it forever: after a grace period we stop waiting and let

@@ -180,17 +180,9 @@ export interface Subscription {
   readonly windowMs: number;
 }
 
-interface Frame {
-  readonly bytes: Uint8Array;
-  /** The revision a client has seen everything up to once it has this frame. */
-  readonly revision: number;
-}
-
 interface Client {
   readonly sse: SseClient;
   readonly sub: Subscription;
-  /** The revision the client has seen everything up to. */
-  lastRev: number;
 }
 
 export interface HubMetrics {
@@ -296,7 +288,6 @@ export class Hub {
     const client: Client = {
       sse: new SseClient(this.#options.clientBufferBytes, () => this.#clients.delete(client)),
       sub,
-      lastRev: 0,
     };
     this.#clients.add(client);
     this.#metrics.opened++;
@@ -342,7 +333,7 @@ export class Hub {
       this.#dirty.clear();
       return;
     }
-    const frames = new Map<string, Frame>();
+    const frames = new Map<string, Uint8Array>();
     const tail = this.#tail(full ? this.#options.aggregator.symbols() : this.#dirty);
     this.#dirty.clear();
     for (const client of this.#clients) {
@@ -373,13 +364,10 @@ export class Hub {
     this.#metrics.pushes++;
   }
 
-  /** Sends a frame and records the revision it brings the client to. */
-  #send(client: Client, frame: Frame): boolean {
+  /** Sends a frame; counts the moment a client starts missing frames. */
+  #send(client: Client, frame: Uint8Array): boolean {
     const wasStale = client.sse.stale;
-    if (client.sse.send(frame.bytes)) {
-      client.lastRev = frame.revision;
-      return true;
-    }
+    if (client.sse.send(frame)) return true;
     if (!wasStale) this.#metrics.overflows++;
     return false;
   }
@@ -397,7 +385,7 @@ export class Hub {
     },"streams":${this.#clients.size},"now":${now}}`;
   }
 
-  #snapshotFrame(sub: Subscription): Frame {
+  #snapshotFrame(sub: Subscription): Uint8Array {
     const aggregator = this.#options.aggregator;
     const revision = aggregator.revision();
     let candles: readonly Candle[] = [];
@@ -413,15 +401,7 @@ export class Hub {
     },"interval":${sub.intervalMs},"window":${sub.windowMs},"intervals":${
       safeJson(aggregator.intervals())
     },"rev":${revision},"candles":${candlesJson(candles)}${this.#tail(aggregator.symbols())}`;
-    return {
-      bytes: encodeEvent({
-        id: eventId(this.boot, revision),
-        event: "snapshot",
-        data,
-        retry: 1000,
-      }),
-      revision,
-    };
+    return encodeEvent({ id: eventId(this.boot, revision), event: "snapshot", data, retry: 1000 });
   }
 
   /** Candles of the subscription changed after `since`, as a delta event. */
@@ -431,7 +411,7 @@ export class Hub {
     revision: number,
     first: boolean,
     tail?: string,
-  ): Frame {
+  ): Uint8Array {
     const aggregator = this.#options.aggregator;
     const changed: Candle[] = [];
     if (sub.symbol !== null && revision !== since) {
@@ -445,14 +425,11 @@ export class Hub {
     },"interval":${sub.intervalMs},"rev":${revision},"from":${since},"candles":${
       candlesJson(changed)
     }${rest}`;
-    return {
-      bytes: encodeEvent({
-        id: eventId(this.boot, revision),
-        event: "delta",
-        data,
-        retry: first ? 1000 : undefined,
-      }),
-      revision,
-    };
+    return encodeEvent({
+      id: eventId(this.boot, revision),
+      event: "delta",
+      data,
+      retry: first ? 1000 : undefined,
+    });
   }
 }

@@ -453,6 +453,25 @@ Deno.test("every response carries the CSP; the page has no inline script or styl
   });
 });
 
+Deno.test("a port in use is one clear error, and nothing is left running", () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    assert.throws(
+      () =>
+        serveDashboard({
+          hostname: "127.0.0.1",
+          port: listener.addr.port,
+          signal: new AbortController().signal,
+          aggregator: newAggregator(),
+          status: () => status(),
+        }),
+      new RegExp(`^Error: dashboard: 127\\.0\\.0\\.1:${listener.addr.port} is in use`),
+    );
+  } finally {
+    listener.close();
+  }
+});
+
 Deno.test("shutdown ends open streams and the server", async () => {
   const aggregator = newAggregator();
   const controller = new AbortController();
