@@ -54,9 +54,13 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/** C0 and C1 control characters and DEL: a symbol with one could rewrite a terminal. */
+const CONTROL = /\p{Cc}/u;
+
 function checkSymbol(value: unknown): value is string {
+  // isWellFormed: no lone surrogate, which UTF-8 (the record key) cannot carry.
   return typeof value === "string" && value.length > 0 && value.length <= MAX_SYMBOL_LENGTH &&
-    value.trim() === value;
+    value.trim() === value && !CONTROL.test(value) && value.isWellFormed();
 }
 
 function checkConditions(value: unknown): value is string[] | undefined {

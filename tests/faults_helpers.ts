@@ -373,3 +373,11 @@ export function parseSummary(stdout: string) {
     reconnects: number("reconnects"),
   };
 }
+
+/** The producer's newest status line (--status-interval), parsed; undefined before the first. */
+export function lastStatus(stdout: string): { received: number; rejected: number } | undefined {
+  const line = stdout.split("\n").findLast((text) => / recv [\d,]+\/s \(/.test(text));
+  if (line === undefined) return undefined;
+  const count = (pattern: RegExp) => Number(pattern.exec(line)![1].replaceAll(",", ""));
+  return { received: count(/ recv [\d,]+\/s \(([\d,]+)\)/), rejected: count(/ rejected ([\d,]+)/) };
+}
