@@ -4,9 +4,9 @@
  * 1. Makes sure a broker runs: reuses the one at KAFKA_BROKERS, or starts the local
  *    one with the launcher (`deno task kafka`).
  *    Creates the topic if it is missing (with kafka.ts, as the producer does).
- * 2. Starts the producer (`deno task produce`: the simulated market without
- *    FINNHUB_TOKEN, Finnhub with one) and the dashboard (`deno task dashboard`), each
- *    as its own process with exactly the permissions its task grants.
+ * 2. Starts the dashboard (`deno task dashboard`) and, once it listens, the producer
+ *    (`deno task produce`: the simulated market without FINNHUB_TOKEN, Finnhub with
+ *    one), each as its own process with exactly the permissions its task grants.
  * 3. Prints the dashboard's URL, and the children's lines, prefixed with their name.
  * 4. Ctrl+C (or SIGTERM) stops what it started: the producer flushes, the consumer
  *    commits, and a broker the demo started is stopped again (unless --keep-broker).
@@ -178,47 +178,54 @@ export async function main(args: string[]): Promise<void> {
       } (set FINNHUB_TOKEN for live trades)`
       : `source: ${config.source} (SOURCE)`,
   );
-  const url = Promise.withResolvers<string>();
-  const children = [
-    spawn("producer", commands.produce),
-    spawn("dashboard", commands.dashboard, (line) => {
-      const match = /^dashboard: (https?:\/\/\S+)/.exec(line);
-      if (match) url.resolve(match[1]);
-    }),
-  ];
+  const stopped = new Promise<void>((resolve) => {
+    if (controller.signal.aborted) resolve();
+    controller.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  const children: Child[] = [];
   let failed: { name: string; code: number } | undefined;
-  for (const child of children) {
+  const watch = (child: Child) => {
+    children.push(child);
     child.done.then((status) => {
       if (!controller.signal.aborted) {
         failed ??= { name: child.name, code: status.code };
         controller.abort();
       }
     });
+  };
+  // The dashboard first: it replays the topic's recent history and listens before
+  // the first new trade arrives, so the page opens full and nothing waits on a join.
+  const url = Promise.withResolvers<string>();
+  watch(spawn("dashboard", commands.dashboard, (line) => {
+    const match = /^dashboard: (https?:\/\/\S+)/.exec(line);
+    if (match) url.resolve(match[1]);
+  }));
+  let urlTimer: ReturnType<typeof setTimeout> | undefined;
+  const address = await Promise.race([
+    url.promise,
+    stopped.then(() => undefined),
+    new Promise<undefined>((resolve) =>
+      urlTimer = setTimeout(() => resolve(undefined), URL_WAIT_MS)
+    ),
+  ]);
+  clearTimeout(urlTimer);
+  if (!controller.signal.aborted) {
+    if (address === undefined) {
+      console.error("note: the dashboard has not said where it listens after 60 s");
+    }
+    watch(spawn("producer", commands.produce));
   }
 
-  // 3. The URL, once the server listens.
-  const urlTimer = setTimeout(
-    () => console.error(`note: the dashboard has not said where it listens after 60 s`),
-    URL_WAIT_MS,
-  );
-  const stopped = new Promise<void>((resolve) => {
-    if (controller.signal.aborted) resolve();
-    controller.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  await Promise.race([
-    url.promise.then((address) => {
-      clearTimeout(urlTimer);
-      console.log("");
-      console.log(`  ${paint(1, "market-stream is running:")} ${paint(4, address)}`);
-      console.log(`  ${live ? "live Finnhub trades" : "SIMULATED prices"} · Ctrl+C stops it all`);
-      console.log("");
-    }),
-    stopped,
-  ]);
+  // 3. The URL.
+  if (address !== undefined && !controller.signal.aborted) {
+    console.log("");
+    console.log(`  ${paint(1, "market-stream is running:")} ${paint(4, address)}`);
+    console.log(`  ${live ? "live Finnhub trades" : "SIMULATED prices"} · Ctrl+C stops it all`);
+    console.log("");
+  }
 
   // 4. Stop: wait for Ctrl+C (or a child that ended), then end the rest cleanly.
   await stopped;
-  clearTimeout(urlTimer);
   console.log("demo: stopping (producer flushes, consumer commits)…");
   for (const child of children) kill(child, "SIGTERM");
   const deadline = setTimeout(() => {

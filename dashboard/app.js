@@ -211,7 +211,6 @@ function draw() {
 
   // VWAP over the window: sum(price * volume) / sum(volume), from each candle's own VWAP.
   const vwap = new Array(count);
-  const up = new Array(count);
   let priceVolume = 0;
   let volume = 0;
   for (let i = 0; i < count; i++) {
@@ -220,11 +219,23 @@ function draw() {
       volume += s.v[i];
     }
     vwap[i] = volume > 0 ? priceVolume / volume : null;
-    up[i] = s.c[i] >= s.o[i];
   }
-  priceChart.setData(s.t, s.c, vwap, s.v, up, state.interval, xRange, decimals);
-
   const candles = bucket(s, Math.max(state.interval, windowMs / CANDLES_PER_WINDOW));
+  priceChart.setData({
+    times: s.t,
+    close: s.c,
+    vwap,
+    // The tag takes the colour of the last candle in the candlestick view below.
+    up: candles.t.length === 0 || candles.c.at(-1) >= candles.o.at(-1),
+    volumeBars: {
+      t: candles.t,
+      v: candles.v,
+      up: candles.c.map((close, i) => close >= candles.o[i]),
+      width: candles.width,
+    },
+    xRange,
+    priceDecimals: decimals,
+  });
   candleChart.setData(
     candles.t,
     candles.o,

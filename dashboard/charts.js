@@ -153,12 +153,13 @@ function visibleRange(u, times) {
 }
 
 /**
- * Price (last trade of each candle), window VWAP and volume bars.
- * Data: [times, close, vwap, volume, up(bool)]; up colours the volume bars.
+ * Price (the last trade of each candle), window VWAP, and volume bars at the width
+ * of the candlestick view (one-second bars over an hour would be a grey smear).
  */
 export function createPriceChart(el, onCursor) {
   const decimals = { value: 2 };
-  const extra = { volume: [], up: [], widthMs: 1000 };
+  let bars = { t: [], v: [], up: [], width: 1000 };
+  let lastUp = true;
   const opts = baseOptions(el.clientWidth || 600, el.clientHeight || 300, decimals, onCursor);
   opts.scales.price = { auto: true, range: paddedRange };
   opts.series = [
@@ -180,18 +181,15 @@ export function createPriceChart(el, onCursor) {
       spanGaps: true,
     },
   ];
-  opts.hooks.drawAxes = [(u) => drawVolume(u, u.data[0], extra.volume, extra.up, extra.widthMs)];
-  opts.hooks.draw = [(u) => {
-    const last = u.data[1].length - 1;
-    drawLastPrice(u, u.data[1][last], extra.up[last], decimals.value);
-  }];
+  opts.hooks.drawAxes = [(u) => drawVolume(u, bars.t, bars.v, bars.up, bars.width)];
+  opts.hooks.draw = [(u) => drawLastPrice(u, u.data[1].at(-1), lastUp, decimals.value)];
   const plot = new uPlot(opts, [[], [], []], el);
   return {
     plot,
-    setData(times, close, vwap, volume, up, widthMs, xRange, priceDecimals) {
-      extra.volume = volume;
-      extra.up = up;
-      extra.widthMs = widthMs;
+    /** times, close and vwap are aligned columns; bars are the candlestick view's buckets. */
+    setData({ times, close, vwap, up, volumeBars, xRange, priceDecimals }) {
+      bars = volumeBars;
+      lastUp = up;
       decimals.value = priceDecimals;
       plot.batch(() => {
         plot.setData([times, close, vwap], false);

@@ -48,7 +48,6 @@ export function priceLegend(state, drawn) {
     ["", formatTime(p.t[i])],
     ["Last ", formatPrice(p.c[i], drawn.decimals), "key-price"],
     ["VWAP ", formatPrice(p.vwap[i], drawn.decimals), "key-vwap"],
-    ["Vol ", formatCompact(p.v[i])],
   ]);
 }
 
