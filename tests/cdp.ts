@@ -168,6 +168,14 @@ export interface Browser {
 /** Starts headless Chromium with a fresh profile and connects to it. */
 export async function launchChromium(): Promise<Browser> {
   const profile = await Deno.makeTempDir({ prefix: "market-stream-chromium-" });
+  try {
+    await Deno.stat(CHROMIUM);
+  } catch {
+    await Deno.remove(profile, { recursive: true });
+    throw new Error(
+      `no ${CHROMIUM}: install the Debian package chromium (apt-get install chromium)`,
+    );
+  }
   const child = new Deno.Command(CHROMIUM, {
     args: [
       "--headless",
