@@ -70,6 +70,12 @@ export interface FrameHandlers {
 /** Finnhub has sent the same message three times [#143]: a repeat this soon is not a trade. */
 export const DUPLICATE_WINDOW_MS = 10_000;
 const DUPLICATE_MEMORY = 4096;
+/**
+ * Characters of frame text kept for the duplicate check. Without this bound a few
+ * thousand big frames (a busy market, or a hostile server) would hold hundreds of
+ * megabytes; past it the oldest frames are forgotten first.
+ */
+export const DUPLICATE_MEMORY_CHARS = 4 * 1024 * 1024;
 
 /**
  * Turns raw frames into validated trades and counted rejections. Trades carry no
@@ -78,6 +84,12 @@ const DUPLICATE_MEMORY = 4096;
  */
 export function createFrameReader(handlers: FrameHandlers) {
   const recent = new Map<string, number>();
+  let recentChars = 0;
+  const forgetOldest = () => {
+    const oldest = recent.keys().next().value!;
+    recent.delete(oldest);
+    recentChars -= oldest.length;
+  };
   /** `receivedAt`: when the frame arrived (live) or was recorded (replay). */
   return (text: unknown, receivedAt: number): void => {
     if (typeof text !== "string") {
@@ -101,9 +113,23 @@ export function createFrameReader(handlers: FrameHandlers) {
           handlers.onReject("duplicate-frame", text);
           return;
         }
-        recent.delete(text);
-        recent.set(text, receivedAt);
-        if (recent.size > DUPLICATE_MEMORY) recent.delete(recent.keys().next().value!);
+        if (seenAt !== undefined) {
+          recent.delete(text);
+          recentChars -= text.length;
+        }
+        // Frames are remembered in arrival order: drop the expired ones from the front.
+        while (
+          recent.size > 0 && receivedAt - recent.values().next().value! > DUPLICATE_WINDOW_MS
+        ) {
+          forgetOldest();
+        }
+        if (text.length <= DUPLICATE_MEMORY_CHARS) {
+          recent.set(text, receivedAt);
+          recentChars += text.length;
+          while (recent.size > DUPLICATE_MEMORY || recentChars > DUPLICATE_MEMORY_CHARS) {
+            forgetOldest();
+          }
+        }
         const window = { ...LIVE_WINDOW, now: receivedAt };
         const trades: Trade[] = [];
         for (const raw of frame.data) {

@@ -28,6 +28,13 @@ import { BROKERS, uniqueName, withTopic } from "./kafka_helpers.ts";
 const SYMBOLS = ["AAPL", "MSFT", "BINANCE:BTCUSDT", "IC MARKETS:1"];
 const HOSTILE = 10_000;
 const SEED = 20_260_105;
+const BIG_FRAMES = 300;
+
+/** Resident memory of a process, MiB. */
+async function rssMiB(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+}
 
 type Kind = string;
 interface Hostile {
@@ -183,6 +190,19 @@ Deno.test("fault 4: hostile frames and garbage records: only valid trades pass, 
           // Let the producer keep up, as a real socket would make us.
           if (frames % 250 === 0) await sleep(5);
         }
+        // A burst of big frames, each different: memory must not keep them.
+        const rssBefore = await rssMiB(producer.child.pid);
+        for (let i = 0; i < BIG_FRAMES; i++) {
+          const [trade] = fake.makeTrades(SYMBOLS, 1);
+          send({
+            frame: JSON.stringify({
+              type: "trade",
+              data: [{ ...trade, p: -1, pad: "x".repeat(2e6) }],
+            }),
+            kind: "bad-price",
+          });
+          await sleep(10);
+        }
         // Every frame read (a cut would lose what is still on the wire).
         const total = [...expected.values()].reduce((sum, count) => sum + count, 0);
         await waitUntil(
@@ -209,6 +229,13 @@ Deno.test("fault 4: hostile frames and garbage records: only valid trades pass, 
         await fake.drop();
         await fake.waitFor(() => fake.rawConnections === 1, "the raw connection");
         await fake.waitForSubscribed(2, SYMBOLS, 20_000);
+        const rssGrowth = await rssMiB(producer.child.pid) - rssBefore;
+        console.log(
+          `fault 4: producer memory grew ${
+            rssGrowth.toFixed(0)
+          } MiB over ${BIG_FRAMES} frames of 2 MB`,
+        );
+        assert.ok(rssGrowth < 200, `the producer kept ${rssGrowth.toFixed(0)} MiB`);
         fake.sendUnique(SYMBOLS, 100); // still up, still sending
         await waitForCount(admin, topic, () => fake.sent.length, 30_000);
       });
