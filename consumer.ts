@@ -681,6 +681,10 @@ export async function main(args: string[]): Promise<void> {
   if (latencyLog !== undefined) {
     console.log(limitSummary(counts, running.batchTimes(), latencyLog));
   }
+  // Stopped, offsets committed. A dashboard client that never took its last bytes
+  // (the server gave up waiting for it) still holds a connection open: leave now,
+  // or the process would wait for it until the hard deadline and exit 1.
+  Deno.exit(0);
 }
 
 if (import.meta.main) await main(Deno.args);
