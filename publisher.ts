@@ -11,7 +11,13 @@
  * logged, never silently.
  */
 
-import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
+import {
+  type ICustomPartitioner,
+  type Kafka,
+  type Message,
+  Partitioners,
+  type Producer,
+} from "kafkajs";
 import type { Source } from "./config.ts";
 import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "./trade.ts";
 import { createLimiter, formatCount, sleep } from "./status.ts";
@@ -37,12 +43,37 @@ export function toMessages(
   }));
 }
 
+/**
+ * kafkajs's default partitioner (murmur2 of the key, as the Java client), remembered
+ * per key. It hashes with 64-bit Long arithmetic and copies the key into a Buffer on
+ * every message: about 7 % of the producer's CPU (profiled), for a few symbols.
+ * Same partitions as the default; forgotten when the partition count changes.
+ */
+export const cachedDefaultPartitioner: ICustomPartitioner = () => {
+  const partitioner = Partitioners.DefaultPartitioner();
+  const cache = new Map<string, number>();
+  let partitions = -1;
+  return (args) => {
+    const { message, partitionMetadata } = args;
+    if (typeof message.key !== "string" || (message.partition ?? null) !== null) {
+      return partitioner(args);
+    }
+    if (partitionMetadata.length !== partitions || cache.size > 10_000) {
+      partitions = partitionMetadata.length;
+      cache.clear();
+    }
+    let partition = cache.get(message.key);
+    if (partition === undefined) cache.set(message.key, partition = partitioner(args));
+    return partition;
+  };
+};
+
 /** The idempotent producer: acks from all in-sync replicas, kafkajs retrying without end. */
 export function createIdempotentProducer(kafka: Kafka): Producer {
   return kafka.producer({
     idempotent: true,
     maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
+    createPartitioner: cachedDefaultPartitioner,
     // Retries never stop (the idempotent producer's default), but stay short, so
     // sending resumes within seconds of the broker's return.
     retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 2_000 },

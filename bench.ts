@@ -1,0 +1,572 @@
+/**
+ * `deno task bench`: the pipeline measured against a native client (kcat, i.e.
+ * librdkafka), the classic Python stack (kafka-python) and kafkajs used naively (and
+ * bare: the client alone, the ceiling for anything built on it), in the same
+ * run, on the same broker, on fresh topics, with the same records.
+ *
+ *   deno task bench            the full run (a few minutes), writes bench/results.json
+ *   deno task bench --quick    small counts, well under a minute (CI runs it)
+ *   deno task bench --long     the full run, with a 10-minute memory run at 5,000/s
+ *   --only=producer,consumer,latency,sse,memory   some measurements only
+ *   --out=FILE                 where the JSON goes
+ *
+ * Ours is always the real scripts, spawned with their deno.json tasks' flags:
+ * producer.ts (`--source=sim --rate=max|N --limit=N`) and consumer.ts (`--limit=N`,
+ * which stops after N records and prints records/s and latency quantiles, or
+ * `--dashboard`, read through its SSE stream). See bench/phases.ts for each run.
+ */
+
+import { DEFAULTS, loadConfig, readEnv } from "./config.ts";
+import { createKafka } from "./kafka.ts";
+import { KAFKA_VERSION, probeKafka } from "./broker.ts";
+import { readTasks, taskCommand } from "./demo.ts";
+import { createMarket } from "./market_sim.ts";
+import { encodeTrade } from "./trade.ts";
+import {
+  busyProcesses,
+  describeMachine,
+  formatCount,
+  formatRatio,
+  formatTable,
+  PYTHON,
+  type Running,
+} from "./bench/lib.ts";
+import {
+  consumeKafkajsBare,
+  consumeKafkaPython,
+  consumeKcat,
+  consumeOurs,
+  type Context,
+  type Latency,
+  latencyAt,
+  type Memory,
+  memoryAt,
+  prefilledTopic,
+  produceKafkajs,
+  produceKafkaPython,
+  produceKcat,
+  produceOurs,
+  ssePushAt,
+  type Throughput,
+} from "./bench/phases.ts";
+
+export interface Plan {
+  readonly mode: "quick" | "full" | "long";
+  /** Records in the bench file: what ours and kcat produce, and the consumer's topic. */
+  readonly records: number;
+  readonly pythonRecords: number;
+  readonly naiveRecords: number;
+  readonly latencyRates: readonly number[];
+  readonly latencySeconds: number;
+  readonly sseRate: number;
+  readonly sseSeconds: number;
+  readonly memoryRate: number;
+  readonly memorySeconds: number;
+}
+
+export const PLANS: Readonly<Record<Plan["mode"], Plan>> = {
+  quick: {
+    mode: "quick",
+    records: 20_000,
+    pythonRecords: 5_000,
+    naiveRecords: 500,
+    latencyRates: [1_000, 10_000, 50_000],
+    latencySeconds: 2,
+    sseRate: 1_000,
+    sseSeconds: 3,
+    memoryRate: 5_000,
+    memorySeconds: 3,
+  },
+  full: {
+    mode: "full",
+    records: 1_000_000,
+    pythonRecords: 200_000,
+    naiveRecords: 10_000,
+    latencyRates: [1_000, 10_000, 50_000],
+    latencySeconds: 20,
+    sseRate: 1_000,
+    sseSeconds: 20,
+    memoryRate: 5_000,
+    memorySeconds: 60,
+  },
+  long: {
+    mode: "long",
+    records: 1_000_000,
+    pythonRecords: 200_000,
+    naiveRecords: 10_000,
+    latencyRates: [1_000, 10_000, 50_000],
+    latencySeconds: 20,
+    sseRate: 1_000,
+    sseSeconds: 20,
+    memoryRate: 5_000,
+    memorySeconds: 600,
+  },
+};
+
+const PHASES = ["producer", "consumer", "latency", "sse", "memory"] as const;
+type Phase = typeof PHASES[number];
+
+export interface Flags {
+  plan: Plan;
+  out: string;
+  only: ReadonlySet<Phase>;
+}
+
+export function parseFlags(args: readonly string[]): Flags {
+  let mode: Plan["mode"] = "full";
+  let out: string | undefined;
+  let only: Set<Phase> = new Set(PHASES);
+  for (const arg of args) {
+    if (arg === "--quick" || arg === "--long") {
+      if (mode !== "full") throw new Error("--quick and --long exclude each other");
+      mode = arg === "--quick" ? "quick" : "long";
+    } else if (arg.startsWith("--out=") && arg.length > 6) out = arg.slice(6);
+    else if (arg.startsWith("--only=")) {
+      only = new Set();
+      for (const name of arg.slice(7).split(",")) {
+        if (!PHASES.includes(name as Phase)) {
+          throw new Error(`--only: "${name}" is not one of ${PHASES.join(", ")}`);
+        }
+        only.add(name as Phase);
+      }
+    } else throw new Error(`unknown argument "${arg}" (see the top of bench.ts)`);
+  }
+  // A quick run must not overwrite the committed results of a full one.
+  out ??= mode === "quick" ? "bench/out/results-quick.json" : "bench/results.json";
+  return { plan: PLANS[mode], out, only };
+}
+
+// ---------------------------------------------------------------------------
+// Results: one row per figure, with the ratio of ours to each baseline.
+
+export interface Row {
+  readonly id: string;
+  readonly label: string;
+  readonly unit: string;
+  /** The headline figure: a rate, a p99 in ms, or a peak in MB. */
+  readonly ours: number | null;
+  /** The cell as shown (a rate, or p50 / p99 / p99.9). */
+  readonly shown: string;
+  readonly baselines: Readonly<Record<string, number | null>>;
+  /** ours / baseline, for throughput rows. */
+  readonly ratios: Readonly<Record<string, number | null>>;
+  readonly target: string;
+  readonly met: boolean | null;
+  readonly errors: readonly string[];
+}
+
+const BASELINES = ["kcat", "kafka-python", "kafkajs naive", "kafkajs bare"] as const;
+
+export function throughputRow(
+  id: string,
+  label: string,
+  unit: string,
+  runs: readonly Throughput[],
+  targets: Readonly<Record<string, number>>,
+): Row {
+  const ours = runs.find((r) => r.client === "ours")?.rate ?? null;
+  const baselines: Record<string, number | null> = {};
+  const ratios: Record<string, number | null> = {};
+  for (const run of runs) {
+    if (run.client === "ours") continue;
+    baselines[run.client] = run.rate;
+    ratios[run.client] = ours !== null && run.rate ? ours / run.rate : null;
+  }
+  const checks = Object.entries(targets).map(([client, min]) => {
+    const ratio = ratios[client];
+    return ratio === null || ratio === undefined ? null : ratio >= min;
+  });
+  return {
+    id,
+    label,
+    unit,
+    ours,
+    shown: ours === null ? "failed" : formatCount(ours),
+    baselines,
+    ratios,
+    target: Object.entries(targets).map(([client, min]) => `>= ${min}x ${client}`).join(", "),
+    met: checks.includes(null) ? null : checks.every(Boolean),
+    errors: runs.filter((r) => r.error).map((r) => `${r.client}: ${r.error}`),
+  };
+}
+
+export function latencyRow(id: string, label: string, run: Latency, maxP99?: number): Row {
+  const shown = run.p99 === null ? "failed" : `${run.p50} / ${run.p99} / ${run.p999} ms`;
+  return {
+    id,
+    label,
+    unit: "ms p50 / p99 / p99.9",
+    ours: run.p99,
+    shown,
+    baselines: {},
+    ratios: {},
+    target: maxP99 === undefined ? "" : `p99 <= ${maxP99} ms`,
+    met: maxP99 === undefined || run.p99 === null ? null : run.p99 <= maxP99,
+    errors: run.error ? [run.error] : [],
+  };
+}
+
+/** Runs shorter than this say nothing about a slope: start-up growth is all they see. */
+const MIN_FLAT_SECONDS = 60;
+
+export function memoryRows(run: Memory, maxMb: number, flatMbPerMin: number): Row[] {
+  const judgeSlope = run.seconds >= MIN_FLAT_SECONDS;
+  return (["producer", "consumer"] as const).map((who) => {
+    const { peakMb, slopeMbPerMin } = run[who];
+    const slope = !judgeSlope || slopeMbPerMin === null
+      ? ""
+      : `, ${slopeMbPerMin >= 0 ? "+" : ""}${slopeMbPerMin.toFixed(1)} MB/min`;
+    const flat = !judgeSlope ||
+      (slopeMbPerMin !== null && Math.abs(slopeMbPerMin) <= flatMbPerMin);
+    return {
+      id: `rss-${who}`,
+      label: `peak RSS, ${who} (${formatCount(run.rate)}/s, ${run.seconds} s)`,
+      unit: "MB",
+      ours: peakMb,
+      shown: peakMb === null ? "failed" : `${Math.round(peakMb)} MB${slope}`,
+      baselines: {},
+      ratios: {},
+      target: judgeSlope
+        ? `< ${maxMb} MB, flat (|slope| <= ${flatMbPerMin} MB/min)`
+        : `< ${maxMb} MB`,
+      met: peakMb === null ? null : peakMb < maxMb && flat,
+      errors: run.error ? [run.error] : [],
+    };
+  });
+}
+
+export function renderTable(rows: readonly Row[]): string {
+  const header = ["measure", "ours", ...BASELINES, "target", "met"];
+  const body = rows.map((row) => [
+    row.label,
+    row.shown,
+    ...BASELINES.map((client) => {
+      const value = row.baselines[client];
+      if (value === undefined) return "";
+      if (value === null) return "failed";
+      return `${formatCount(value)} (${formatRatio(row.ours ?? 0, value)})`;
+    }),
+    row.target,
+    row.met === null ? "-" : row.met ? "yes" : "NO",
+  ]);
+  return formatTable([header, ...body]);
+}
+
+// ---------------------------------------------------------------------------
+
+const ROOT = new URL(".", import.meta.url).pathname;
+const OUT_DIR = "bench/out";
+
+/** The file kcat, kafka-python and naive kafkajs send: what ours generates, encoded. */
+async function writeRecords(path: string, count: number, seed: number): Promise<void> {
+  const market = createMarket({
+    symbols: DEFAULTS.SYMBOLS.split(","),
+    seed,
+    rate: 100_000, // the simulated clock of producer.ts --rate=max
+    start: Date.now(),
+  });
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const encoder = new TextEncoder();
+  for (let done = 0; done < count;) {
+    let chunk = "";
+    const time = Date.now();
+    for (let i = 0; i < 10_000 && done < count; i++, done++) {
+      const trade = { ...market.next(), time };
+      chunk += `${trade.symbol}\t${encodeTrade(trade, "sim")}\n`;
+    }
+    const bytes = encoder.encode(chunk);
+    for (let written = 0; written < bytes.length;) {
+      written += await file.write(bytes.subarray(written));
+    }
+  }
+}
+
+/** The kafkajs version deno.json pins (`npm:kafkajs@2.2.4`). */
+async function kafkajsVersion(): Promise<string> {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  return /@([^@]+)$/.exec(config?.imports?.kafkajs ?? "")?.[1] ?? "unknown";
+}
+
+async function checkTools(): Promise<void> {
+  const missing: string[] = [];
+  const works = async (command: string, args: string[]) => {
+    try {
+      return (await new Deno.Command(command, { args, stdout: "null", stderr: "null" }).output())
+        .success;
+    } catch {
+      return false;
+    }
+  };
+  if (!await works("kcat", ["-V"])) missing.push("kcat (apt-get install kcat)");
+  if (!await works(PYTHON, ["-c", "import kafka"])) {
+    missing.push(`kafka-python for ${PYTHON} (apt-get install python3-kafka)`);
+  }
+  if (missing.length > 0) throw new Error(`the baselines need ${missing.join(" and ")}`);
+}
+
+/** Runs the bench; resolves to the exit code (1 when any run failed). */
+export async function run(args: readonly string[]): Promise<number> {
+  let flags: Flags;
+  try {
+    flags = parseFlags(args);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    return 2;
+  }
+  const { plan, only } = flags;
+  const config = loadConfig({ KAFKA_BROKERS: readEnv().KAFKA_BROKERS });
+  const brokers = config.brokers[0];
+  const [host, port] = [brokers.slice(0, brokers.lastIndexOf(":")), brokers.split(":").at(-1)];
+  if (await probeKafka(host, Number(port)) !== "kafka") {
+    console.error(`error: no Kafka at ${brokers} (start it with: deno task kafka)`);
+    return 1;
+  }
+  try {
+    await checkTools();
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    return 1;
+  }
+  const tasks = await readTasks();
+  // Each task's own flags. --env-file is left out: the bench sets every variable
+  // its children read, so a .env aimed at another broker cannot split the run.
+  const argvOf = (task: string) => {
+    const argv = taskCommand(tasks, task);
+    const script = argv.findIndex((word) => word.endsWith(".ts"));
+    return argv.slice(1, script).filter((flag) => flag !== "--env-file");
+  };
+  const consume = argvOf("consume");
+  const runId = crypto.randomUUID().slice(0, 8);
+  const topics: string[] = [];
+  const groups: string[] = [];
+  const kafka = createKafka(config, "bench");
+  const admin = kafka.admin();
+  await admin.connect();
+  const children = new Set<Running>();
+  const log = (line: string) => console.error(line);
+
+  const onSignal = async () => {
+    log("stopping: killing the runs, deleting the bench topics");
+    for (const child of children) child.kill("SIGTERM");
+    await admin.deleteTopics({ topics }).catch(() => {});
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+
+  await Deno.mkdir(`${ROOT}${OUT_DIR}`, { recursive: true });
+  const recordsFile = `${OUT_DIR}/records-${runId}.tsv`;
+  const seed = 42;
+  log(`bench (${plan.mode}): machine and what else is running…`);
+  const [machine, busyBefore] = await Promise.all([
+    describeMachine(KAFKA_VERSION, await kafkajsVersion()),
+    busyProcesses(plan.mode === "quick" ? 500 : 2_000),
+  ]);
+  await writeRecords(`${ROOT}${recordsFile}`, plan.records, seed);
+  const ctx: Context = {
+    root: ROOT,
+    brokers,
+    python: PYTHON,
+    recordsFile,
+    recordsInFile: plan.records,
+    seed,
+    argv: {
+      produce: argvOf("produce"),
+      consume,
+      dashboard: argvOf("dashboard"),
+      // The kafkajs baselines need what a consumer needs (network, kafkajs' variables)
+      // and to read the records file.
+      kafkajs: [...consume.filter((f) => !f.startsWith("--allow-read")), `--allow-read=${OUT_DIR}`],
+    },
+    env: { KAFKA_BROKERS: brokers, SYMBOLS: DEFAULTS.SYMBOLS, NO_COLOR: "1" },
+    async newTopic(partitions) {
+      const topic = `bench-${runId}-${topics.length + 1}`;
+      topics.push(topic);
+      await admin.createTopics({
+        topics: [{ topic, numPartitions: partitions }],
+        waitForLeaders: true,
+      });
+      return topic;
+    },
+    newGroup() {
+      const group = `bench-${runId}-g${groups.length + 1}`;
+      groups.push(group);
+      return group;
+    },
+    async recordsOn(topic) {
+      const offsets = await admin.fetchTopicOffsets(topic);
+      return offsets.reduce((sum, { high }) => sum + Number(high), 0);
+    },
+    log,
+    children,
+  };
+
+  const rows: Row[] = [];
+  const runs: Record<string, unknown> = {};
+  const show = (what: string, run: { rate?: number | null; error?: string }) =>
+    log(`  ${what}: ${run.error ? `FAILED (${run.error})` : `${formatCount(run.rate ?? 0)}/s`}`);
+  try {
+    if (only.has("producer")) {
+      for (const partitions of [1, 3]) {
+        log(`producer throughput, ${partitions} partition${partitions > 1 ? "s" : ""}:`);
+        const results: Throughput[] = [];
+        const measure = async (what: string, run: () => Promise<Throughput>) => {
+          const result = await run();
+          show(what, result);
+          results.push(result);
+        };
+        await measure(
+          `ours (${formatCount(plan.records)})`,
+          () => produceOurs(ctx, partitions, plan.records),
+        );
+        await measure(`kcat (${formatCount(plan.records)})`, async () => {
+          const { topic: _, ...result } = await produceKcat(ctx, partitions);
+          return result;
+        });
+        await measure(
+          `kafka-python (${formatCount(plan.pythonRecords)})`,
+          () => produceKafkaPython(ctx, partitions, plan.pythonRecords),
+        );
+        await measure(
+          `kafkajs naive (${formatCount(plan.naiveRecords)})`,
+          () => produceKafkajs(ctx, "naive", partitions, plan.naiveRecords),
+        );
+        await measure(
+          `kafkajs bare (${formatCount(plan.records)})`,
+          () => produceKafkajs(ctx, "bare", partitions, plan.records),
+        );
+        runs[`producer-${partitions}p`] = results;
+        rows.push(throughputRow(
+          `producer-${partitions}p`,
+          `producer, ${partitions} partition${partitions > 1 ? "s" : ""} (trades/s)`,
+          "trades/s",
+          results,
+          { kcat: 0.5, "kafka-python": 5 },
+        ));
+      }
+    }
+    if (only.has("consumer")) {
+      log(`consumer throughput, ${formatCount(plan.records)} records on 3 partitions:`);
+      const topic = await prefilledTopic(ctx, 3);
+      const results = [
+        await consumeOurs(ctx, topic, plan.records),
+        await consumeKcat(ctx, topic, plan.records),
+        await consumeKafkaPython(ctx, topic, plan.records),
+        await consumeKafkajsBare(ctx, topic, plan.records),
+      ];
+      for (const result of results) show(result.client, result);
+      runs.consumer = results;
+      rows.push(throughputRow(
+        "consumer",
+        `consumer, ${formatCount(plan.records)} records (records/s)`,
+        "records/s",
+        results,
+        { kcat: 0.5 },
+      ));
+    }
+    if (only.has("latency")) {
+      const targets: Record<number, number> = { 1_000: 20, 10_000: 100 };
+      const results: Latency[] = [];
+      for (const rate of plan.latencyRates) {
+        log(`end-to-end latency at ${formatCount(rate)} trades/s for ${plan.latencySeconds} s:`);
+        const result = await latencyAt(ctx, rate, plan.latencySeconds);
+        log(
+          `  ${
+            result.error
+              ? `FAILED (${result.error})`
+              : `p50/p99/p99.9 ${result.p50}/${result.p99}/${result.p999} ms`
+          }`,
+        );
+        results.push(result);
+        rows.push(latencyRow(
+          `e2e-${rate}`,
+          `e2e latency at ${formatCount(rate)}/s (reached ${
+            formatCount(result.achievedRate ?? 0)
+          }/s)`,
+          result,
+          targets[rate],
+        ));
+      }
+      runs.latency = results;
+    }
+    if (only.has("sse")) {
+      log(
+        `dashboard push latency at ${formatCount(plan.sseRate)} trades/s for ${plan.sseSeconds} s:`,
+      );
+      const result = await ssePushAt(ctx, plan.sseRate, plan.sseSeconds);
+      log(
+        `  ${
+          result.error
+            ? `FAILED (${result.error})`
+            : `p50/p99/p99.9 ${result.p50}/${result.p99}/${result.p999} ms`
+        }`,
+      );
+      runs.sse = result;
+      rows.push(latencyRow(
+        "sse-push",
+        `SSE push latency at ${formatCount(plan.sseRate)}/s`,
+        result,
+        100,
+      ));
+    }
+    if (only.has("memory")) {
+      log(`memory at ${formatCount(plan.memoryRate)} trades/s for ${plan.memorySeconds} s:`);
+      const result = await memoryAt(ctx, plan.memoryRate, plan.memorySeconds);
+      const peak = (mb: number | null) => mb === null ? "?" : `${Math.round(mb)} MB`;
+      log(
+        `  ${
+          result.error
+            ? `FAILED (${result.error})`
+            : `peak RSS producer ${peak(result.producer.peakMb)}, consumer ${
+              peak(result.consumer.peakMb)
+            }`
+        }`,
+      );
+      runs.memory = result;
+      rows.push(...memoryRows(result, 150, plan.memorySeconds >= 300 ? 1 : 5));
+    }
+  } finally {
+    await admin.deleteTopics({ topics }).catch(() => {});
+    await admin.deleteGroups(groups).catch(() => {});
+    await admin.disconnect();
+    await Deno.remove(`${ROOT}${recordsFile}`).catch(() => {});
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+
+  const busyAfter = await busyProcesses(plan.mode === "quick" ? 500 : 2_000);
+  const table = renderTable(rows);
+  const others = (list: { name: string; cpuPercent: number }[]) =>
+    list.map((p) => `${p.name} ${p.cpuPercent}%`).join(", ") || "none";
+  console.log(
+    `\n${table}\n\nmachine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, ` +
+      `${machine.os}; Deno ${machine.deno}, Kafka ${machine.kafka} (local, 1 broker), ` +
+      `kcat ${machine.kcat} (librdkafka ${machine.librdkafka}), kafka-python ${machine.kafkaPython}\n` +
+      `busy before the run (% of one core): ${others(busyBefore)}\n` +
+      `busy after the run: ${others(busyAfter)}`,
+  );
+  const failed = rows.flatMap((row) => row.errors.map((error) => `${row.id}: ${error}`));
+  for (const line of failed) console.error(`error: ${line}`);
+  const results = {
+    benchmark: "market-stream pipeline vs kcat, kafka-python, kafkajs (naive and bare)",
+    mode: plan.mode,
+    date: new Date().toISOString(),
+    rerun: `deno task bench${plan.mode === "full" ? "" : ` --${plan.mode}`}`,
+    machine,
+    otherProcesses: { before: busyBefore, after: busyAfter },
+    plan,
+    rows,
+    runs,
+  };
+  const outPath = flags.out.startsWith("/") ? flags.out : `${ROOT}${flags.out}`;
+  await Deno.writeTextFile(outPath, JSON.stringify(results, null, 2) + "\n");
+  console.log(`\nwrote ${flags.out}`);
+  return failed.length > 0 ? 1 : 0;
+}
+
+export async function main(args: string[]): Promise<void> {
+  // kafkajs keeps timers of its own: leave as soon as the report is written.
+  Deno.exit(await run(args));
+}
+
+if (import.meta.main) await main(Deno.args);

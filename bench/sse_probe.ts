@@ -1,0 +1,122 @@
+/**
+ * The dashboard's side of the latency: an SSE client that notes when each push
+ * arrives and how many trades of each symbol it reflects (`stats[].trades`), and the
+ * sum that turns those pushes into one latency per trade.
+ *
+ * A trade is "pushed" by the first event whose count for its symbol includes it:
+ * records of one symbol share a partition, so the consumer applies them in the
+ * order the topic holds them, and the k-th trade of a symbol is in every push that
+ * counts k or more. Its latency is that push's arrival minus its `received-at`.
+ */
+
+export interface Push {
+  /** Date.now() when the event was read. */
+  readonly at: number;
+  /** Trades applied per symbol, for the symbols the event carries stats for. */
+  readonly trades: ReadonlyMap<string, number>;
+}
+
+/** Splits SSE text into complete events; returns them and the unfinished rest. */
+export function splitEvents(
+  text: string,
+): { events: { event: string; data: string }[]; rest: string } {
+  const events: { event: string; data: string }[] = [];
+  const blocks = text.split("\n\n");
+  const rest = blocks.pop() ?? "";
+  for (const block of blocks) {
+    let event = "message";
+    const data: string[] = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event: ")) event = line.slice(7);
+      else if (line.startsWith("data: ")) data.push(line.slice(6));
+    }
+    if (data.length > 0) events.push({ event, data: data.join("\n") });
+  }
+  return { events, rest };
+}
+
+/** The per-symbol trade counts of one event's data, or null when it carries none. */
+export function tradeCounts(data: string): Map<string, number> | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  const stats = (parsed as { stats?: unknown })?.stats;
+  if (!Array.isArray(stats)) return null;
+  const counts = new Map<string, number>();
+  for (const line of stats) {
+    const { symbol, trades } = line as { symbol?: unknown; trades?: unknown };
+    if (typeof symbol === "string" && typeof trades === "number") counts.set(symbol, trades);
+  }
+  return counts;
+}
+
+/**
+ * Reads `url` as an event stream until `signal` aborts; `onPush` sees every event
+ * with stats, stamped with its arrival time.
+ */
+export async function watchPushes(
+  url: string,
+  signal: AbortSignal,
+  onPush: (push: Push) => void,
+): Promise<void> {
+  const response = await fetch(url, { signal, headers: { accept: "text/event-stream" } });
+  if (!response.ok || response.body === null) {
+    throw new Error(`GET ${url}: ${response.status}`);
+  }
+  const decoder = new TextDecoder();
+  let rest = "";
+  try {
+    for await (const chunk of response.body) {
+      const at = Date.now();
+      const split = splitEvents(rest + decoder.decode(chunk, { stream: true }));
+      rest = split.rest;
+      for (const { data } of split.events) {
+        const trades = tradeCounts(data);
+        if (trades !== null && trades.size > 0) onPush({ at, trades });
+      }
+    }
+  } catch (error) {
+    if (!signal.aborted) throw error;
+  }
+}
+
+/**
+ * One latency per trade (ms): for each symbol, the k-th `receivedAt` against the
+ * first push counting k trades or more. Trades no push reached are counted apart.
+ */
+export function pushLatencies(
+  pushes: readonly Push[],
+  receivedAt: ReadonlyMap<string, readonly number[]>,
+): { latencies: Float64Array; missing: number } {
+  const out: number[] = [];
+  let missing = 0;
+  for (const [symbol, times] of receivedAt) {
+    let next = 0;
+    for (const push of pushes) {
+      const count = push.trades.get(symbol);
+      if (count === undefined) continue;
+      while (next < count && next < times.length) out.push(push.at - times[next++]);
+    }
+    missing += times.length - next;
+  }
+  return { latencies: Float64Array.from(out).sort(), missing };
+}
+
+/** Key and `received-at` of `kcat -f '%k\t%h\n'` lines, grouped by key in topic order. */
+export function receivedAtByKey(lines: string): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const line of lines.split("\n")) {
+    const tab = line.indexOf("\t");
+    if (tab <= 0) continue;
+    const match = /(?:^|,)received-at=(\d+)/.exec(line.slice(tab + 1));
+    if (!match) continue;
+    const key = line.slice(0, tab);
+    let list = out.get(key);
+    if (list === undefined) out.set(key, list = []);
+    list.push(Number(match[1]));
+  }
+  return out;
+}

@@ -1,0 +1,240 @@
+/**
+ * `deno task bench`: its parts (the consumer's --limit summary, the whole-run
+ * latency histogram, SSE push accounting, RSS growth, the table), and the quick
+ * run end to end with the task's own flags against the real broker: every row is
+ * there, with numbers a reader could believe.
+ */
+
+import assert from "node:assert/strict";
+import { LatencyHistogram } from "../latency.ts";
+import { type ConsumerCounts, limitSummary, parseFlags as consumerFlags } from "../consumer.ts";
+import { parseConsumerSummary, parseProducerSummary } from "../bench/phases.ts";
+import { parseWatchLine, quantile, rssSlopeMbPerMin } from "../bench/lib.ts";
+import { pushLatencies, receivedAtByKey, splitEvents, tradeCounts } from "../bench/sse_probe.ts";
+import { parseFlags, renderTable, throughputRow } from "../bench.ts";
+import { readTasks, taskCommand } from "../demo.ts";
+import { formatSummary } from "../status.ts";
+import { cachedDefaultPartitioner } from "../publisher.ts";
+import { Partitioners } from "kafkajs";
+
+function counts(applied: number): ConsumerCounts {
+  return {
+    applied,
+    rejected: 2,
+    rejectedByKind: {},
+    tooLate: 1,
+    symbolCap: 0,
+    redelivered: 0,
+    dlqForwarded: 0,
+    dlqFailed: 0,
+  };
+}
+
+Deno.test("consumer --limit: flag, whole-run quantiles, and the summary the bench reads", async (t) => {
+  await t.step("--limit takes a positive whole number", () => {
+    assert.equal(consumerFlags(["--limit=1000000"]).limit, 1_000_000);
+    assert.throws(() => consumerFlags(["--limit=0"]), /not a positive whole number/);
+    assert.throws(() => consumerFlags(["--limit=1e6"]), /not a positive whole number/);
+  });
+
+  await t.step("the histogram keeps every sample of a run, exact below 100 ms", () => {
+    const histogram = new LatencyHistogram();
+    assert.equal(histogram.quantile(0.5), null);
+    for (let i = 0; i < 1000; i++) histogram.record(i < 990 ? 3 : 250);
+    assert.equal(histogram.count, 1000);
+    assert.equal(histogram.quantile(0.5), 3);
+    assert.equal(histogram.quantile(0.99), 3);
+    assert.equal(histogram.quantile(0.999), 255); // the 10 ms bucket 250-259, its middle
+  });
+
+  await t.step("the summary line round-trips through the bench's parser", () => {
+    const histogram = new LatencyHistogram();
+    for (let i = 1; i <= 2000; i++) histogram.record(i % 20);
+    const line = limitSummary(counts(1_000_000), { first: 10_000, lastDone: 15_000 }, histogram);
+    const parsed = parseConsumerSummary(["something else", line]);
+    assert.deepEqual(parsed, {
+      records: 1_000_003, // applied + rejected + too late: every record read counts
+      seconds: 5,
+      rate: 200_001,
+      samples: 2000,
+      p50: 9,
+      p99: 19,
+      p999: 19,
+    });
+    const none = limitSummary(counts(5), { first: null, lastDone: null }, new LatencyHistogram());
+    assert.match(none, /no samples/);
+    assert.equal(parseConsumerSummary([none])?.samples, 0);
+  });
+
+  await t.step("the producer's own summary line gives the acked rate", () => {
+    const line = formatSummary("sim", 2_000, {
+      received: 100_000,
+      acked: 100_000,
+      queued: 0,
+      dropped: 0,
+      rejected: new Map(),
+      reconnects: 0,
+    });
+    assert.deepEqual(parseProducerSummary([line]), { acked: 100_000, rate: 50_000 });
+  });
+});
+
+Deno.test("the producer's cached partitioner picks the default partitioner's partitions", () => {
+  const cached = cachedDefaultPartitioner();
+  const reference = Partitioners.DefaultPartitioner();
+  const metadata = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      partitionErrorCode: 0,
+      partitionId: i,
+      leader: 1,
+      replicas: [1],
+      isr: [1],
+    }));
+  const keys = ["AAPL", "MSFT", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1", "é"];
+  const seen = new Set<number>();
+  for (const partitions of [1, 3, 7, 3]) { // back to 3: a changed count is not served stale
+    for (const key of keys) {
+      const args = {
+        topic: "t",
+        partitionMetadata: metadata(partitions),
+        message: { key, value: "" },
+      };
+      const expected = reference(args);
+      assert.equal(cached(args), expected, `${key} on ${partitions} partitions`);
+      assert.equal(cached(args), expected, `${key} on ${partitions} partitions, cached`);
+      seen.add(expected);
+    }
+  }
+  assert.ok(seen.size > 2, "keys spread over partitions");
+  const explicit = {
+    topic: "t",
+    partitionMetadata: metadata(3),
+    message: { key: "AAPL", value: "", partition: 2 },
+  };
+  assert.equal(cached(explicit), 2);
+});
+
+Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table", async (t) => {
+  await t.step("events split on blank lines; stats give trades per symbol", () => {
+    const { events, rest } = splitEvents(
+      'id: a-1\nevent: delta\ndata: {"stats":[{"symbol":"A","trades":3}]}\n\nevent: del',
+    );
+    assert.equal(rest, "event: del");
+    assert.deepEqual(events, [{ event: "delta", data: '{"stats":[{"symbol":"A","trades":3}]}' }]);
+    assert.deepEqual(tradeCounts(events[0].data), new Map([["A", 3]]));
+    assert.equal(tradeCounts("not json"), null);
+  });
+
+  await t.step("each trade is charged to the first push that counts it", () => {
+    const received = receivedAtByKey(
+      "A\treceived-at=100,source=sim\nB\treceived-at=105,source=sim\n" +
+        "A\treceived-at=110,source=sim\nA\tsource=sim,received-at=120\n",
+    );
+    assert.deepEqual(received, new Map([["A", [100, 110, 120]], ["B", [105]]]));
+    const pushes = [
+      { at: 130, trades: new Map([["A", 2]]) }, // A#1 30 ms, A#2 20 ms
+      { at: 140, trades: new Map([["B", 1]]) }, // B#1 35 ms
+      { at: 200, trades: new Map([["A", 2]]) }, // nothing new for A
+    ];
+    const { latencies, missing } = pushLatencies(pushes, received);
+    assert.deepEqual([...latencies], [20, 30, 35]);
+    assert.equal(missing, 1); // A#3 never reached a push, and is counted
+    assert.equal(quantile(latencies, 0.5), 30);
+    assert.equal(quantile(latencies, 1), 35);
+    assert.equal(quantile(new Float64Array(), 0.5), null);
+  });
+
+  await t.step("RSS: the watcher's lines, and growth after the warm-up only", () => {
+    assert.deepEqual(parseWatchLine("1500 102400 204800"), { t: 1.5, rssMb: 100, hwmMb: 200 });
+    assert.equal(parseWatchLine("Traceback (most recent call last):"), null);
+    const flat = Array.from({ length: 60 }, (_, t) => ({ t, mb: t < 5 ? 20 * t : 100 }));
+    assert.equal(Math.round(rssSlopeMbPerMin(flat, 5)! * 10), 0);
+    const leaking = Array.from({ length: 60 }, (_, t) => ({ t, mb: 100 + t / 6 }));
+    assert.equal(Math.round(rssSlopeMbPerMin(leaking, 5)!), 10); // 10 MB per minute
+  });
+
+  await t.step("ratios are ours over each baseline, and targets are judged on them", () => {
+    const base = { seconds: 1, records: 1, machineBusyPercent: 50 };
+    const row = throughputRow("p", "producer", "trades/s", [
+      { ...base, client: "ours", rate: 100_000 },
+      { ...base, client: "kcat", rate: 400_000 },
+      { ...base, client: "kafka-python", rate: 10_000 },
+    ], { kcat: 0.5, "kafka-python": 5 });
+    assert.equal(row.ratios.kcat, 0.25);
+    assert.equal(row.ratios["kafka-python"], 10);
+    assert.equal(row.met, false); // 0.25x kcat misses the 0.5x target
+    const table = renderTable([row]);
+    assert.match(table, /100,000/);
+    assert.match(table, /400,000 \(0\.25x\)/);
+    assert.match(table, /10,000 \(10x\)/);
+    assert.match(table, /NO$/m);
+  });
+
+  await t.step("flags: a quick run never overwrites the committed results", () => {
+    assert.equal(parseFlags([]).out, "bench/results.json");
+    assert.equal(parseFlags(["--quick"]).out, "bench/out/results-quick.json");
+    assert.equal(parseFlags(["--long"]).plan.memorySeconds, 600);
+    assert.throws(() => parseFlags(["--only=nothing"]), /not one of/);
+  });
+});
+
+const ROW_IDS = [
+  "producer-1p",
+  "producer-3p",
+  "consumer",
+  "e2e-1000",
+  "e2e-10000",
+  "e2e-50000",
+  "sse-push",
+  "rss-producer",
+  "rss-consumer",
+];
+
+Deno.test("deno task bench --quick: every row, sane numbers, in under a minute", async () => {
+  const out = `bench/out/test-${crypto.randomUUID().slice(0, 8)}.json`;
+  // The task's own flags (after `deno task kafka &&`): a missing permission fails here.
+  const line = ((await readTasks()).bench as string).split("&&").at(-1)!.trim();
+  const argv = taskCommand({ bench: line }, "bench");
+  const started = Date.now();
+  const output = await new Deno.Command(argv[0], {
+    args: [...argv.slice(1), "--quick", `--out=${out}`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const seconds = (Date.now() - started) / 1000;
+  const stdout = new TextDecoder().decode(output.stdout);
+  const stderr = new TextDecoder().decode(output.stderr);
+  try {
+    assert.equal(output.code, 0, `bench --quick failed:\n${stderr}\n${stdout}`);
+    assert.ok(seconds < 60, `took ${seconds} s`);
+    const results = JSON.parse(await Deno.readTextFile(out));
+    assert.equal(results.mode, "quick");
+    assert.ok(results.machine.cores >= 1 && results.machine.kafka && results.machine.deno);
+    const rows = new Map(results.rows.map((row: { id: string }) => [row.id, row]));
+    assert.deepEqual([...rows.keys()], ROW_IDS);
+    for (const id of ["producer-1p", "producer-3p"]) {
+      const row = rows.get(id) as { ours: number; baselines: Record<string, number> };
+      assert.ok(row.ours > 1_000 && row.ours < 10_000_000, `${id}: ${row.ours}`);
+      for (const client of ["kcat", "kafka-python", "kafkajs naive"]) {
+        assert.ok(row.baselines[client] > 100, `${id} ${client}: ${row.baselines[client]}`);
+      }
+    }
+    const consumer = rows.get("consumer") as { ours: number; baselines: Record<string, number> };
+    assert.ok(consumer.ours > 1_000, `consumer: ${consumer.ours}`);
+    assert.ok(consumer.baselines.kcat > 1_000 && consumer.baselines["kafka-python"] > 1_000);
+    for (const id of ["e2e-1000", "e2e-10000", "e2e-50000", "sse-push"]) {
+      const p99 = (rows.get(id) as { ours: number }).ours;
+      assert.ok(p99 >= 0 && p99 < 60_000, `${id} p99: ${p99}`);
+    }
+    for (const id of ["rss-producer", "rss-consumer"]) {
+      const mb = (rows.get(id) as { ours: number }).ours;
+      assert.ok(mb > 10 && mb < 2_000, `${id}: ${mb} MB`);
+    }
+    for (const id of ROW_IDS) {
+      const label = (rows.get(id) as { label: string }).label;
+      assert.ok(stdout.includes(label), `the table has no row "${label}"`);
+    }
+  } finally {
+    await Deno.remove(out).catch(() => {});
+  }
+});
