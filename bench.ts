@@ -28,8 +28,10 @@ import {
   formatCount,
   formatRatio,
   formatTable,
+  type OtherLoad,
   PYTHON,
   type Running,
+  watchOthers,
 } from "./bench/lib.ts";
 import {
   consumeKafkajsBare,
@@ -363,6 +365,7 @@ export async function run(args: readonly string[]): Promise<number> {
     busyProcesses(plan.mode === "quick" ? 500 : 2_000),
   ]);
   await writeRecords(`${ROOT}${recordsFile}`, plan.records, seed);
+  const others = watchOthers(plan.mode === "quick" ? 2_000 : 5_000);
   const ctx: Context = {
     root: ROOT,
     brokers,
@@ -403,6 +406,7 @@ export async function run(args: readonly string[]): Promise<number> {
 
   const rows: Row[] = [];
   const runs: Record<string, unknown> = {};
+  let otherLoad: OtherLoad | undefined;
   const show = (what: string, run: { rate?: number | null; error?: string }) =>
     log(`  ${what}: ${run.error ? `FAILED (${run.error})` : `${formatCount(run.rate ?? 0)}/s`}`);
   try {
@@ -526,6 +530,7 @@ export async function run(args: readonly string[]): Promise<number> {
       rows.push(...memoryRows(result, 150, plan.memorySeconds >= 300 ? 1 : 5));
     }
   } finally {
+    otherLoad = await others.stop();
     await admin.deleteTopics({ topics }).catch(() => {});
     await admin.deleteGroups(groups).catch(() => {});
     await admin.disconnect();
@@ -534,16 +539,23 @@ export async function run(args: readonly string[]): Promise<number> {
     Deno.removeSignalListener("SIGTERM", onSignal);
   }
 
-  const busyAfter = await busyProcesses(plan.mode === "quick" ? 500 : 2_000);
   const table = renderTable(rows);
-  const others = (list: { name: string; cpuPercent: number }[]) =>
-    list.map((p) => `${p.name} ${p.cpuPercent}%`).join(", ") || "none";
+  const before = busyBefore.map((p) => `${p.name} ${p.cpuPercent}%`).join(", ") || "nothing";
+  const during = otherLoad === undefined || otherLoad.windows === 0
+    ? "not sampled"
+    : `mean ${otherLoad.meanPercent}%, worst ${
+      otherLoad.windowMs / 1000
+    } s ${otherLoad.maxPercent}%` +
+      ` (${
+        otherLoad.byCommand.slice(0, 4).map((c) => `${c.name} ${c.meanPercent}%`).join(", ") ||
+        "nothing"
+      })`;
   console.log(
     `\n${table}\n\nmachine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, ` +
       `${machine.os}; Deno ${machine.deno}, Kafka ${machine.kafka} (local, 1 broker), ` +
       `kcat ${machine.kcat} (librdkafka ${machine.librdkafka}), kafka-python ${machine.kafkaPython}\n` +
-      `busy before the run (% of one core): ${others(busyBefore)}\n` +
-      `busy after the run: ${others(busyAfter)}`,
+      `CPU of other processes, % of one core (the broker counts here too, whoever it served):\n` +
+      `  before the run: ${before}\n  during the run: ${during}`,
   );
   const failed = rows.flatMap((row) => row.errors.map((error) => `${row.id}: ${error}`));
   for (const line of failed) console.error(`error: ${line}`);
@@ -553,7 +565,7 @@ export async function run(args: readonly string[]): Promise<number> {
     date: new Date().toISOString(),
     rerun: `deno task bench${plan.mode === "full" ? "" : ` --${plan.mode}`}`,
     machine,
-    otherProcesses: { before: busyBefore, after: busyAfter },
+    otherProcesses: { before: busyBefore, during: otherLoad },
     plan,
     rows,
     runs,

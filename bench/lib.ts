@@ -306,6 +306,63 @@ export async function busyProcesses(ms: number): Promise<BusyProcess[]> {
   }
 }
 
+export interface OtherLoad {
+  readonly windowMs: number;
+  readonly windows: number;
+  /** CPU of everything outside the bench, percent of one core: mean and worst window. */
+  readonly meanPercent: number;
+  readonly maxPercent: number;
+  /** Mean percent of one core per command, busiest first. */
+  readonly byCommand: { name: string; meanPercent: number }[];
+}
+
+/** Folds the sampler's windows into one account of what else ran. */
+export function summarizeOthers(windows: readonly BusyProcess[][], windowMs: number): OtherLoad {
+  const totals = windows.map((list) => list.reduce((sum, p) => sum + p.cpuPercent, 0));
+  const byCommand = new Map<string, number>();
+  for (const list of windows) {
+    for (const p of list) byCommand.set(p.name, (byCommand.get(p.name) ?? 0) + p.cpuPercent);
+  }
+  const n = Math.max(1, windows.length);
+  return {
+    windowMs,
+    windows: windows.length,
+    meanPercent: Math.round(totals.reduce((sum, t) => sum + t, 0) / n),
+    maxPercent: Math.max(0, ...totals),
+    byCommand: [...byCommand].map(([name, sum]) => ({ name, meanPercent: Math.round(sum / n) }))
+      .filter((c) => c.meanPercent >= 1).sort((a, b) => b.meanPercent - a.meanPercent),
+  };
+}
+
+/**
+ * Samples, for the whole run, the CPU used by every process that is not the bench
+ * or one of its runs (other people's tests, the broker serving them, the desktop).
+ */
+export function watchOthers(windowMs: number): { stop(): Promise<OtherLoad> } {
+  const child = new Deno.Command(PYTHON, {
+    args: [PROCSTAT, "others", String(windowMs), String(Deno.pid)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const windows: BusyProcess[][] = [];
+  const reading = readLines(child.stdout, [], 0, (line) => {
+    try {
+      windows.push(JSON.parse(line));
+    } catch { /* a half line at the kill */ }
+  });
+  return {
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      await reading;
+      await child.status;
+      return summarizeOthers(windows, windowMs);
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------
 // The table.
 

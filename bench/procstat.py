@@ -6,6 +6,8 @@ this small reader instead and keeps its own permissions narrow.
   cpu                 "busy total": jiffies of all CPUs from /proc/stat
   busy MS [PID...]    processes that used CPU over MS ms (not the PIDs given),
                       as one JSON line: [{"pid", "name", "cpuPercent"}], busiest first
+  others MS PID       the same every MS ms until killed, leaving out PID and every
+                      process it started (the bench and its runs): what else ran
   watch PID MS        "ms rssKb hwmKb" every MS ms while PID lives (VmRSS, VmHWM)
 """
 
@@ -49,8 +51,10 @@ def cpu():
     return total - fields[3] - fields[4], total
 
 
-def process_times():
+def process_times(tree_of=None):
+    """{pid: (name, jiffies)}; without the process `tree_of` and its descendants."""
     out = {}
+    parents = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -59,23 +63,34 @@ def process_times():
         if close < 0:
             continue
         rest = stat[close + 2:].split()
-        # utime and stime: fields 14 and 15 of the line, 11 and 12 after the name.
+        # ppid, utime and stime: fields 4, 14 and 15 of the line (1, 11, 12 after the name).
         out[int(entry)] = (stat[stat.find("(") + 1:close], int(rest[11]) + int(rest[12]))
+        parents[int(entry)] = int(rest[1])
+    if tree_of is not None:
+        for pid in list(out):
+            ancestor = pid
+            while ancestor > 1 and ancestor != tree_of:
+                ancestor = parents.get(ancestor, 0)
+            if ancestor == tree_of:
+                del out[pid]
     return out
 
 
 def command_line(pid, name):
     """The command a process runs, shortened: `deno test ... tests/x_test.ts` says more than `deno`."""
     words = read(f"/proc/{pid}/cmdline").split("\0")
+    if "kafka.Kafka" in words:  # a classpath says nothing; its config file says which broker
+        config = words[-2] if words[-1] == "" else words[-1]
+        return f"kafka broker ({os.path.dirname(config)})"
     words = [w for w in words if w and not w.startswith("-")]
     text = " ".join(w.rsplit("/", 1)[-1] if i == 0 else w for i, w in enumerate(words))
     return (text or name)[:80]
 
 
-def busy(ms, exclude):
-    before = process_times()
+def busy(ms, exclude, tree_of=None):
+    before = process_times(tree_of)
     time.sleep(ms / 1000)
-    after = process_times()
+    after = process_times(tree_of)
     hz = os.sysconf("SC_CLK_TCK")
     rows = []
     for pid, (name, jiffies) in after.items():
@@ -107,6 +122,9 @@ def main(args):
         print(*cpu())
     elif len(args) >= 2 and args[0] == "busy":
         print(json.dumps(busy(int(args[1]), {int(pid) for pid in args[2:]})))
+    elif len(args) == 3 and args[0] == "others":
+        while True:
+            print(json.dumps(busy(int(args[1]), set(), int(args[2]))), flush=True)
     elif len(args) == 3 and args[0] == "watch":
         watch(int(args[1]), int(args[2]))
     else:
