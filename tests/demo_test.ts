@@ -21,7 +21,6 @@ Deno.test("the demo starts each child with the flags of its own task", async () 
     assert.deepEqual(argv.slice(0, 2), ["deno", "run"], task);
     assert.ok(argv.includes("--no-prompt"), `${task} fails loudly instead of prompting`);
     assert.ok(argv.includes(script), `${task} runs ${script}`);
-    assert.equal(argv.join(" "), (tasks[task] as string).trim().replace(/\s+/g, " "));
   }
   assert.ok(taskCommand(tasks, "dashboard").includes("--dashboard"));
   assert.throws(() => taskCommand(tasks, "nope"), /no task "nope"/);
