@@ -43,11 +43,16 @@ class Reader {
   lastAt = Date.now();
   maxGapMs = 0;
   readonly candles = new Map<number, Row>();
-  readonly done: Promise<void>;
+  /** Resolves when the stream ends, with the error that ended it, if any. */
+  readonly done: Promise<unknown>;
   readonly #controller = new AbortController();
 
   constructor(url: string, readonly symbol: string, readonly checked: boolean) {
-    this.done = this.#run(`${url}events?symbol=${encodeURIComponent(symbol)}`);
+    // Kept, not thrown: the test asserts on it once every stream has ended.
+    this.done = this.#run(`${url}events?symbol=${encodeURIComponent(symbol)}`).then(
+      () => undefined,
+      (error) => error,
+    );
   }
 
   async #run(url: string): Promise<void> {
@@ -160,7 +165,7 @@ Deno.test("fault 5: 50 SSE clients, 10 never read: bounded, live, capped, stoppa
           queuedMax = Math.max(queuedMax, (await health()).dashboard.queuedBytes);
           await sleep(250);
         }
-      })();
+      })().then(() => undefined, (error) => error);
       for (const reader of readers) reader.maxGapMs = 0;
       await streaming;
       await waitForCount(admin, topic, () => fake.sent.length);
@@ -170,7 +175,7 @@ Deno.test("fault 5: 50 SSE clients, 10 never read: bounded, live, capped, stoppa
       );
       await sleep(1_500); // a heartbeat and the last pushes
       sampling = false;
-      await sampler;
+      assert.equal(await sampler, undefined, "the server answered /healthz throughout");
 
       const state = await health();
       const counts = tally(fake.sent, await readTopic(BROKERS, topic));
@@ -241,7 +246,9 @@ Deno.test("fault 5: 50 SSE clients, 10 never read: bounded, live, capped, stoppa
       const stopMs = Date.now() - stopAt;
       assert.equal(stopped.code, 0, stopped.stderr);
       assert.ok(stopMs < 5_000, `stopped ${stopMs} ms after SIGTERM`);
-      await Promise.all(readers.map((reader) => reader.done));
+      for (const reader of readers) {
+        assert.equal(await reader.done, undefined, `${reader.symbol}: the stream ended cleanly`);
+      }
       producer.kill("SIGTERM");
       assert.equal((await producer.done).code, 0);
     });

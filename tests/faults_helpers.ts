@@ -80,7 +80,12 @@ export class Proc {
       stderr: "piped",
     }).spawn();
     const collect = async (stream: ReadableStream<Uint8Array>, into: "stdout" | "stderr") => {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) this[into] += text;
+      try {
+        for await (const text of stream.pipeThrough(new TextDecoderStream())) this[into] += text;
+      } catch (error) {
+        // A pipe that breaks as the process is killed: keep what was read, say so.
+        this[into] += `\n(reading ${into} failed: ${error})`;
+      }
     };
     this.done = Promise.all([
       this.child.status,
@@ -99,7 +104,7 @@ export class Proc {
   async waitFor(pattern: RegExp, ms = 20_000): Promise<RegExpMatchArray> {
     let match: RegExpMatchArray | null = null;
     let ended = false;
-    this.done.then(() => (ended = true));
+    this.done.then(() => (ended = true), () => (ended = true));
     await waitUntil(
       () => `${pattern} in the output of ${this.describe()}`,
       () => (match = `${this.stdout}\n${this.stderr}`.match(pattern)) !== null || ended,
