@@ -14,6 +14,7 @@ import { parseRecordedLine } from "../recording.ts";
 import { FakeFinnhub, type WireTrade } from "./fake_finnhub.ts";
 import {
   adminFor,
+  freePortPair,
   parseSummary,
   printTally,
   PrivateBroker,
@@ -28,6 +29,23 @@ import {
 import { uniqueName } from "./kafka_helpers.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "BINANCE:BTCUSDT", "OANDA:EUR_USD"];
+
+Deno.test("fault 6: SIGTERM while the broker is down at start: a prompt stop", async () => {
+  // Nothing listens on the port: the producer is still waiting for Kafka's answer.
+  await using producer = await startProducer(["--source=sim", "--topic=never-created"], {
+    KAFKA_BROKERS: `127.0.0.1:${freePortPair()}`,
+  });
+  await producer.waitFor(/producer: sim/);
+  await sleep(1_000);
+  const stopAt = Date.now();
+  producer.kill("SIGTERM");
+  const { code, stderr } = await producer.done;
+  const stopMs = Date.now() - stopAt;
+  console.log(`fault 6 (SIGTERM before Kafka answered): exit ${code} after ${stopMs} ms`);
+  assert.ok(stopMs < 2_000, `stopped ${stopMs} ms after SIGTERM`);
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /stopped before Kafka answered: nothing was received/);
+});
 
 Deno.test("faults with a private broker", async (t) => {
   await using broker = new PrivateBroker();
