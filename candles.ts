@@ -15,12 +15,16 @@
  *   candle has already left any ring is "too-late" and is applied nowhere, so every
  *   interval and the session totals always agree with one another. A trade before
  *   `fromMs` (the start of the session) is "too-late" as well.
+ * - A trade dated more than MAX_AHEAD_MS after the wall clock is "too-early" and is
+ *   applied nowhere: the newest candle slot only ever moves forward, so one record
+ *   dated in 2100 would otherwise make every real trade of its symbol "too-late".
+ *   This is the one rule that reads the clock; a replay of past trades is unaffected.
  *
  * `apply` runs once per record at 100k+ records/s: it allocates only when a new
  * candle or symbol starts.
  */
 
-import type { TradeRecord } from "./trade.ts";
+import { LIVE_WINDOW, type TradeRecord } from "./trade.ts";
 import type { Source } from "./config.ts";
 
 export interface Candle {
@@ -72,11 +76,19 @@ export interface ConsumerStatus {
   applied: number;
   rejected: number;
   tooLate: number;
+  /** dated more than MAX_AHEAD_MS after the consumer's clock */
+  tooEarly: number;
   /** wall time when the last trade was applied */
   lastTradeAt: number | null;
 }
 
-export type ApplyResult = "applied" | "too-late" | "symbol-cap";
+export type ApplyResult = "applied" | "too-late" | "too-early" | "symbol-cap";
+
+/**
+ * How far ahead of the consumer's clock a trade time may be: the bound a live
+ * producer applies (trade.ts), so clocks a little apart never refuse a real trade.
+ */
+export const MAX_AHEAD_MS: number = LIVE_WINDOW.maxAheadMs;
 
 export interface AggregatorOptions {
   readonly intervalsMs: readonly number[];
@@ -288,12 +300,13 @@ export class Aggregator {
   }
 
   /**
-   * Applies one record. `now` is accepted for the contract's shape; nothing here
-   * depends on the wall clock, so a replay gives the same state as the live run.
+   * Applies one record. `now` (the wall clock, ms) only bounds how far ahead a trade
+   * may be dated (see the rules above); everything else is by trade time.
    */
-  apply(record: TradeRecord, _now?: number): ApplyResult {
+  apply(record: TradeRecord, now: number = Date.now()): ApplyResult {
     const { price, volume, time } = record;
     if (time < this.#fromMs) return "too-late";
+    if (time > now + MAX_AHEAD_MS) return "too-early";
     let state = this.#symbols.get(record.symbol);
     if (state === undefined) {
       if (this.#symbols.size >= this.#maxSymbols) return "symbol-cap";

@@ -178,6 +178,7 @@ function headerLine(data: ChartData, count: number, width: number, now: number):
     { text: `applied ${status.applied}`, drop: 7 },
     { text: `rejected ${status.rejected}`, drop: 4 },
     { text: `too late ${status.tooLate}`, drop: 5 },
+    ...(status.tooEarly > 0 ? [{ text: `too early ${status.tooEarly}`, drop: 4 }] : []),
     ...(data.notes ?? []).map((note) => ({ text: note, drop: 2, code: BOLD_YELLOW })),
     { text: formatClock(now, data.utcOffsetMinutes), drop: 1 },
   ];
@@ -447,7 +448,7 @@ export function plainLines(data: ChartData, now: number): string[] {
     `${stamp} consumer topic=${data.topic} connected=${status.connected} lag=${status.lag ?? "-"}` +
     ` p50_ms=${status.latencyP50Ms ?? "-"} p99_ms=${status.latencyP99Ms ?? "-"}` +
     ` tps=${status.tradesPerSecond.toFixed(1)} applied=${status.applied}` +
-    ` rejected=${status.rejected} too_late=${status.tooLate}` +
+    ` rejected=${status.rejected} too_late=${status.tooLate} too_early=${status.tooEarly}` +
     (data.notes ?? []).map((note) => ` note="${note}"`).join(""),
   ];
   for (const symbol of data.source.symbols()) {

@@ -71,6 +71,8 @@ export interface ConsumerCounts {
   rejected: number;
   rejectedByKind: Partial<Record<Rejection, number>>;
   tooLate: number;
+  /** Records dated more than MAX_AHEAD_MS after this consumer's clock. */
+  tooEarly: number;
   /** Records of a new symbol past the Aggregator's symbol cap. */
   symbolCap: number;
   /** Records delivered again after they were applied, skipped. */
@@ -132,6 +134,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     rejected: 0,
     rejectedByKind: {},
     tooLate: 0,
+    tooEarly: 0,
     symbolCap: 0,
     redelivered: 0,
     dlqForwarded: 0,
@@ -250,6 +253,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
           options.latencyLog?.record(appliedAt - receivedAt);
         }
       } else if (result === "too-late") counts.tooLate++;
+      else if (result === "too-early") counts.tooEarly++;
       else counts.symbolCap++;
     }
     if (dead.length > 0) await forward(dead, partition);
@@ -337,6 +341,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
         applied: counts.applied,
         rejected: counts.rejected + counts.symbolCap,
         tooLate: counts.tooLate,
+        tooEarly: counts.tooEarly,
         lastTradeAt,
       };
     },
@@ -369,7 +374,7 @@ export const USAGE = `usage: deno task consume [options]
   --every=SPAN      redraw / print period (default 250ms on a terminal, 5s otherwise)
   --dlq             forward undecodable records as they are to <topic>.dlq
   --dashboard       serve the live page (DASHBOARD_HOST:DASHBOARD_PORT) instead
-  --limit=N         stop after N records (applied, rejected or too late) and print a
+  --limit=N         stop after N records (applied, rejected, too late or early) and print a
                     summary line: records/s and latency p50/p99/p99.9 (benchmarks)`;
 
 export function parseFlags(args: readonly string[]): Flags {
@@ -447,9 +452,9 @@ export function parseFlags(args: readonly string[]): Flags {
   return flags;
 }
 
-/** Records a --limit run has read: applied, refused or too late (skipped duplicates are not new). */
+/** Records a --limit run has read: applied, refused, too late or early (skipped duplicates are not new). */
 export function recordsRead(counts: Readonly<ConsumerCounts>): number {
-  return counts.applied + counts.rejected + counts.tooLate + counts.symbolCap;
+  return counts.applied + counts.rejected + counts.tooLate + counts.tooEarly + counts.symbolCap;
 }
 
 /** The last line of a --limit run, on stdout: what `deno task bench` reads. */
@@ -471,7 +476,9 @@ export function limitSummary(
     } ms (${n(latency.count)} samples)`;
   return `summary: read ${n(read)} records in ${seconds.toFixed(3)} s (${n(rate)} records/s ` +
     `from the first batch), applied ${n(counts.applied)}, rejected ${n(counts.rejected)}, ` +
-    `too late ${n(counts.tooLate)}; latency received-at -> applied: ${quantiles}`;
+    `too late ${n(counts.tooLate)}, too early ${
+      n(counts.tooEarly)
+    }; latency received-at -> applied: ${quantiles}`;
 }
 
 /** The session start: the flag's time, or `defaultSpanMs` back from now. */
@@ -672,7 +679,7 @@ export async function main(args: string[]): Promise<void> {
   const counts = running.counts();
   console.error(
     `stopped: applied ${counts.applied}, rejected ${counts.rejected}, too late ${counts.tooLate}` +
-      `, symbol cap ${counts.symbolCap}, redelivered and skipped ${counts.redelivered}` +
+      `, too early ${counts.tooEarly}, symbol cap ${counts.symbolCap}, redelivered and skipped ${counts.redelivered}` +
       (flags.dlq
         ? `, to ${config.topic}.dlq ${counts.dlqForwarded} (failed ${counts.dlqFailed})`
         : "") +

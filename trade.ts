@@ -69,14 +69,18 @@ function checkConditions(value: unknown): value is string[] | undefined {
       value.every((code) => typeof code === "string" && code.length <= 16));
 }
 
-/** Bounds for a live trade's time: Finnhub can lag by minutes, but not by days. */
+/**
+ * Bounds for a live trade's time: Finnhub can lag by minutes, but not by days; a
+ * time ahead of the clock is refused past a minute (clock skew), since a trade dated
+ * ahead would hold a symbol's last price until the clock caught up with it.
+ */
 export interface TimeWindow {
   readonly now: number;
   readonly maxAgeMs: number;
   readonly maxAheadMs: number;
 }
 
-export const LIVE_WINDOW = { maxAgeMs: 7 * 24 * 3600_000, maxAheadMs: 3600_000 } as const;
+export const LIVE_WINDOW = { maxAgeMs: 7 * 24 * 3600_000, maxAheadMs: 60_000 } as const;
 
 /**
  * Validates one Finnhub trade object (`{s, p, t, v, c}`) from the wire. The value

@@ -23,6 +23,7 @@ function counts(applied: number): ConsumerCounts {
     rejected: 2,
     rejectedByKind: {},
     tooLate: 1,
+    tooEarly: 0,
     symbolCap: 0,
     redelivered: 0,
     dlqForwarded: 0,

@@ -5,13 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { Aggregator, RateWindow } from "../candles.ts";
+import { Aggregator, MAX_AHEAD_MS, RateWindow } from "../candles.ts";
 import { bucketValue, latencyBucket, LatencyWindow, parseReceivedAt } from "../latency.ts";
 import type { TradeRecord } from "../trade.ts";
 import { assertCandlesEqual, close, generateTrades, reference } from "./candles_reference.ts";
 
 function feed(aggregator: Aggregator, trades: readonly TradeRecord[]) {
-  const counts = { applied: 0, "too-late": 0, "symbol-cap": 0 };
+  const counts = { applied: 0, "too-late": 0, "too-early": 0, "symbol-cap": 0 };
   for (const trade of trades) counts[aggregator.apply(trade)]++;
   return counts;
 }
@@ -137,6 +137,43 @@ Deno.test("VWAP, v = 0 updates, late and equal-time trades in one candle, by han
   assert.equal(aggregator.revision(), 7);
   assert.deepEqual(aggregator.candles("X", 1_000).map((c) => c.start), [t0 + 1_000, t0 + 5_000]);
   assert.deepEqual(aggregator.candles("X", 1_000, t0 + 2_000).map((c) => c.start), [t0 + 5_000]);
+});
+
+Deno.test("a record dated far ahead is refused, and the symbol keeps updating", () => {
+  // One record written by hand (kcat) with a time in 2100 used to move the newest
+  // candle slot that far ahead: every real trade after it was "too-late" for good.
+  const aggregator = new Aggregator({
+    intervalsMs: [1_000, 60_000],
+    maxCandles: 600,
+    maxSymbols: 5,
+  });
+  const now = Date.UTC(2026, 0, 5, 15, 0, 0);
+  const trade = (price: number, time: number): TradeRecord => ({
+    symbol: "AAPL",
+    price,
+    volume: 1,
+    time,
+    source: "finnhub",
+  });
+  assert.equal(aggregator.apply(trade(100, now - 5_000), now), "applied");
+  assert.equal(aggregator.apply(trade(150, Date.UTC(2100, 0, 1)), now), "too-early");
+  assert.equal(aggregator.apply(trade(150, now + MAX_AHEAD_MS + 1), now), "too-early");
+  // A producer clock a little ahead is not an attack: within the bound, applied.
+  assert.equal(aggregator.apply(trade(102, now + MAX_AHEAD_MS), now), "applied");
+  assert.equal(aggregator.apply(trade(101, now - 1_000), now + 1_000), "applied");
+  const stats = aggregator.stats("AAPL", now)!;
+  assert.equal(stats.last, 102);
+  assert.equal(stats.trades, 3);
+  assert.deepEqual(
+    aggregator.candles("AAPL", 1_000).map((c) => c.start),
+    [now - 5_000, now - 1_000, now + MAX_AHEAD_MS],
+  );
+  // A new symbol's first record is checked too (it would set the symbol's window).
+  assert.equal(
+    aggregator.apply({ ...trade(1, Date.UTC(2100, 0, 1)), symbol: "NEW" }, now),
+    "too-early",
+  );
+  assert.deepEqual(aggregator.symbols(), ["AAPL"]);
 });
 
 Deno.test("the source mark keeps the least real source seen", () => {

@@ -49,6 +49,7 @@ function status(): ConsumerStatus {
     applied: 500,
     rejected: 2,
     tooLate: 1,
+    tooEarly: 0,
     lastTradeAt: NOW - 1000,
   };
 }
@@ -177,4 +178,11 @@ Deno.test("plain lines: one per symbol and one for the consumer, key=value", () 
   const btc = lines.find((line) => line.includes(`symbol="BINANCE:BTCUSDT"`))!;
   assert.match(btc, /source=sim SIMULATED$/);
   assert.match(btc, / volume=45 trades=180 /);
+});
+
+Deno.test("records dated ahead of the clock are shown, on the header and the plain line", () => {
+  const refused = data({ status: { ...status(), tooEarly: 4 } });
+  assert.match(plainLines(refused, NOW)[0], / too_late=1 too_early=4( |$)/);
+  assert.match(renderFrame(refused, { columns: 200, rows: 40 }, NOW), /too early 4/);
+  assert.doesNotMatch(renderFrame(data(), { columns: 200, rows: 40 }, NOW), /too early/);
 });

@@ -118,13 +118,20 @@ Deno.test("the consumer rebuilds exact candles from a time, and a restart counts
       await produce(kafka, topic, first);
       const garbage = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
       await garbage.connect();
+      // And one well-formed trade dated 2100 in its value (as kcat could write): refused as too
+      // early, it must not stop AAPL's candles from moving (the second run's trades).
+      const future = { symbol: "AAPL", price: 999, volume: 1, time: Date.UTC(2100, 0, 1) };
       await garbage.send({
         topic,
-        messages: GARBAGE.map(({ value }, i) => ({
-          key: `junk-${i}`,
-          value,
-          timestamp: String(Date.now()),
-        })),
+        messages: [
+          ...GARBAGE.map(({ value }, i) => ({
+            key: `junk-${i}`,
+            value,
+            timestamp: String(Date.now()),
+          })),
+          // The record's timestamp is kcat's (now): the broker refuses one over an hour ahead.
+          { key: "AAPL", value: encodeTrade(future, "finnhub"), timestamp: String(Date.now()) },
+        ],
       });
       await garbage.disconnect();
 
@@ -136,6 +143,7 @@ Deno.test("the consumer rebuilds exact candles from a time, and a restart counts
         assert.equal(counts.applied, ref1.applied.length);
         assert.equal(counts.redelivered, 0);
         assert.equal(counts.rejected, GARBAGE.length);
+        assert.equal(counts.tooEarly, 1, "the trade dated 2100");
         assert.deepEqual(counts.rejectedByKind, {
           "not-json": 2,
           "bad-version": 1,
@@ -193,6 +201,7 @@ Deno.test("the consumer rebuilds exact candles from a time, and a restart counts
         const running = await run(aggregator, ref2.applied.length, GARBAGE.length);
         assert.equal(running.counts().applied, ref2.applied.length, "each trade applied once");
         assert.equal(running.counts().rejected, GARBAGE.length);
+        assert.equal(running.counts().tooEarly, 1);
         for (const symbol of ref2.symbols) {
           for (const interval of INTERVALS) {
             assertCandlesEqual(
@@ -202,6 +211,7 @@ Deno.test("the consumer rebuilds exact candles from a time, and a restart counts
             );
           }
           assert.equal(aggregator.stats(symbol)!.trades, ref2.session(symbol).trades);
+          assert.equal(aggregator.stats(symbol)!.last, ref2.session(symbol).last, symbol);
         }
         await committedEqualsEnd(admin, groupId, topic);
       });

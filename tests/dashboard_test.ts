@@ -28,6 +28,7 @@ function status(connected = true): ConsumerStatus {
     applied: 1,
     rejected: 0,
     tooLate: 0,
+    tooEarly: 0,
     lastTradeAt: Date.now(),
   };
 }

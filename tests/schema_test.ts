@@ -6,7 +6,14 @@
 
 import assert from "node:assert/strict";
 import type { Source } from "../config.ts";
-import { decodeTrade, encodeTrade, isRejection, type Trade } from "../trade.ts";
+import {
+  decodeTrade,
+  encodeTrade,
+  isRejection,
+  LIVE_WINDOW,
+  type Trade,
+  validateFinnhubTrade,
+} from "../trade.ts";
 
 interface Schema {
   type?: string;
@@ -153,4 +160,21 @@ Deno.test("schema and decodeTrade refuse the same broken records", () => {
   }
   assert.deepEqual(validate(good, schema), []);
   assert.ok(!isRejection(decodeTrade(JSON.stringify(good))));
+});
+
+Deno.test("a live trade dated more than a minute ahead of the clock is refused", () => {
+  // A trade 40 minutes ahead would hold the symbol's last price (and the consumer's
+  // newest candle) until the clock caught up with it.
+  const now = 1_700_000_000_000;
+  const window = { ...LIVE_WINDOW, now };
+  const at = (t: number) => validateFinnhubTrade({ s: "AAPL", p: 150, t, v: 1 }, window);
+  assert.equal(at(now + 40 * 60_000), "bad-time");
+  assert.equal(at(now + 60_001), "bad-time");
+  assert.deepEqual(at(now + 60_000), { symbol: "AAPL", price: 150, volume: 1, time: now + 60_000 });
+  assert.deepEqual(at(now - 3_600_000), {
+    symbol: "AAPL",
+    price: 150,
+    volume: 1,
+    time: now - 3_600_000,
+  });
 });
