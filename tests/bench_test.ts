@@ -7,7 +7,8 @@
 
 import assert from "node:assert/strict";
 import { LatencyHistogram } from "../latency.ts";
-import { type ConsumerCounts, limitSummary, parseFlags as consumerFlags } from "../consumer.ts";
+import { limitSummary, parseFlags as consumerFlags } from "../consumer.ts";
+import type { ConsumerCounts } from "../topic_reader.ts";
 import { parseConsumerSummary, parseProducerSummary } from "../bench/phases.ts";
 import { parseWatchLine, quantile, rssSlopeMbPerMin } from "../bench/lib.ts";
 import { pushLatencies, receivedAtByKey, splitEvents, tradeCounts } from "../bench/sse_probe.ts";
