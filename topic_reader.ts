@@ -128,8 +128,9 @@ export interface BatchResult<M extends BatchRecord> {
 /**
  * Applies one batch of one partition: skips (and counts as redelivered) what this
  * process has applied before, decodes and applies the rest at wall time `now`, counts
- * every outcome, and moves the partition's next offset past `lastOffset`.
- * `onApplied` sees each applied record (latency).
+ * every outcome, and moves the partition's next offset past `lastOffset` (never back:
+ * a batch from before what was applied must not reopen it). `onApplied` sees each
+ * applied record (latency).
  */
 export function applyBatch<M extends BatchRecord>(
   state: ReaderState,
@@ -164,7 +165,7 @@ export function applyBatch<M extends BatchRecord>(
     else counts.symbolCap++;
   }
   counts.applied += result.applied;
-  state.nextToApply.set(partition, lastOffset + 1);
+  state.nextToApply.set(partition, Math.max(floor, lastOffset + 1));
   return result;
 }
 
@@ -175,18 +176,24 @@ export interface PartitionEnds {
   readonly low: string;
 }
 
-/** Records behind the log end over all partitions, from where this run stands. */
+/**
+ * Records behind the log end over all partitions. A partition this member holds
+ * counts from where this run stands: its next offset to apply, or before its first
+ * batch the run's seek point (an earlier run's commit says nothing about this run).
+ * Another member's partition counts from the group's commit.
+ */
 export function lagOf(
   ends: readonly PartitionEnds[],
   nextToApply: ReadonlyMap<number, number>,
   seekOffsets: ReadonlyMap<number, number>,
   committed: ReadonlyMap<number, number>,
+  assigned: ReadonlySet<number>,
 ): number {
   let total = 0;
   for (const { partition, high, low } of ends) {
-    const applied = nextToApply.get(partition) ?? -1;
-    const commit = committed.get(partition) ?? -1;
-    const start = applied >= 0 ? applied : commit >= 0 ? commit : seekOffsets.get(partition);
+    const start = assigned.has(partition)
+      ? nextToApply.get(partition) ?? seekOffsets.get(partition) ?? committed.get(partition)
+      : committed.get(partition);
     total += Math.max(0, Number(high) - (start ?? Number(low)));
   }
   return total;
@@ -220,7 +227,8 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   let lastTradeAt: number | null = null;
   let firstBatchAt: number | null = null;
   let lastBatchDoneAt: number | null = null;
-  let assigned = 0;
+  /** The partitions this member holds since the latest join. */
+  let assigned = new Set<number>();
   let partitions = 0;
   let fatal: Error | undefined;
 
@@ -245,7 +253,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   const joined = Promise.withResolvers<void>();
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
     connected = true;
-    assigned = payload.memberAssignment[topic]?.length ?? 0;
+    assigned = new Set(payload.memberAssignment[topic] ?? []);
     joined.resolve();
   });
   for (const event of [consumer.events.STOP, consumer.events.DISCONNECT]) {
@@ -317,9 +325,11 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     if (producer && result.refused.length > 0) await forward(result.refused, partition);
     if (result.applied > 0) lastTradeAt = now;
     resolveOffset(last);
-    // Committed only now that the batch is applied (see the comment at the top).
+    // Committed only now that the batch is applied (see the comment at the top); the
+    // next offset to apply, so a redelivered batch never moves the commit back.
+    const next = String(state.nextToApply.get(partition));
     await commitOffsetsIfNecessary({
-      topics: [{ topic, partitions: [{ partition, offset: String(Number(last) + 1) }] }],
+      topics: [{ topic, partitions: [{ partition, offset: next }] }],
     });
     lastBatchDoneAt = Date.now();
     if (options.onBatch && result.touched.size > 0) options.onBatch(result.touched);
@@ -341,7 +351,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     for (const { partition, offset } of committed[0]?.partitions ?? []) {
       done.set(partition, Number(offset));
     }
-    lag = lagOf(ends, state.nextToApply, seekOffsets, done);
+    lag = lagOf(ends, state.nextToApply, seekOffsets, done, assigned);
   }
 
   const stopped = (async () => {
@@ -394,7 +404,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
       };
     },
     counts: () => counts,
-    assignment: () => ({ assigned, partitions }),
+    assignment: () => ({ assigned: assigned.size, partitions }),
     batchTimes: () => ({ first: firstBatchAt, lastDone: lastBatchDoneAt }),
     stopped,
   };
