@@ -3,12 +3,19 @@
  * loop takes everything waiting (up to a batch limit) and sends it in one request,
  * so batches grow by themselves under load and no trade waits for another's ack.
  *
- * Only one send is in flight, and a failed send is retried with the same trades
- * before any later one: trades reach Kafka in the order they were received. The
- * kafkajs producer is idempotent, and retries a lost broker itself, reusing its
- * sequence numbers, so a retry cannot write a trade twice. While the broker is
- * away the queue fills; past its capacity new trades are dropped, counted and
- * logged, never silently.
+ * Only one send is in flight, and trades reach Kafka in the order they were
+ * received. The kafkajs producer is idempotent and retries a lost broker itself,
+ * inside one send, reusing its sequence numbers: those retries cannot write a trade
+ * twice. That guarantee ends with the send. A send that rejects may already have
+ * written part of its batch (one partition leader answered, another failed), and
+ * sending the batch again makes new records. So:
+ * - a rejection kafkajs marks `retriable: false` (a record too large, a denied
+ *   topic) is final: the queue stops, says why once, and keeps the trades, which
+ *   the producer reports as not delivered. Sending again would fail the same way.
+ * - any other rejection is retried with the same trades first, and every trade in a
+ *   batch sent again after a failed send is counted as possibly duplicated.
+ * While the broker is away the queue fills; past its capacity new trades are
+ * dropped, counted and logged, never silently.
  */
 
 import {
@@ -22,9 +29,18 @@ import type { Source } from "./config.ts";
 import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "./trade.ts";
 import { createLimiter, formatCount, sleep } from "./status.ts";
 
-/** Where batches go: kafkaSink in production, anything with the same shape in tests. */
+/**
+ * Where batches go: kafkaSink in production, anything with the same shape in tests.
+ * `send` rejects with an error whose `retriable` is false when sending again cannot help.
+ */
 export interface Sink {
   send(messages: Message[]): Promise<void>;
+}
+
+/** A rejection that sending again cannot fix: kafkajs marks these `retriable: false`. */
+export function isFinal(error: unknown): boolean {
+  return typeof error === "object" && error !== null &&
+    (error as { retriable?: unknown }).retriable === false;
 }
 
 /** The records of one frame: key = symbol, timestamp = trade time, both headers. */
@@ -83,7 +99,17 @@ export function createIdempotentProducer(kafka: Kafka): Producer {
 export function kafkaSink(producer: Producer, topic: string): Sink {
   return {
     async send(messages) {
-      await producer.send({ topic, messages, acks: -1 });
+      try {
+        await producer.send({ topic, messages, acks: -1 });
+      } catch (error) {
+        // kafkajs retries what it can inside the send, without end (see above). What
+        // it gives up on comes out with `retriable` false, or unset when it bails on
+        // an error of no kind it knows: final either way.
+        if (error instanceof Error && (error as { retriable?: unknown }).retriable !== true) {
+          throw Object.assign(new Error(error.message, { cause: error }), { retriable: false });
+        }
+        throw error;
+      }
     },
   };
 }
@@ -99,8 +125,8 @@ export interface PublisherOptions {
    */
   readonly maxBatchBytes?: number;
   readonly log: (line: string) => void;
-  /** Called after each acknowledged batch with its size. */
-  readonly onAck?: (count: number) => void;
+  /** Called once when a send fails for good (see isFinal); nothing is sent after it. */
+  readonly onFailed?: (reason: string) => void;
 }
 
 const LOG_INTERVAL_MS = 5_000;
@@ -115,8 +141,23 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
   let queue: Message[] = [];
   let head = 0;
   let pumping = false;
-  let closing = false;
-  const stats = { accepted: 0, acked: 0, dropped: 0, sendErrors: 0, batches: 0 };
+  /** Why sending stopped for good; undefined while it goes on. */
+  let failure: string | undefined;
+  /**
+   * Trades at the head of the queue that were in a failed send (Kafka may hold some
+   * of them already), and how many of those were counted as possibly duplicated.
+   */
+  let unsure = 0;
+  let unsureCounted = 0;
+  const stats = {
+    accepted: 0,
+    acked: 0,
+    dropped: 0,
+    sendErrors: 0,
+    batches: 0,
+    /** Trades sent again after a failed send: Kafka may hold them twice. */
+    possiblyDuplicated: 0,
+  };
   let waiters: (() => void)[] = [];
 
   const lowWater = Math.min(options.capacity / 2, maxBatch * 4);
@@ -171,22 +212,40 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
     let failures = 0;
     while (queued() > 0 && !stopped.signal.aborted) {
       const batch = nextBatch();
+      // The batch starts with every trade of the failed send (it only grows): sent again.
+      if (unsure > unsureCounted) {
+        stats.possiblyDuplicated += unsure - unsureCounted;
+        unsureCounted = unsure;
+      }
       try {
         await sink.send(batch);
       } catch (error) {
         failures++;
         stats.sendErrors++;
+        unsure = batch.length;
+        const reason = error instanceof Error ? error.message : String(error);
+        if (isFinal(error)) {
+          failure = reason;
+          options.log(
+            `kafka: send failed and cannot be retried: ${reason}; stopped sending ` +
+              `(${formatCount(queued())} trades not delivered; Kafka may hold some of the ` +
+              `${formatCount(batch.length)} in the failed send)`,
+          );
+          stopped.abort();
+          options.onFailed?.(reason);
+          break;
+        }
         if (limit("send-error")) {
-          const reason = error instanceof Error ? error.message : String(error);
           options.log(
             `kafka: send failed (${formatCount(queued())} trades waiting, kept in order): ` +
-              `${reason}; retrying`,
+              `${reason}; retrying (a batch sent again may be partly duplicated)`,
           );
         }
         await sleep(Math.min(2_000, 100 * 2 ** Math.min(failures, 5)), stopped.signal);
         continue;
       }
       failures = 0;
+      unsure = unsureCounted = 0;
       head += batch.length;
       stats.acked += batch.length;
       stats.batches++;
@@ -195,7 +254,6 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
         queue = queue.slice(head);
         head = 0;
       }
-      options.onAck?.(batch.length);
       wake();
     }
     pumping = false;
@@ -206,8 +264,9 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
     enqueue,
     stats,
     queued,
-    get closing() {
-      return closing;
+    /** Why sending stopped for good (a final send error); undefined while it goes on. */
+    get failure(): string | undefined {
+      return failure;
     },
     /**
      * Resolves once the queue is short again: a few batches, or half the capacity.
@@ -221,11 +280,12 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
         waiters.push(check);
       });
     },
-    /** Resolves when everything queued is acknowledged. */
+    /** Resolves when everything queued is acknowledged, or sending has stopped. */
     drained(): Promise<void> {
-      if (queued() === 0) return Promise.resolve();
+      const done = () => queued() === 0 || stopped.signal.aborted;
+      if (done()) return Promise.resolve();
       return new Promise((resolve) => {
-        const check = () => queued() === 0 ? resolve() : waiters.push(check);
+        const check = () => done() ? resolve() : waiters.push(check);
         waiters.push(check);
       });
     },
@@ -234,7 +294,6 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
      * how many trades Kafka did not acknowledge (0 on a clean stop).
      */
     async close(timeoutMs: number): Promise<number> {
-      closing = true;
       const drained = this.drained();
       const timedOut = new AbortController();
       await Promise.race([drained, sleep(timeoutMs, timedOut.signal)]);

@@ -80,6 +80,9 @@ Deno.test("a failing broker: trades wait and then go out once, in order", async 
   assert.deepEqual(volumes(s.batches.flat()), Array.from({ length: 10 }, (_, i) => i));
   assert.equal(publisher.stats.sendErrors, 3);
   assert.equal(publisher.stats.acked, 10);
+  // This sink wrote nothing before failing, but a real one may have written part of
+  // the batch: every trade sent again is reported as possibly duplicated.
+  assert.equal(publisher.stats.possiblyDuplicated, 10);
   assert.equal(logs.filter((line) => line.includes("send failed")).length, 1, "logged once");
   assert.equal(await publisher.close(1000), 0);
 });
@@ -127,5 +130,65 @@ Deno.test("waitForRoom holds a fast source until the queue is short again", asyn
   await waiting;
   assert.ok(publisher.queued() <= 200);
   await publisher.drained();
+  assert.equal(await publisher.close(1000), 0);
+});
+
+/** What kafkajs rejects with once it gives up: `retriable: false` (e.g. MESSAGE_TOO_LARGE). */
+function finalError(message: string): Error {
+  return Object.assign(new Error(message), { retriable: false });
+}
+
+Deno.test("a send that cannot be retried stops the queue and says so, instead of looping", async () => {
+  let calls = 0;
+  const logs: string[] = [];
+  const failures: string[] = [];
+  const publisher = createPublisher({
+    send() {
+      calls++;
+      return Promise.reject(finalError("message too large"));
+    },
+  }, {
+    capacity: 1000,
+    log: (line) => logs.push(line),
+    onFailed: (reason) => failures.push(reason),
+  });
+  publisher.enqueue(trades(0, 10), "sim", 1);
+  await publisher.drained();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(calls, 1, "no second try: it would fail the same way, forever");
+  assert.deepEqual(failures, ["message too large"]);
+  assert.equal(publisher.failure, "message too large");
+  assert.equal(logs.length, 1, logs.join("\n"));
+  assert.match(logs[0], /^kafka: send failed and cannot be retried: message too large; /);
+  // What came after is kept (counted as queued), never sent; close does not wait for it.
+  publisher.enqueue(trades(10, 5), "sim", 2);
+  const started = Date.now();
+  assert.equal(await publisher.close(5_000), 15);
+  assert.ok(Date.now() - started < 500, "close returns at once: nothing more can be sent");
+  assert.equal(calls, 1);
+});
+
+Deno.test("a batch sent again after a failed send is counted as possibly duplicated", async () => {
+  // One send writes part of the batch (one broker of two answered), then fails.
+  const written: Message[] = [];
+  let calls = 0;
+  const publisher = createPublisher({
+    send(messages) {
+      calls++;
+      if (calls === 1) {
+        written.push(...messages.slice(0, 4));
+        return Promise.reject(new Error("one broker of two did not answer"));
+      }
+      written.push(...messages);
+      return Promise.resolve();
+    },
+  }, { capacity: 1000, log: () => {} });
+  publisher.enqueue(trades(0, 10), "sim", 1);
+  await publisher.drained();
+  publisher.enqueue(trades(10, 5), "sim", 2); // a later, clean send: not counted
+  await publisher.drained();
+  assert.equal(publisher.stats.acked, 15);
+  assert.equal(written.length, 19, "the 4 written before the failure are in Kafka twice");
+  assert.equal(publisher.stats.possiblyDuplicated, 10, "the whole resent batch, once");
   assert.equal(await publisher.close(1000), 0);
 });
