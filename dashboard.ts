@@ -15,6 +15,7 @@
 
 import type { Candle, ConsumerStatus } from "./candles.ts";
 import { type AggregatorView, Hub, type HubMetrics, safeJson, type Subscription } from "./sse.ts";
+import { MAX_SYMBOL_LENGTH } from "./trade.ts";
 
 export interface DashboardOptions {
   hostname: string;
@@ -48,7 +49,6 @@ export interface Dashboard {
 export const DEFAULT_WINDOW_MS = 5 * 60_000;
 const MIN_WINDOW_MS = 10_000;
 const MAX_WINDOW_MS = 24 * 3600_000;
-const MAX_SYMBOL_LENGTH = 64;
 
 /**
  * No inline script or style, nothing from another origin: even if some value did

@@ -11,7 +11,13 @@
 
 import { redact } from "./config.ts";
 import { sleep } from "./status.ts";
-import { LIVE_WINDOW, type Rejection, type Trade, validateFinnhubTrade } from "./trade.ts";
+import {
+  isRecord,
+  LIVE_WINDOW,
+  type Rejection,
+  type Trade,
+  validateFinnhubTrade,
+} from "./trade.ts";
 
 /** Why a frame or a trade in it was refused. */
 export type FrameRejection =
@@ -26,10 +32,6 @@ export type Frame =
   | { readonly type: "ping" }
   | { readonly type: "error"; readonly msg: string }
   | { readonly type: "rejected"; readonly kind: FrameRejection };
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** Parses one text frame; the trades in it are still `unknown` (see readFrame). */
 export function parseFrame(text: string): Frame {

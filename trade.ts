@@ -15,7 +15,7 @@
  * `conditions` is omitted when Finnhub sent none.
  */
 
-import type { Source } from "./config.ts";
+import { type Source, SOURCES } from "./config.ts";
 
 export const SCHEMA_VERSION = 1;
 
@@ -48,9 +48,9 @@ export type Rejection =
   | "not-json";
 
 export const MAX_SYMBOL_LENGTH = 64;
-const SOURCES = new Set(["finnhub", "sim", "replay"]);
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+/** A JSON object (not null, not an array): what every wire message must be first. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
@@ -138,7 +138,7 @@ export function decodeTrade(value: Uint8Array | string | null): TradeRecord | Re
   if (typeof volume !== "number" || !Number.isFinite(volume) || volume < 0) return "bad-volume";
   if (typeof time !== "number" || !Number.isSafeInteger(time) || time <= 0) return "bad-time";
   if (!checkConditions(conditions)) return "bad-conditions";
-  if (typeof source !== "string" || !SOURCES.has(source)) return "bad-source";
+  if (!SOURCES.includes(source as Source)) return "bad-source";
   const trade = { symbol, price, volume, time, source: source as Source };
   return conditions === undefined ? trade : { ...trade, conditions };
 }
