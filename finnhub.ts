@@ -6,7 +6,9 @@
  * 401 at the handshake (a bad token) ends it.
  *
  * The frame reader is shared with replay (recording.ts), so a recorded session is
- * read exactly as it was live: same validation, same duplicate check, same counts.
+ * read as it was live: same validation, same duplicate check, same counts. Only the
+ * live client refuses symbols it did not subscribe to: a recording does not say
+ * which those were.
  */
 
 import { redact } from "./config.ts";
@@ -25,7 +27,8 @@ export type FrameRejection =
   | "unknown-type"
   | "bad-frame"
   | "binary-frame"
-  | "duplicate-frame";
+  | "duplicate-frame"
+  | "unsubscribed-symbol";
 
 export type Frame =
   | { readonly type: "trade"; readonly data: readonly unknown[] }
@@ -65,7 +68,6 @@ export interface FrameHandlers {
   onTrades(trades: Trade[], receivedAt: number): void;
   /** A refused frame or trade; `sample` is the offending text, for the log. */
   onReject(kind: FrameRejection, sample: string): void;
-  onPing?(): void;
   onError?(msg: string): void;
 }
 
@@ -83,8 +85,11 @@ export const DUPLICATE_MEMORY_CHARS = 4 * 1024 * 1024;
  * Turns raw frames into validated trades and counted rejections. Trades carry no
  * id, so duplicates are recognised only as a whole trade frame repeated, byte for
  * byte, within DUPLICATE_WINDOW_MS; such frames are counted as "duplicate-frame".
+ * With `subscribed` (the live client), a valid trade of any other symbol is refused
+ * as "unsubscribed-symbol": a server pushing symbols nobody asked for must not fill
+ * the topic, nor the per-symbol maps that live as long as the process.
  */
-export function createFrameReader(handlers: FrameHandlers) {
+export function createFrameReader(handlers: FrameHandlers, subscribed?: ReadonlySet<string>) {
   const recent = new Map<string, number>();
   let recentChars = 0;
   const forgetOldest = () => {
@@ -103,8 +108,7 @@ export function createFrameReader(handlers: FrameHandlers) {
       case "rejected":
         handlers.onReject(frame.kind, text);
         return;
-      case "ping":
-        handlers.onPing?.();
+      case "ping": // keeps the connection alive (see the dead timer); nothing to hand on
         return;
       case "error":
         handlers.onError?.(frame.msg);
@@ -137,7 +141,9 @@ export function createFrameReader(handlers: FrameHandlers) {
         for (const raw of frame.data) {
           const result = validateFinnhubTrade(raw, window);
           if (typeof result === "string") handlers.onReject(result, sampleOf(raw));
-          else trades.push(result);
+          else if (subscribed && !subscribed.has(result.symbol)) {
+            handlers.onReject("unsubscribed-symbol", sampleOf(raw));
+          } else trades.push(result);
         }
         if (trades.length > 0) handlers.onTrades(trades, receivedAt);
       }
@@ -206,9 +212,7 @@ export interface FinnhubState {
   since: number;
   subscribed: number;
   reconnects: number;
-  pings: number;
-  errors: number;
-  lastFrameAt: number;
+  /** When each subscribed symbol last traded (no other symbol gets in). */
   readonly lastTradeAt: Map<string, number>;
 }
 
@@ -246,9 +250,6 @@ export function createFinnhubClient(options: FinnhubOptions) {
     since: Date.now(),
     subscribed: 0,
     reconnects: 0,
-    pings: 0,
-    errors: 0,
-    lastFrameAt: 0,
     lastTradeAt: new Map(),
   };
   let gotTrades = false;
@@ -264,11 +265,7 @@ export function createFinnhubClient(options: FinnhubOptions) {
       options.onTrades(trades, receivedAt);
     },
     onReject: options.onReject,
-    onPing() {
-      state.pings++;
-    },
     onError(msg) {
-      state.errors++;
       // One line per distinct message: the server may repeat it on every subscribe.
       if (msg === lastError) return;
       lastError = msg;
@@ -278,7 +275,7 @@ export function createFinnhubClient(options: FinnhubOptions) {
         : "";
       log(`finnhub: error from server: ${msg}${hint}`);
     },
-  });
+  }, new Set(options.symbols));
 
   function connectOnce(): Promise<Outcome> {
     const outcome: Outcome = {
@@ -348,7 +345,6 @@ export function createFinnhubClient(options: FinnhubOptions) {
       };
       ws.onmessage = (event: MessageEvent) => {
         const receivedAt = Date.now();
-        state.lastFrameAt = receivedAt;
         armDeadTimer();
         if (typeof event.data === "string") options.onRawFrame?.(event.data, receivedAt);
         read(event.data, receivedAt);

@@ -130,10 +130,27 @@ Deno.test("finnhub client against the fake server", async (t) => {
         h.trades.map((trade) => [trade.symbol, trade.volume, trade.conditions]),
         sent.map((trade) => [trade.s, trade.v, trade.c]),
       );
-      assert.equal(h.client.state.pings, 1);
       assert.equal(h.raw.length, 2, "the ping and the trade frame are both recorded raw");
       assert.ok(h.logs.some((line) => line.includes("subscribed to 3 symbols")));
       await h.stop();
+    });
+
+    await t.step("trades for symbols never subscribed are refused and counted", async () => {
+      const h = harness(fake);
+      try {
+        await fake.waitForSubscribed(fake.connections + 1, SYMBOLS);
+        const now = Date.now();
+        // A server (or whoever speaks for it) pushing symbols nobody asked for: each
+        // one would be published, and remembered for ever.
+        const stray = Array.from({ length: 50 }, (_, i) => ({ s: `X${i}`, p: 1, t: now, v: i }));
+        fake.sendTrades([{ s: "AAPL", p: 189.5, t: now, v: 7 }, ...stray]);
+        await until(() => h.trades.length + h.rejects.length === 51, "the frame");
+        assert.deepEqual(h.trades.map((trade) => trade.symbol), ["AAPL"]);
+        assert.deepEqual(h.rejects, Array(50).fill("unsubscribed-symbol"));
+        assert.deepEqual([...h.client.state.lastTradeAt.keys()], ["AAPL"]);
+      } finally {
+        await h.stop();
+      }
     });
 
     await t.step("reconnects and resubscribes after a close and after a drop", async () => {
@@ -192,7 +209,7 @@ Deno.test("finnhub client against the fake server", async (t) => {
       const small = new FakeFinnhub({ maxSymbols: 2 });
       const h = harness(small);
       await small.waitForSubscribed(1, SYMBOLS);
-      await until(() => h.client.state.errors > 0, "the error frame");
+      await until(() => h.logs.some((line) => line.includes("error from server")), "the error");
       await small.close();
       await h.stop();
       const errors = h.logs.filter((line) => line.includes("too many symbols"));
