@@ -35,8 +35,8 @@ export async function openRecorder(
   const encoder = new TextEncoder();
   let buffered: string[] = [];
   let bufferedBytes = 0;
-  let frames = 0;
   let failed = false;
+  let closed = false;
   const flush = () => {
     if (buffered.length === 0 || failed) return;
     const chunk = encoder.encode(buffered.join(""));
@@ -53,18 +53,21 @@ export async function openRecorder(
   const timer = setInterval(flush, 200);
   return {
     path,
-    get frames() {
-      return frames;
+    /** True once a write failed: the recording stopped there, and holds less than was received. */
+    get failed(): boolean {
+      return failed;
     },
     write(frame: string, at: number): void {
       if (failed) return;
       const line = `{"at":${at},"source":"${source}","frame":${JSON.stringify(frame)}}\n`;
       buffered.push(line);
       bufferedBytes += line.length;
-      frames++;
       if (bufferedBytes > 256 * 1024) flush();
     },
+    /** Flushes and closes; once (later calls do nothing). */
     close(): void {
+      if (closed) return;
+      closed = true;
       clearInterval(timer);
       flush();
       file.close();

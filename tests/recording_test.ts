@@ -141,3 +141,27 @@ Deno.test("a missing recording is a NotFound error the producer can word", async
     Deno.errors.NotFound,
   );
 });
+
+Deno.test("a recording that cannot be written says so once and reports itself failed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A pipe whose reader is gone: every write fails (EPIPE), as on a full disk.
+    const fifo = `${dir}/session.ndjson`;
+    await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    const logs: string[] = [];
+    const [recorder, reader] = await Promise.all([
+      openRecorder(fifo, "finnhub", (line) => logs.push(line)),
+      Deno.open(fifo, { read: true }),
+    ]);
+    reader.close();
+    assert.equal(recorder.failed, false);
+    recorder.write('{"type":"ping"}', 1);
+    recorder.close();
+    recorder.close(); // a second close is harmless: the producer closes on every path
+    assert.equal(recorder.failed, true, "the producer must not claim the file holds every frame");
+    assert.equal(logs.length, 1, logs.join("\n"));
+    assert.match(logs[0], /^error: recording to .* failed, recording stopped: /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
