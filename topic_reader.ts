@@ -18,14 +18,20 @@
  *   point, however long the process was down (as long as retention keeps it).
  *   Records between the last committed offset and the seek point are older than the
  *   window and were never part of this session.
- * - Not doubled within a run: offsets are committed after each batch is applied, and
- *   the consumer also remembers, per partition, the next offset it has not applied;
- *   a batch that kafkajs delivers again (after a failed commit, a rebalance or a
- *   client restart, which resume from the committed offset) skips what was applied
- *   and counts it as "redelivered".
+ * - Not missed within a run: the reader remembers, per partition, the next offset it
+ *   has not applied, and every time the group is joined (the start, a rebalance,
+ *   kafkajs's own restart after a retriable crash, which drops pending seeks, or a
+ *   partition regained from another member) it seeks each partition it holds there,
+ *   or to the session's seek point before the partition's first batch. kafkajs on its
+ *   own would resume from the group's commit, which can be another member's, past
+ *   what this run applied.
+ * - Not doubled within a run: a batch delivered again anyway (fetched before a seek
+ *   took effect, or after a failed commit) skips what was applied and counts it as
+ *   "redelivered"; a redelivered batch never moves that next offset back.
  * The committed offsets are therefore not a resume point for the charts (the seek is);
- * they record how far this group has applied, which is what lag means to the tools
- * that read it (`kafka-consumer-groups.sh --describe`) and to the header's lag figure.
+ * once joined the reader commits its seek points, then after each batch the next
+ * offset to apply, so they record how far this run has applied: what lag means to
+ * the tools that read it (`kafka-consumer-groups.sh --describe`) and to the header.
  * One caveat: the group id comes from KAFKA_GROUP_ID, and two running viewers with the
  * same group split the partitions between them, each charting only its share; the
  * header says so ("partitions 2/3"): give each viewer its own group id.
@@ -231,6 +237,8 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   let assigned = new Set<number>();
   let partitions = 0;
   let fatal: Error | undefined;
+  /** The commit of the seek points once joined; batches commit after it. */
+  let startCommitted: Promise<void> = Promise.resolve();
 
   await admin.connect();
   try {
@@ -253,7 +261,14 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   const joined = Promise.withResolvers<void>();
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
     connected = true;
-    assigned = new Set(payload.memberAssignment[topic] ?? []);
+    const held = payload.memberAssignment[topic] ?? [];
+    assigned = new Set(held);
+    // Emitted before kafkajs fetches for the new assignment, so these seeks take
+    // effect first (see "Not missed within a run" at the top).
+    for (const partition of held) {
+      const at = state.nextToApply.get(partition) ?? seekOffsets.get(partition);
+      if (at !== undefined) consumer.seek({ topic, partition, offset: String(at) });
+    }
     joined.resolve();
   });
   for (const event of [consumer.events.STOP, consumer.events.DISCONNECT]) {
@@ -326,7 +341,9 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     if (result.applied > 0) lastTradeAt = now;
     resolveOffset(last);
     // Committed only now that the batch is applied (see the comment at the top); the
-    // next offset to apply, so a redelivered batch never moves the commit back.
+    // next offset to apply, so a redelivered batch never moves the commit back. After
+    // the seek points' commit, which must not land after it.
+    await startCommitted;
     const next = String(state.nextToApply.get(partition));
     await commitOffsetsIfNecessary({
       topics: [{ topic, partitions: [{ partition, offset: next }] }],
@@ -336,11 +353,6 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   }
 
   await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch });
-  // Seeks wait in kafkajs until the partition is fetched; a batch fetched before
-  // the seek is dropped (isStale), so nothing before `from` is applied.
-  for (const [partition, offset] of seekOffsets) {
-    consumer.seek({ topic, partition, offset: String(offset) });
-  }
 
   async function pollLag(): Promise<void> {
     const [committed, ends] = await Promise.all([
@@ -382,6 +394,18 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   })();
 
   await Promise.race([joined.promise, stopped]);
+  if (!signal.aborted && !fatal) {
+    // The group's commit from an earlier run says nothing about this one: commit the
+    // seek points of the partitions no batch has reached yet (batches commit after).
+    const untouched = [...assigned].filter((p) => !state.nextToApply.has(p) && seekOffsets.has(p));
+    startCommitted = consumer.commitOffsets(
+      untouched.map((partition) => ({
+        topic,
+        partition,
+        offset: String(seekOffsets.get(partition)),
+      })),
+    ).catch((error) => console.error(`warning: could not commit the start offsets: ${error}`));
+  }
 
   return {
     status: () => {

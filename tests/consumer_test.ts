@@ -3,6 +3,7 @@
  * read back from a time and give exactly the reference's candles; a restart of the
  * same group rebuilds them without counting anything twice or missing anything;
  * garbage records are counted, skipped and forwarded as they are to `<topic>.dlq`;
+ * a partition lost to another member and regained resumes where this run stood;
  * and the CLI stops cleanly on SIGTERM with its offsets committed.
  */
 
@@ -19,7 +20,12 @@ import { BROKERS, uniqueName, withTopic } from "./kafka_helpers.ts";
 
 const INTERVALS = [1_000, 60_000];
 
-async function produce(kafka: Kafka, topic: string, trades: readonly TradeRecord[]) {
+async function produce(
+  kafka: Kafka,
+  topic: string,
+  trades: readonly TradeRecord[],
+  partitionOf?: (symbol: string) => number,
+) {
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   try {
@@ -29,6 +35,7 @@ async function produce(kafka: Kafka, topic: string, trades: readonly TradeRecord
         acks: -1,
         messages: trades.slice(i, i + 1_000).map((trade) => ({
           key: trade.symbol,
+          partition: partitionOf?.(trade.symbol),
           value: encodeTrade(trade, trade.source),
           timestamp: String(trade.time),
           headers: { [HEADER_RECEIVED_AT]: String(Date.now()), [HEADER_SOURCE]: trade.source },
@@ -219,6 +226,79 @@ Deno.test("the consumer rebuilds exact candles from a time, and a restart counts
     } finally {
       await admin.deleteTopics({ topics: [dlqTopic] }).catch(() => {});
     }
+  });
+});
+
+Deno.test("a partition lost to another member and regained resumes where this run stood", async () => {
+  await withTopic(2, async (topic, kafka, admin) => {
+    const config = loadConfig({
+      KAFKA_BROKERS: BROKERS,
+      KAFKA_TOPIC: topic,
+      KAFKA_GROUP_ID: uniqueName("shared"),
+    });
+    // Each symbol on one partition, so arrival order per symbol is the log's.
+    const partitionOf = (symbol: string) => symbol === "AAPL" || symbol === "QUIET" ? 0 : 1;
+    const first = generateTrades(1_500, 31, Date.now() - 10 * 60_000);
+    const fromMs = first[0].time;
+    await produce(kafka, topic, first, partitionOf);
+    const start = (aggregator: Aggregator, signal: AbortSignal) =>
+      startConsumer({ config, aggregator, fromMs, signal, lagPollMs: 200 });
+
+    const stopA = new AbortController();
+    const a = newAggregator(fromMs);
+    const runningA = await start(a, stopA.signal);
+    try {
+      await waitFor(
+        "A applies the first trades",
+        () =>
+          runningA.counts().applied ===
+            reference(first, INTERVALS, 3_600, 100, fromMs).applied.length,
+      );
+      // B joins the same group and takes one partition; more trades arrive while it
+      // holds it, and B applies and commits them.
+      const stopB = new AbortController();
+      const runningB = await start(newAggregator(fromMs), stopB.signal);
+      try {
+        await waitFor(
+          "the partitions split",
+          () => runningA.assignment().assigned === 1 && runningB.assignment().assigned === 1,
+        );
+        const second = generateTrades(600, 32, first[first.length - 1].time);
+        await produce(kafka, topic, second, partitionOf);
+        await waitFor(
+          "both at the log end",
+          () => runningA.status().lag === 0 && runningB.status().lag === 0,
+        );
+      } finally {
+        stopB.abort();
+        await runningB.stopped;
+      }
+      // A regains B's partition: the group's commit there is past what A applied,
+      // so resuming from it would leave B's share of `second` out of A's charts.
+      await waitFor("A holds both partitions", () => runningA.assignment().assigned === 2);
+      const all = [...first, ...generateTrades(600, 32, first[first.length - 1].time)];
+      const ref = reference(all, INTERVALS, 3_600, 100, fromMs);
+      await waitFor(
+        `A applies ${ref.applied.length}`,
+        () => runningA.counts().applied >= ref.applied.length,
+        15_000,
+      );
+      await waitFor("lag 0", () => runningA.status().lag === 0);
+      assert.equal(runningA.counts().applied, ref.applied.length, "each trade applied once");
+      for (const symbol of ref.symbols) {
+        for (const interval of INTERVALS) {
+          assertCandlesEqual(
+            a.candles(symbol, interval),
+            ref.candles(symbol, interval),
+            `${symbol}/${interval}`,
+          );
+        }
+      }
+    } finally {
+      stopA.abort();
+      await runningA.stopped;
+    }
+    await committedEqualsEnd(admin, config.groupId, topic);
   });
 });
 
