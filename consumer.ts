@@ -21,7 +21,12 @@ import {
 import { LatencyHistogram } from "./latency.ts";
 import { type ChartData, formatInterval, plainLines, renderFrame } from "./chart.ts";
 import { parseDuration, parseTime, serveDashboard } from "./dashboard.ts";
-import { type ConsumerCounts, type RunningConsumer, startConsumer } from "./topic_reader.ts";
+import {
+  type ConsumerCounts,
+  type RunningConsumer,
+  startConsumer,
+  StoppedError,
+} from "./topic_reader.ts";
 
 const STOP_DEADLINE_MS = 10_000;
 
@@ -252,6 +257,11 @@ export async function main(args: string[]): Promise<void> {
     });
   } catch (error) {
     if (error instanceof ConfigError) exitWithError(error.message);
+    if (error instanceof StoppedError) {
+      // kafkajs may still be retrying the connection: leave without waiting for it.
+      console.error(`${error.message}: nothing was consumed`);
+      Deno.exit(0);
+    }
     const hint = /ECONNREFUSED|Connection/.test(String(error))
       ? " (is Kafka running? `deno task kafka` starts a local one)"
       : "";

@@ -205,9 +205,15 @@ export function lagOf(
   return total;
 }
 
+/** The signal aborted before Kafka answered: nothing was read. */
+export class StoppedError extends Error {
+  override name = "StoppedError";
+}
+
 /**
  * Joins the group, seeks to `fromMs`, and applies records until the signal aborts.
- * Returns once the group is joined (or throws if Kafka cannot be reached).
+ * Returns once the group is joined; throws if Kafka cannot be reached, or a
+ * StoppedError at once if the signal aborts before Kafka has answered.
  */
 export async function startConsumer(options: ConsumerOptions): Promise<RunningConsumer> {
   const { config, aggregator, signal } = options;
@@ -240,8 +246,12 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   /** The commit of the seek points once joined; batches commit after it. */
   let startCommitted: Promise<void> = Promise.resolve();
 
-  await admin.connect();
-  try {
+  const aborted = new Promise<"stopped">((resolve) => {
+    if (signal.aborted) resolve("stopped");
+    signal.addEventListener("abort", () => resolve("stopped"), { once: true });
+  });
+  const ready = (async () => {
+    await admin.connect();
     await ensureTopic(admin, topic, config.partitions, config.replicationFactor);
     if (options.dlq) {
       await ensureTopic(admin, dlqTopic, config.partitions, config.replicationFactor);
@@ -253,8 +263,18 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     partitions = offsets.length;
     await consumer.connect();
     await consumer.subscribe({ topic });
+    return "ready" as const;
+  })();
+  const disconnectAll = () =>
+    Promise.allSettled([admin.disconnect(), consumer.disconnect(), producer?.disconnect()]);
+  try {
+    // kafkajs retries a broker that does not answer for seconds; a stop must not wait.
+    if (await Promise.race([ready, aborted]) === "stopped") {
+      ready.catch(() => {}); // its retries end on their own; nothing waits for them
+      throw new StoppedError("stopped before Kafka answered");
+    }
   } catch (error) {
-    await Promise.allSettled([admin.disconnect(), consumer.disconnect(), producer?.disconnect()]);
+    await disconnectAll();
     throw error;
   }
 
@@ -367,10 +387,6 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   }
 
   const stopped = (async () => {
-    const aborted = new Promise<void>((resolve) => {
-      if (signal.aborted) resolve();
-      signal.addEventListener("abort", () => resolve(), { once: true });
-    });
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await Promise.race([joined.promise, aborted]);
@@ -388,7 +404,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
       // stop() waits for the batch in flight, which commits what it applied; then
       // disconnect() leaves the group, so a restart rejoins without waiting.
       await consumer.stop().catch(() => {});
-      await Promise.allSettled([consumer.disconnect(), admin.disconnect(), producer?.disconnect()]);
+      await disconnectAll();
     }
     if (fatal) throw fatal;
   })();

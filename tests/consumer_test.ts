@@ -359,6 +359,39 @@ Deno.test("the CLI prints plain lines when piped and stops cleanly on SIGTERM", 
   });
 });
 
+Deno.test("Ctrl+C while Kafka does not answer stops at once, with one line", async () => {
+  // A port nothing listens on: kafkajs would retry it for about eight seconds.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--allow-net", "--allow-env", "consumer.ts", "--from=1m"],
+    cwd: new URL("..", import.meta.url),
+    env: { KAFKA_BROKERS: `127.0.0.1:${port}`, KAFKA_GROUP_ID: uniqueName("cli"), NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let errors = "";
+  while (!errors.includes("consuming ")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    errors += value;
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500)); // connecting by now
+  const signalledAt = Date.now();
+  child.kill("SIGINT");
+  for (let r = await reader.read(); !r.done; r = await reader.read()) errors += r.value;
+  const status = await child.status;
+  const took = Date.now() - signalledAt;
+  assert.equal(status.code, 0, errors);
+  assert.ok(took < 2_000, `exited ${took} ms after SIGINT`);
+  const lines = errors.trim().split("\n").filter((line) => !line.startsWith("kafka: "));
+  assert.equal(lines.length, 2, errors); // the "consuming" line, then the stop
+  assert.match(lines[1], /^stopped before Kafka answered/);
+  assert.doesNotMatch(errors, /\n\s+at /, "no stack trace");
+});
+
 Deno.test("flags: spans, ISO times and mistakes", () => {
   assert.deepEqual(parseFlags(["--from=15m", "--overlay"]).from, { ago: 900_000 });
   assert.deepEqual(parseFlags(["--from", "2026-01-05T14:30:00Z"]).from, {
