@@ -207,8 +207,8 @@ class CandleRing {
 
 /**
  * Counts events per second over the last `seconds` whole seconds, in a fixed
- * ring of per-second buckets: constant memory and O(1) per event. Used by trade
- * time for a symbol's trades/s, and by wall time for the consumer's apply rate.
+ * ring of per-second buckets: constant memory and O(1) per event. A symbol's
+ * trades/s, by trade time (so a replay shows the market's rate, not the replay's).
  */
 export class RateWindow {
   readonly #seconds: number;
