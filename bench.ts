@@ -22,10 +22,10 @@ import { KAFKA_VERSION, probeKafka } from "./broker.ts";
 import { readTasks, taskCommand } from "./demo.ts";
 import { createMarket } from "./market_sim.ts";
 import { encodeTrade } from "./trade.ts";
+import { formatCount } from "./format.ts";
 import {
   busyProcesses,
   describeMachine,
-  formatCount,
   formatRatio,
   formatTable,
   type OtherLoad,

@@ -13,6 +13,7 @@
 
 import asciichartModule from "asciichart";
 import type { Candle, ConsumerStatus, SymbolStats } from "./candles.ts";
+import { formatAge, formatClock } from "./format.ts";
 
 interface PlotConfig {
   min: number;
@@ -102,15 +103,6 @@ export function formatVolume(volume: number): string {
   return String(Number(volume.toPrecision(4)));
 }
 
-export function formatAge(ms: number): string {
-  if (ms < 0) ms = 0;
-  if (ms < 10_000) return `${(ms / 1000).toFixed(1)}s`;
-  if (ms < 60_000) return `${Math.floor(ms / 1000)}s`;
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m`;
-  if (ms < 86_400_000) return `${Math.floor(ms / 3_600_000)}h`;
-  return `${Math.floor(ms / 86_400_000)}d`;
-}
-
 export function formatPct(pct: number, decimals = 2): string {
   return `${pct >= 0 ? "+" : ""}${pct.toFixed(decimals)}%`;
 }
@@ -120,12 +112,6 @@ export function formatInterval(ms: number): string {
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms % 1_000 === 0) return `${ms / 1_000}s`;
   return `${ms}ms`;
-}
-
-/** HH:MM:SS (or HH:MM when the interval is whole minutes) in the given zone. */
-export function formatClock(ms: number, utcOffsetMinutes: number, withSeconds = true): string {
-  const iso = new Date(ms + utcOffsetMinutes * 60_000).toISOString();
-  return iso.slice(11, withSeconds ? 19 : 16);
 }
 
 /** "SIMULATED" / "REPLAY" for data that is not a live market; "" for live. */

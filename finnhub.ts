@@ -12,6 +12,7 @@
  */
 
 import { redact } from "./config.ts";
+import { formatClock } from "./format.ts";
 import { sleep } from "./status.ts";
 import {
   isRecord,
@@ -227,10 +228,6 @@ interface Outcome {
   gotTrades: boolean;
   reason: string;
   authFailed: boolean;
-}
-
-export function formatClock(ms: number): string {
-  return new Date(ms).toTimeString().slice(0, 8);
 }
 
 /**

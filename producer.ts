@@ -41,12 +41,11 @@ import {
   createConsole,
   createCounters,
   createLimiter,
-  formatAge,
-  formatCount,
   formatStatus,
   formatSummary,
   sleep,
 } from "./status.ts";
+import { formatAge, formatCount } from "./format.ts";
 import type { Trade } from "./trade.ts";
 
 export interface Flags {

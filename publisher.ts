@@ -27,7 +27,8 @@ import {
 } from "kafkajs";
 import type { Source } from "./config.ts";
 import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "./trade.ts";
-import { createLimiter, formatCount, sleep } from "./status.ts";
+import { formatCount } from "./format.ts";
+import { createLimiter, sleep } from "./status.ts";
 
 /**
  * Where batches go: kafkaSink in production, anything with the same shape in tests.

@@ -6,6 +6,7 @@
  */
 
 import type { Source } from "./config.ts";
+import { formatAge, formatClock, formatCount } from "./format.ts";
 
 /** Allows one event per key per interval; counts what it held back. */
 export function createLimiter(intervalMs: number) {
@@ -37,16 +38,6 @@ export function createCounters(): Counters {
   return { received: 0, acked: 0, queued: 0, dropped: 0, rejected: new Map(), reconnects: 0 };
 }
 
-const number = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
-export const formatCount = (value: number): string => number.format(value);
-
-export function formatAge(ms: number): string {
-  if (ms < 10_000) return `${(Math.max(0, ms) / 1000).toFixed(1)}s`;
-  if (ms < 120_000) return `${Math.round(ms / 1000)}s`;
-  if (ms < 7_200_000) return `${Math.round(ms / 60_000)}m`;
-  return `${Math.round(ms / 3_600_000)}h`;
-}
-
 export function formatRejected(rejected: ReadonlyMap<string, number>): string {
   let total = 0;
   for (const count of rejected.values()) total += count;
@@ -76,7 +67,7 @@ export function formatStatus(input: StatusInput): string {
   const seconds = Math.max(0.001, (now - previous.at) / 1000);
   const rate = (total: number, before: number) => formatCount((total - before) / seconds);
   const parts = [
-    new Date(now).toTimeString().slice(0, 8),
+    formatClock(now),
     input.source,
     ...(input.connection ? [input.connection] : []),
     `recv ${rate(c.received, previous.received)}/s (${formatCount(c.received)})`,

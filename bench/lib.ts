@@ -366,9 +366,6 @@ export function watchOthers(windowMs: number): { stop(): Promise<OtherLoad> } {
 // ---------------------------------------------------------------------------
 // The table.
 
-const count = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
-export const formatCount = (value: number): string => count.format(value);
-
 export function formatRatio(ours: number, baseline: number, higherIsBetter = true): string {
   if (!(ours > 0) || !(baseline > 0)) return "";
   const ratio = higherIsBetter ? ours / baseline : baseline / ours;
