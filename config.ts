@@ -145,6 +145,26 @@ function parseBoolean(value: string, variable: string): boolean {
 }
 
 /**
+ * A duration as people write it in a flag or a URL: `1500` (ms), `500ms`, `30s`,
+ * `5m`, `1h`. Returns undefined for anything else. Shared by the consumer's flags
+ * and the dashboard's query parameters.
+ */
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d{1,9})(ms|s|m|h)?$/.exec(text.trim());
+  if (!match) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3600_000 }[match[2] ?? "ms"] ?? 1;
+  return Number(match[1]) * unit;
+}
+
+/** A point in time: ms since the epoch, or an ISO time (`2026-01-05T14:30:00Z`). */
+export function parseTime(text: string): number | undefined {
+  if (/^\d{1,15}$/.test(text)) return Number(text);
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(text)) return undefined;
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/**
  * Finnhub symbols are free text with a few shapes: `AAPL`, `BINANCE:BTCUSDT`,
  * `OANDA:EUR_USD`, `IC MARKETS:1`. Commas separate them, so a symbol has none;
  * control characters and edge spaces are refused because they are always a typo.

@@ -11,7 +11,14 @@
  * holds the flags, the views and the process: signals, terminal, exit codes.
  */
 
-import { ConfigError, configOrExit, exitWithError, redact } from "./config.ts";
+import {
+  ConfigError,
+  configOrExit,
+  exitWithError,
+  parseDuration,
+  parseTime,
+  redact,
+} from "./config.ts";
 import {
   Aggregator,
   DEFAULT_INTERVALS_MS,
@@ -20,7 +27,7 @@ import {
 } from "./candles.ts";
 import { LatencyHistogram } from "./latency.ts";
 import { type ChartData, formatInterval, plainLines, renderFrame } from "./chart.ts";
-import { parseDuration, parseTime, serveDashboard } from "./dashboard.ts";
+import { serveDashboard } from "./dashboard.ts";
 import {
   type ConsumerCounts,
   type RunningConsumer,

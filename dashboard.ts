@@ -14,6 +14,7 @@
  */
 
 import type { Candle, ConsumerStatus } from "./candles.ts";
+import { parseDuration, parseTime } from "./config.ts";
 import { type AggregatorView, Hub, type HubMetrics, safeJson, type Subscription } from "./sse.ts";
 import { MAX_SYMBOL_LENGTH } from "./trade.ts";
 
@@ -92,25 +93,6 @@ for (const name of ["app.js", "charts.js", "format.js", "panels.js", "style.css"
     file: new URL(`./dashboard/${name}`, import.meta.url),
     type: name.endsWith(".js") ? "text/javascript" : "text/css",
   };
-}
-
-/**
- * A duration or a time span as people write it in a URL: `1500` (ms), `30s`, `5m`,
- * `1h`. Returns undefined for anything else.
- */
-export function parseDuration(text: string): number | undefined {
-  const match = /^(\d{1,9})(ms|s|m|h)?$/.exec(text.trim());
-  if (!match) return undefined;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3600_000 }[match[2] ?? "ms"] ?? 1;
-  return Number(match[1]) * unit;
-}
-
-/** `from=`: ms since the epoch, or an ISO time. */
-export function parseTime(text: string): number | undefined {
-  if (/^\d{1,15}$/.test(text)) return Number(text);
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(text)) return undefined;
-  const ms = Date.parse(text);
-  return Number.isNaN(ms) ? undefined : ms;
 }
 
 class BadRequest extends Error {}

@@ -4,6 +4,8 @@ import {
   DEFAULTS,
   describeConfig,
   loadConfig,
+  parseDuration,
+  parseTime,
   redact,
   requireFinnhubToken,
 } from "../config.ts";
@@ -146,4 +148,20 @@ Deno.test("secrets never show: tokens in URLs, SASL passwords, the token itself"
     /"http:" is not one of ws: wss:/,
   );
   assert.ok(!configError({ FINNHUB_WS_URL: "not a url?token=c0ffee123" }).includes("c0ffee123"));
+});
+
+Deno.test("durations and times as people write them in flags and URLs", () => {
+  assert.equal(parseDuration("1500"), 1_500);
+  assert.equal(parseDuration("500ms"), 500);
+  assert.equal(parseDuration("30s"), 30_000);
+  assert.equal(parseDuration(" 15m "), 900_000);
+  assert.equal(parseDuration("2h"), 7_200_000);
+  for (const bad of ["", "1.5s", "-1s", "5d", "m", "1e3", "1234567890"]) {
+    assert.equal(parseDuration(bad), undefined, bad);
+  }
+  assert.equal(parseTime("1700000000123"), 1_700_000_000_123);
+  assert.equal(parseTime("2026-01-05T14:30:00Z"), Date.UTC(2026, 0, 5, 14, 30));
+  for (const bad of ["2026-01-05", "2026-13-45T00:00:00Z", "yesterday", "-5"]) {
+    assert.equal(parseTime(bad), undefined, bad);
+  }
 });
