@@ -310,6 +310,21 @@ export function configOrExit(env: Env = readEnv()): Config {
   }
 }
 
+/**
+ * The one line for the first of `hosts` (`host:port`) this process may not connect
+ * to, or undefined when it may reach them all. Each task's --allow-net in deno.json
+ * names its hosts; one left out would otherwise fail as a network error
+ * (`getaddrinfo EPERM`) only after seconds of retries.
+ */
+export function netAccessProblem(variable: string, hosts: readonly string[]): string | undefined {
+  const host = hosts.find((host) =>
+    Deno.permissions.querySync({ name: "net", host }).state !== "granted"
+  );
+  return host === undefined
+    ? undefined
+    : `${variable}: no permission to reach ${host}: add it to the task's --allow-net in deno.json`;
+}
+
 /** One line on stderr, then exit: the shape of every fatal error the scripts report. */
 export function exitWithError(message: string, code = 2): never {
   console.error(`error: ${message}`);

@@ -5,7 +5,7 @@
 
 import process from "node:process";
 import { type Admin, Kafka, type LogEntry, logLevel } from "kafkajs";
-import type { Config } from "./config.ts";
+import { type Config, exitWithError, netAccessProblem } from "./config.ts";
 
 // kafkajs 2.2.4 arms `setTimeout(fn, throttledUntil - Date.now())` with
 // throttledUntil = -1 when it is not throttled, and Node's timers warn about the
@@ -42,7 +42,10 @@ function oneLineLogger() {
   };
 }
 
+/** The client for `config.brokers`; one line and exit code 2 if the task may not reach them. */
 export function createKafka(config: Config, clientIdSuffix: string): Kafka {
+  const denied = netAccessProblem("KAFKA_BROKERS", config.brokers);
+  if (denied) exitWithError(denied);
   return new Kafka({
     clientId: `${config.clientId}-${clientIdSuffix}`,
     brokers: [...config.brokers],

@@ -10,9 +10,10 @@
  * Every trade received is acknowledged by Kafka, still queued, or counted as
  * dropped (queue full); every refused frame or trade is counted by kind. A status
  * line says so every few seconds, and a summary line on exit. SIGINT/SIGTERM stop
- * the source and flush the queue; exit 0 when everything reached Kafka, 1 when the
- * broker stayed away past --flush-timeout (the line says how many trades), 2 for a
- * bad flag, bad config or a refused token.
+ * the source and flush the queue (or, still waiting for Kafka at start, stop at
+ * once); exit 0 when everything reached Kafka, 1 when the broker stayed away past
+ * --flush-timeout or refused a send for good (the line says how many trades), 2 for
+ * a bad flag, bad config, a host the task's --allow-net leaves out, or a refused token.
  */
 
 import {
@@ -21,12 +22,14 @@ import {
   type Env,
   exitWithError,
   loadConfig,
+  netAccessProblem,
   readEnv,
   redact,
   requireFinnhubToken,
   type Source,
   SOURCES,
 } from "./config.ts";
+import type { Kafka, Producer } from "kafkajs";
 import { createKafka, ensureTopic } from "./kafka.ts";
 import { createFinnhubClient, FinnhubAuthError, type FinnhubState } from "./finnhub.ts";
 import { runSim } from "./market_sim.ts";
@@ -96,6 +99,8 @@ const VALUE_FLAGS = new Set(
     "flush-timeout dead-after silent-after").split(" "),
 );
 const BOOLEAN_FLAGS = new Set(["keep-times", "help"]);
+/** Symbols a replay's status line follows: a recording may name any number of them. */
+const MAX_REPLAY_SYMBOLS = 1_000;
 
 function positive(name: string, value: string, integer: boolean, allowZero = false): number {
   const number = Number(value);
@@ -262,6 +267,14 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
   }
   const seed = flags.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
 
+  // A host the task may not reach would fail as "getaddrinfo EPERM" after seconds of
+  // retries: name the variable and the fix instead, before anything starts.
+  const denied = netAccessProblem("KAFKA_BROKERS", config.brokers) ??
+    (source === "finnhub"
+      ? netAccessProblem("FINNHUB_WS_URL", [hostAndPort(config.finnhubWsUrl)])
+      : undefined);
+  if (denied) throw new ConfigError(denied);
+
   const con = createConsole();
   const controller = new AbortController(); // the process: SIGINT, SIGTERM
   const sourceStop = new AbortController(); // the source: the process, --limit, the end of a replay
@@ -273,7 +286,10 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
   const onSignal = () => {
     if (firstSignalAt === 0) {
       firstSignalAt = Date.now();
-      con.log(`stopping: flushing ${queuedNow()} queued trades (again to quit now)`);
+      // Before the queue exists (Kafka has not answered yet) the connect step says it.
+      if (live.publisher) {
+        con.log(`stopping: flushing ${queuedNow()} queued trades (again to quit now)`);
+      }
       controller.abort();
       return;
     }
@@ -291,210 +307,262 @@ export async function run(args: readonly string[], baseEnv: Env): Promise<number
   }
 
   let recorder: Recorder | undefined;
-  if (flags.record) {
-    try {
-      recorder = await openRecorder(flags.record, source === "sim" ? "sim" : "finnhub", con.log);
-    } catch (error) {
-      con.close();
-      console.error(`error: --record: cannot write "${flags.record}"${fileHint(error, "write")}`);
-      return 2;
-    }
-  }
-  con.log(
-    `producer: ${describeSource(source, flags, config, seed)} -> topic ${config.topic} on ` +
-      `${config.brokers.join(",")}, ${config.symbols.length} symbols`,
-  );
-  // Kafka first: without the topic there is nowhere to put trades.
-  const kafka = createKafka(config, "producer");
-  const admin = kafka.admin();
-  let topicState: string;
+  let statusTimer: ReturnType<typeof setInterval> | undefined;
+  // Every way out, returns and throws alike, shows the cursor again and closes the file.
   try {
-    const ready = (async () => {
-      await admin.connect();
-      const state = await ensureTopic(
-        admin,
-        config.topic,
-        config.partitions,
-        config.replicationFactor,
+    if (flags.record) {
+      try {
+        recorder = await openRecorder(flags.record, source === "sim" ? "sim" : "finnhub", con.log);
+      } catch (error) {
+        console.error(`error: --record: cannot write "${flags.record}"${fileHint(error, "write")}`);
+        return 2;
+      }
+    }
+    con.log(
+      `producer: ${describeSource(source, flags, config, seed)} -> topic ${config.topic} on ` +
+        `${config.brokers.join(",")}, ${config.symbols.length} symbols`,
+    );
+    // Kafka first: without the topic there is nowhere to put trades.
+    const kafka = createKafka(config, "producer");
+    const producer = createIdempotentProducer(kafka);
+    let topicState: "created" | "exists" | "stopped";
+    try {
+      topicState = await unlessAborted(connectKafka(kafka, producer, config), controller.signal);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      console.error(
+        `error: cannot reach Kafka at ${config.brokers.join(",")}: ${reason} ` +
+          `(start the local broker with: deno task kafka)`,
       );
-      await admin.disconnect();
-      return state;
-    })();
-    // kafkajs retries an absent broker for about ten seconds: a stop must not wait
-    // for that (docker stop kills after ten). Nothing was received, so nothing is lost.
-    const stopped = new Promise<"stopped">((resolve) => {
-      if (controller.signal.aborted) resolve("stopped");
-      controller.signal.addEventListener("abort", () => resolve("stopped"), { once: true });
-    });
-    const first = await Promise.race([ready, stopped]);
-    if (first === "stopped") {
-      ready.catch(() => {});
-      recorder?.close();
-      con.close();
-      console.error("stopped before Kafka answered: nothing was received, nothing is lost");
+      return 1;
+    }
+    if (topicState === "stopped") {
+      // kafkajs retries an absent broker for about ten seconds: a stop must not wait
+      // for that (docker stop kills after ten). Nothing was received, so nothing is lost.
+      con.log("stopped before Kafka answered: nothing was received, nothing is lost");
       return 0;
     }
-    topicState = first;
-  } catch (error) {
-    recorder?.close();
-    con.close();
-    const reason = error instanceof Error ? error.message : String(error);
-    console.error(
-      `error: cannot reach Kafka at ${config.brokers.join(",")}: ${reason} ` +
-        `(start the local broker with: deno task kafka)`,
+    con.log(
+      `kafka: topic ${config.topic} ${topicState === "created" ? "created" : "found"}, sending`,
     );
-    return 1;
-  }
-  const producer = createIdempotentProducer(kafka);
-  await producer.connect();
-  con.log(
-    `kafka: topic ${config.topic} ${topicState === "created" ? "created" : "found"}, sending`,
-  );
 
-  const counters = createCounters();
-  const pub = createPublisher(kafkaSink(producer, config.topic), {
-    capacity: flags.queue,
-    log: con.log,
-  });
-  live.publisher = pub;
-  const lastTradeAt = new Map<string, number>();
-  const rejectLimiter = createLimiter(Math.max(flags.statusInterval, 5) * 1000);
-  const started = Date.now();
+    const counters = createCounters();
+    const pub = createPublisher(kafkaSink(producer, config.topic), {
+      capacity: flags.queue,
+      log: con.log,
+      // Nothing more can reach Kafka: stop taking trades; the end reports what is left.
+      onFailed: () => sourceStop.abort(),
+    });
+    live.publisher = pub;
+    const lastTradeAt = new Map<string, number>();
+    // Finnhub and sim trade only the configured symbols; a recording may name any number.
+    const maxTracked = source === "replay" ? MAX_REPLAY_SYMBOLS : Infinity;
+    let trackedFull = false;
+    const rejectLimiter = createLimiter(Math.max(flags.statusInterval, 5) * 1000);
+    const started = Date.now();
 
-  const accept = (trades: Trade[], receivedAt: number, recordSource: Source) => {
-    if (flags.limit !== undefined) {
-      const left = flags.limit - counters.received;
-      if (left <= 0) return;
-      if (trades.length >= left) {
-        trades = trades.slice(0, left);
-        sourceStop.abort();
+    const accept = (trades: Trade[], receivedAt: number, recordSource: Source) => {
+      if (flags.limit !== undefined) {
+        const left = flags.limit - counters.received;
+        if (left <= 0) return;
+        if (trades.length >= left) {
+          trades = trades.slice(0, left);
+          sourceStop.abort();
+        }
       }
-    }
-    counters.received += trades.length;
-    for (const trade of trades) lastTradeAt.set(trade.symbol, receivedAt);
-    pub.enqueue(trades, recordSource, receivedAt);
-  };
-  const reject = (kind: string, sample: string) => {
-    const count = (counters.rejected.get(kind) ?? 0) + 1;
-    counters.rejected.set(kind, count);
-    if (rejectLimiter(kind)) {
-      const shown = redact(sample).slice(0, 120);
-      con.log(
-        `rejected ${kind}: ${shown}${sample.length > 120 ? "…" : ""} (${
-          formatCount(count)
-        } so far)`,
-      );
-    }
-  };
-
-  let finnhub: FinnhubState | undefined;
-  const refresh = () => {
-    counters.acked = pub.stats.acked;
-    counters.dropped = pub.stats.dropped;
-    counters.queued = pub.queued();
-    counters.reconnects = finnhub?.reconnects ?? 0;
-  };
-  let previous = { received: 0, acked: 0, at: started };
-  const statusTimer = flags.statusInterval > 0
-    ? setInterval(() => {
-      refresh();
-      const now = Date.now();
-      const connection = finnhub === undefined
-        ? undefined
-        : finnhub.connected
-        ? `connected ${formatAge(now - finnhub.since)}, ${finnhub.subscribed} subscribed`
-        : `DISCONNECTED ${formatAge(now - finnhub.since)}, reconnecting`;
-      con.status(formatStatus({
-        source,
-        now,
-        counters,
-        previous,
-        symbols: source === "replay" ? [...lastTradeAt.keys()] : config.symbols,
-        lastTradeAt,
-        connection,
-      }));
-      previous = { received: counters.received, acked: counters.acked, at: now };
-    }, flags.statusInterval * 1000)
-    : undefined;
-
-  let exitCode = 0;
-  try {
-    switch (source) {
-      case "finnhub": {
-        const client = createFinnhubClient({
-          url: config.finnhubWsUrl,
-          token,
-          symbols: config.symbols,
-          signal: sourceStop.signal,
-          onTrades: (trades, receivedAt) => accept(trades, receivedAt, "finnhub"),
-          onReject: reject,
-          onRawFrame: recorder ? (text, at) => recorder.write(text, at) : undefined,
-          log: con.log,
-          deadAfterMs: flags.deadAfter * 1000,
-          silentAfterMs: flags.silentAfter * 1000,
-        });
-        finnhub = client.state;
-        if (config.symbols.length > 50) {
+      counters.received += trades.length;
+      for (const trade of trades) {
+        if (lastTradeAt.size < maxTracked || lastTradeAt.has(trade.symbol)) {
+          lastTradeAt.set(trade.symbol, receivedAt);
+        } else if (!trackedFull) {
+          trackedFull = true;
           con.log(
-            `note: ${config.symbols.length} symbols; users measured Finnhub's free plan cutting ` +
-              `off at about 50 per connection ("Subscribing to too many symbols")`,
+            `note: the replay names over ${formatCount(maxTracked)} symbols; the status line ` +
+              `follows the first ${formatCount(maxTracked)} symbols (every trade is still sent)`,
           );
         }
-        await client.run();
-        break;
       }
-      case "sim":
-        await runSim({
-          symbols: config.symbols,
-          seed,
-          rate: flags.rate ?? 50,
-          signal: sourceStop.signal,
-          onTrades(trades, receivedAt) {
-            recorder?.write(toFinnhubFrame(trades), receivedAt);
-            accept(trades, receivedAt, "sim");
-          },
-          backpressure: () => pub.waitForRoom(),
-          log: con.log,
-        });
-        break;
-      case "replay": {
-        const lines = await runReplay({
-          path: flags.replay!,
-          speed: flags.speed ?? 1,
-          shiftTimes: !flags.keepTimes,
-          signal: sourceStop.signal,
-          onTrades: accept,
-          onReject: reject,
-          backpressure: () => pub.waitForRoom(),
-        });
-        if (!sourceStop.signal.aborted) {
-          con.log(`replay: end of ${flags.replay} (${formatCount(lines)} lines)`);
-        }
-        break;
+      pub.enqueue(trades, recordSource, receivedAt);
+    };
+    const reject = (kind: string, sample: string) => {
+      const count = (counters.rejected.get(kind) ?? 0) + 1;
+      counters.rejected.set(kind, count);
+      if (rejectLimiter(kind)) {
+        const shown = redact(sample).slice(0, 120);
+        con.log(
+          `rejected ${kind}: ${shown}${sample.length > 120 ? "…" : ""} (${
+            formatCount(count)
+          } so far)`,
+        );
       }
-    }
-  } catch (error) {
-    // Whatever stopped the source, what was received still goes to Kafka below.
-    con.log(`error: ${error instanceof Error ? redact(error.message) : String(error)}`);
-    exitCode = error instanceof FinnhubAuthError ? 2 : 1;
-  }
+    };
 
-  // Stop: the source is done; flush what is queued, then leave.
-  const undelivered = await pub.close(flags.flushTimeout * 1000);
-  recorder?.close();
-  clearInterval(statusTimer);
-  await Promise.race([producer.disconnect().catch(() => {}), sleep(2_000)]);
-  refresh();
-  con.close(formatSummary(source, Date.now() - started, counters));
-  if (undelivered > 0) {
-    const recorded = recorder ? `; every frame received is in ${flags.record}` : "";
-    console.error(
-      `error: ${formatCount(undelivered)} trades were not acknowledged by Kafka within ` +
-        `--flush-timeout=${flags.flushTimeout} s (broker unreachable?)${recorded}`,
-    );
-    return exitCode || 1;
+    let finnhub: FinnhubState | undefined;
+    const refresh = () => {
+      counters.acked = pub.stats.acked;
+      counters.dropped = pub.stats.dropped;
+      counters.possiblyDuplicated = pub.stats.possiblyDuplicated;
+      counters.queued = pub.queued();
+      counters.reconnects = finnhub?.reconnects ?? 0;
+    };
+    let previous = { received: 0, acked: 0, at: started };
+    statusTimer = flags.statusInterval > 0
+      ? setInterval(() => {
+        refresh();
+        const now = Date.now();
+        const connection = finnhub === undefined
+          ? undefined
+          : finnhub.connected
+          ? `connected ${formatAge(now - finnhub.since)}, ${finnhub.subscribed} subscribed`
+          : `DISCONNECTED ${formatAge(now - finnhub.since)}, reconnecting`;
+        con.status(formatStatus({
+          source,
+          now,
+          counters,
+          previous,
+          symbols: source === "replay" ? [...lastTradeAt.keys()] : config.symbols,
+          lastTradeAt,
+          connection,
+        }));
+        previous = { received: counters.received, acked: counters.acked, at: now };
+      }, flags.statusInterval * 1000)
+      : undefined;
+
+    let exitCode = 0;
+    try {
+      switch (source) {
+        case "finnhub": {
+          const client = createFinnhubClient({
+            url: config.finnhubWsUrl,
+            token,
+            symbols: config.symbols,
+            signal: sourceStop.signal,
+            onTrades: (trades, receivedAt) => accept(trades, receivedAt, "finnhub"),
+            onReject: reject,
+            onRawFrame: recorder ? (text, at) => recorder!.write(text, at) : undefined,
+            log: con.log,
+            deadAfterMs: flags.deadAfter * 1000,
+            silentAfterMs: flags.silentAfter * 1000,
+          });
+          finnhub = client.state;
+          if (config.symbols.length > 50) {
+            con.log(
+              `note: ${config.symbols.length} symbols; users measured Finnhub's free plan ` +
+                `cutting off at about 50 per connection ("Subscribing to too many symbols")`,
+            );
+          }
+          await client.run();
+          break;
+        }
+        case "sim":
+          await runSim({
+            symbols: config.symbols,
+            seed,
+            rate: flags.rate ?? 50,
+            signal: sourceStop.signal,
+            onTrades(trades, receivedAt) {
+              recorder?.write(toFinnhubFrame(trades), receivedAt);
+              accept(trades, receivedAt, "sim");
+            },
+            backpressure: () => pub.waitForRoom(),
+            log: con.log,
+          });
+          break;
+        case "replay": {
+          const lines = await runReplay({
+            path: flags.replay!,
+            speed: flags.speed ?? 1,
+            shiftTimes: !flags.keepTimes,
+            signal: sourceStop.signal,
+            onTrades: accept,
+            onReject: reject,
+            backpressure: () => pub.waitForRoom(),
+          });
+          if (!sourceStop.signal.aborted) {
+            con.log(`replay: end of ${flags.replay} (${formatCount(lines)} lines)`);
+          }
+          break;
+        }
+      }
+    } catch (error) {
+      // Whatever stopped the source, what was received still goes to Kafka below.
+      con.log(`error: ${error instanceof Error ? redact(error.message) : String(error)}`);
+      exitCode = error instanceof FinnhubAuthError ? 2 : 1;
+    }
+
+    // Stop: the source is done; flush what is queued, then leave.
+    const undelivered = await pub.close(flags.flushTimeout * 1000);
+    recorder?.close(); // flushes: a write that fails now still counts below
+    clearInterval(statusTimer);
+    await Promise.race([producer.disconnect().catch(() => {}), sleep(2_000)]);
+    refresh();
+    con.close(formatSummary(source, Date.now() - started, counters));
+    const recorded = !recorder
+      ? ""
+      : recorder.failed
+      ? `; the recording stopped early (see the recording error above)`
+      : `; every frame received is in ${flags.record}`;
+    if (pub.failure !== undefined) {
+      console.error(
+        `error: Kafka refused the trades for good (${redact(pub.failure)}): ` +
+          `${formatCount(undelivered)} trades not delivered${recorded}`,
+      );
+      return exitCode || 1;
+    }
+    if (undelivered > 0) {
+      console.error(
+        `error: ${formatCount(undelivered)} trades were not acknowledged by Kafka within ` +
+          `--flush-timeout=${flags.flushTimeout} s (broker unreachable?)${recorded}`,
+      );
+      return exitCode || 1;
+    }
+    return exitCode;
+  } finally {
+    clearInterval(statusTimer);
+    recorder?.close();
+    con.close();
   }
-  return exitCode;
+}
+
+/** Makes sure the topic exists, then connects the producer: both before any trade is taken. */
+async function connectKafka(
+  kafka: Kafka,
+  producer: Producer,
+  config: Config,
+): Promise<"created" | "exists"> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const state = await ensureTopic(
+    admin,
+    config.topic,
+    config.partitions,
+    config.replicationFactor,
+  );
+  await admin.disconnect();
+  await producer.connect();
+  return state;
+}
+
+/** `promise`'s value, or "stopped" as soon as `signal` aborts (the promise is left to run out). */
+async function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | "stopped"> {
+  promise.catch(() => {}); // a failure after the stop is of no interest
+  let onAbort = () => {};
+  const stopped = new Promise<"stopped">((resolve) => {
+    onAbort = () => resolve("stopped");
+    if (signal.aborted) onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise, stopped]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** `host:port` of a ws:// or wss:// URL, the port filled in as the socket will use it. */
+function hostAndPort(url: string): string {
+  const { hostname, port, protocol } = new URL(url);
+  return `${hostname}:${port || (protocol === "wss:" ? "443" : "80")}`;
 }
 
 export async function main(args: readonly string[]): Promise<void> {

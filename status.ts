@@ -29,13 +29,23 @@ export interface Counters {
   queued: number;
   /** Trades dropped because the queue was full. */
   dropped: number;
+  /** Trades sent again after a failed send, which may have written part of them. */
+  possiblyDuplicated: number;
   /** Refused frames and trades, by kind. */
   readonly rejected: Map<string, number>;
   reconnects: number;
 }
 
 export function createCounters(): Counters {
-  return { received: 0, acked: 0, queued: 0, dropped: 0, rejected: new Map(), reconnects: 0 };
+  return {
+    received: 0,
+    acked: 0,
+    queued: 0,
+    dropped: 0,
+    possiblyDuplicated: 0,
+    rejected: new Map(),
+    reconnects: 0,
+  };
 }
 
 export function formatRejected(rejected: ReadonlyMap<string, number>): string {
@@ -74,6 +84,7 @@ export function formatStatus(input: StatusInput): string {
     `acked ${rate(c.acked, previous.acked)}/s (${formatCount(c.acked)})`,
     `queued ${formatCount(c.queued)}`,
     `dropped ${formatCount(c.dropped)}`,
+    ...duplicated(c),
     `rejected ${formatRejected(c.rejected)}`,
   ];
   if (input.source === "finnhub") parts.push(`reconnects ${c.reconnects}`);
@@ -99,9 +110,17 @@ export function formatSummary(source: Source, elapsedMs: number, c: Counters): s
     `acked ${formatCount(c.acked)} (${formatCount(c.acked / Math.max(seconds, 0.001))}/s)`,
     `queued ${formatCount(c.queued)}`,
     `dropped ${formatCount(c.dropped)}`,
+    ...duplicated(c),
     `rejected ${formatRejected(c.rejected)}`,
     `reconnects ${c.reconnects}`,
   ].join(", ");
+}
+
+/** Shown only when it happened: a rare event that must not pass unseen. */
+function duplicated(c: Counters): string[] {
+  return c.possiblyDuplicated > 0
+    ? [`possibly duplicated ${formatCount(c.possiblyDuplicated)}`]
+    : [];
 }
 
 const encoder = new TextEncoder();
@@ -114,6 +133,7 @@ const CLEAR_LINE = "\r\x1b[2K";
  */
 export function createConsole(tty = Deno.stdout.isTerminal()) {
   let status = "";
+  let closed = false;
   const width = () => {
     try {
       return Deno.consoleSize().columns - 1;
@@ -138,12 +158,16 @@ export function createConsole(tty = Deno.stdout.isTerminal()) {
       status = line.length > width() ? `${line.slice(0, width() - 1)}…` : line;
       draw();
     },
-    /** Ends the in-place line and shows the cursor again; prints `summary` as a plain line. */
+    /**
+     * Ends the in-place line and shows the cursor again (once: the producer closes on
+     * every path out); prints `summary` as a plain line.
+     */
     close(summary?: string): void {
-      if (tty) {
+      if (tty && !closed) {
         Deno.stdout.writeSync(encoder.encode(`${status ? CLEAR_LINE : ""}\x1b[?25h`));
         status = "";
       }
+      closed = true;
       if (summary) console.log(summary);
     },
   };

@@ -74,6 +74,7 @@ Deno.test("consumer --limit: flag, whole-run quantiles, and the summary the benc
       acked: 100_000,
       queued: 0,
       dropped: 0,
+      possiblyDuplicated: 0,
       rejected: new Map(),
       reconnects: 0,
     });

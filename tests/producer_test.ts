@@ -307,6 +307,17 @@ Deno.test("bad flags and settings: one line, exit code 2, before touching anythi
       /^error: --replay: cannot read "\/etc\/hostname" \(the produce task may read recordings only in recordings\//,
     ],
     [[], { KAFKA_PARTITIONS: "zero" }, /^error: KAFKA_PARTITIONS: "zero" is not a whole number/],
+    // Hosts the task's --allow-net leaves out: at once, not as "getaddrinfo EPERM" seconds later.
+    [
+      ["--source=sim"],
+      { KAFKA_BROKERS: "kafka.invalid:9092" },
+      /^error: KAFKA_BROKERS: no permission to reach kafka\.invalid:9092: add it to the task's --allow-net in deno\.json$/,
+    ],
+    [
+      ["--source=finnhub"],
+      { FINNHUB_TOKEN: "not-a-real-key", FINNHUB_WS_URL: "wss://finnhub.invalid/ws" },
+      /^error: FINNHUB_WS_URL: no permission to reach finnhub\.invalid:443: add it to the task's --allow-net in deno\.json$/,
+    ],
   ];
   for (const [args, env, expected] of cases) {
     await t.step(args.join(" ") || JSON.stringify(env), async () => {
