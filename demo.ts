@@ -13,7 +13,7 @@
  */
 
 import { configOrExit, exitWithError, parseHostPort, redact } from "./config.ts";
-import { probeKafka } from "./broker.ts";
+import { probeKafka } from "./broker_native.ts";
 import { createKafka, ensureTopic } from "./kafka.ts";
 
 const USAGE = `usage: deno task demo [--keep-broker]

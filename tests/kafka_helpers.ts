@@ -8,7 +8,7 @@
 import { type Admin, type Kafka } from "kafkajs";
 import { loadConfig } from "../config.ts";
 import { createKafka } from "../kafka.ts";
-import { probeKafka } from "../broker.ts";
+import { probeKafka } from "../broker_native.ts";
 
 export const BROKERS = Deno.env.get("KAFKA_BROKERS") ?? "127.0.0.1:9092";
 

@@ -9,7 +9,7 @@ import type { Admin } from "kafkajs";
 import { decodeTrade, isRejection, type TradeRecord } from "../trade.ts";
 import { FakeFinnhub, type WireTrade } from "./fake_finnhub.ts";
 import { BROKERS, withTopic } from "./kafka_helpers.ts";
-import { startNativeBroker } from "../broker.ts";
+import { startNativeBroker } from "../broker_native.ts";
 import { loadConfig } from "../config.ts";
 import { createKafka } from "../kafka.ts";
 
