@@ -222,7 +222,7 @@ export function memoryRows(run: Memory, maxMb: number, flatMbPerMin: number): Ro
       (slopeMbPerMin !== null && Math.abs(slopeMbPerMin) <= flatMbPerMin);
     return {
       id: `rss-${who}`,
-      label: `peak RSS, ${who} (${formatCount(run.rate)}/s, ${run.seconds} s)`,
+      label: `peak RSS, ${who} (sim ${formatCount(run.rate)}/s avg, ${run.seconds} s)`,
       unit: "MB",
       ours: peakMb,
       shown: peakMb === null ? "failed" : `${Math.round(peakMb)} MB${slope}`,
@@ -373,6 +373,7 @@ export async function run(args: readonly string[]): Promise<number> {
     recordsFile,
     recordsInFile: plan.records,
     seed,
+    symbols: DEFAULTS.SYMBOLS.split(","),
     argv: {
       produce: argvOf("produce"),
       consume,
@@ -484,7 +485,7 @@ export async function run(args: readonly string[]): Promise<number> {
         results.push(result);
         rows.push(latencyRow(
           `e2e-${rate}`,
-          `e2e latency at ${formatCount(rate)}/s (reached ${
+          `e2e latency, steady ${formatCount(rate)}/s (reached ${
             formatCount(result.achievedRate ?? 0)
           }/s)`,
           result,
@@ -508,7 +509,7 @@ export async function run(args: readonly string[]): Promise<number> {
       runs.sse = result;
       rows.push(latencyRow(
         "sse-push",
-        `SSE push latency at ${formatCount(plan.sseRate)}/s`,
+        `SSE push latency, steady ${formatCount(plan.sseRate)}/s`,
         result,
         100,
       ));

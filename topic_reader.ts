@@ -47,6 +47,7 @@ import {
 import { type Config, validateTopic } from "./config.ts";
 import { createKafka, ensureTopic } from "./kafka.ts";
 import { decodeTrade, HEADER_RECEIVED_AT, type Rejection } from "./trade.ts";
+import { Buffer, isAscii } from "node:buffer";
 import type { Aggregator, ConsumerStatus } from "./candles.ts";
 import { type LatencyHistogram, LatencyWindow, parseReceivedAt } from "./latency.ts";
 
@@ -115,6 +116,15 @@ export interface BatchRecord {
   readonly headers?: IHeaders;
 }
 
+/**
+ * A record value as text when it is plain ASCII, as encodeTrade writes it for ASCII
+ * symbols: decodeTrade's fatal UTF-8 decoder is a fifth of its time, and only other
+ * bytes need it (they go to it as they are). kafkajs hands values over as Buffers.
+ */
+function asText(value: Uint8Array | null): Uint8Array | string | null {
+  return value instanceof Buffer && isAscii(value) ? value.toString("latin1") : value;
+}
+
 /** The state one reader keeps across batches. */
 export interface ReaderState {
   readonly aggregator: Aggregator;
@@ -154,7 +164,7 @@ export function applyBatch<M extends BatchRecord>(
       counts.redelivered++;
       continue;
     }
-    const record = decodeTrade(message.value);
+    const record = decodeTrade(asText(message.value));
     if (typeof record === "string") {
       counts.rejected++;
       counts.rejectedByKind[record] = (counts.rejectedByKind[record] ?? 0) + 1;
@@ -223,10 +233,13 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   const kafka = createKafka(config, "consumer");
   const admin = kafka.admin();
   // A short fetch wait keeps Ctrl+C prompt: stopping waits for the fetch in flight.
+  // 2 MB per partition (kafkajs: 1 MB) reads history a quarter faster (deno task
+  // bench: 1M records, ~190k -> ~250k/s; RSS while catching up ~235 -> ~310 MB).
   const consumer = kafka.consumer({
     groupId: config.groupId,
     sessionTimeout: 10_000,
     maxWaitTimeInMs: 500,
+    maxBytesPerPartition: 2 * 1024 * 1024,
   });
   let producer: Producer | undefined;
   const counts = emptyCounts();

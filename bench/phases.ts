@@ -15,6 +15,8 @@ import {
   waitForLine,
 } from "./lib.ts";
 import { type Push, pushLatencies, receivedAtByKey, watchPushes } from "./sse_probe.ts";
+import { createMarket } from "../market_sim.ts";
+import { toFinnhubFrame } from "../recording.ts";
 
 export interface Context {
   /** The repository: children run here, with relative paths as their tasks expect. */
@@ -25,6 +27,7 @@ export interface Context {
   readonly recordsFile: string;
   readonly recordsInFile: number;
   readonly seed: number;
+  readonly symbols: readonly string[];
   /** Task argv (`deno run <flags>`), without the script. */
   readonly argv: {
     readonly produce: string[];
@@ -403,32 +406,98 @@ export function consumeKafkaPython(ctx: Context, topic: string, count: number) {
 // ---------------------------------------------------------------------------
 // End-to-end latency, and memory
 
-/** A consumer with --limit, started and joined; then the producer at `rate`. */
-async function pipeline(ctx: Context, rate: number, count: number, rssEveryMs = 200) {
+/**
+ * What feeds the producer: the simulated market at an average rate (bursty, like a
+ * market), or a recording of it replayed at a steady rate.
+ */
+export type Feed = { readonly sim: number } | { readonly replay: string };
+
+function producerArgs(ctx: Context, feed: Feed, count: number, topic: string): string[] {
+  const source = "sim" in feed
+    ? ["--source=sim", `--rate=${feed.sim}`, `--seed=${ctx.seed}`]
+    : [`--replay=${feed.replay}`];
+  return [
+    ...ctx.argv.produce,
+    "producer.ts",
+    ...source,
+    `--limit=${count}`,
+    `--topic=${topic}`,
+    "--status-interval=0",
+  ];
+}
+
+/** Frames of the recording format (recording.ts) every this many ms. */
+const STEADY_FRAME_MS = 5;
+
+/**
+ * A recording of the simulated market at exactly `rate` trades per second: a
+ * frame every 5 ms, the trades spread evenly. Marked `sim`, so are its records.
+ */
+export async function writeSteadyRecording(
+  path: string,
+  symbols: readonly string[],
+  seed: number,
+  rate: number,
+  seconds: number,
+): Promise<number> {
+  const start = Date.now();
+  const market = createMarket({ symbols, seed, rate, start });
+  const frames = Math.round(seconds * 1000 / STEADY_FRAME_MS);
+  const perFrame = rate * STEADY_FRAME_MS / 1000;
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const encoder = new TextEncoder();
+  let made = 0;
+  let chunk = "";
+  for (let i = 0; i < frames; i++) {
+    const at = start + i * STEADY_FRAME_MS;
+    const trades = [];
+    for (const end = Math.round((i + 1) * perFrame); made < end; made++) {
+      trades.push({ ...market.next(), time: at });
+    }
+    if (trades.length > 0) {
+      chunk += JSON.stringify({ at, source: "sim", frame: toFinnhubFrame(trades) }) + "\n";
+    }
+    if (chunk.length > 1_000_000 || i === frames - 1) {
+      const bytes = encoder.encode(chunk);
+      for (let written = 0; written < bytes.length;) {
+        written += await file.write(bytes.subarray(written));
+      }
+      chunk = "";
+    }
+  }
+  return made;
+}
+
+/** A consumer with --limit, started and joined; then the producer with `feed`. */
+async function pipeline(
+  ctx: Context,
+  feed: Feed,
+  rate: number,
+  count: number,
+  rssEveryMs = 200,
+) {
   const topic = await ctx.newTopic(3);
+  const timeoutMs = 90_000 + count / rate * 3_000;
   const consumer = spawnWatched("deno", [...ctx.argv.consume, "consumer.ts", `--limit=${count}`], {
     env: { ...ctx.env, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: ctx.newGroup() },
     cwd: ctx.root,
-    timeoutMs: 90_000 + count / rate * 3_000,
+    timeoutMs,
     rssEveryMs,
   });
   ctx.children.add(consumer);
   consumer.finished.finally(() => ctx.children.delete(consumer));
-  await waitForLine(consumer, (line) => line.startsWith("ready: "), 60_000);
+  try {
+    await waitForLine(consumer, (line) => line.startsWith("ready: "), 60_000);
+  } catch (error) {
+    consumer.kill("SIGTERM");
+    await consumer.finished;
+    throw new Error(`consumer.ts did not join: ${(error as Error).message}`);
+  }
   const before = await cpuTimes();
-  const producer = spawnWatched("deno", [
-    ...ctx.argv.produce,
-    "producer.ts",
-    "--source=sim",
-    `--rate=${rate}`,
-    `--limit=${count}`,
-    `--topic=${topic}`,
-    `--seed=${ctx.seed}`,
-    "--status-interval=0",
-  ], {
+  const producer = spawnWatched("deno", producerArgs(ctx, feed, count, topic), {
     env: ctx.env,
     cwd: ctx.root,
-    timeoutMs: 90_000 + count / rate * 3_000,
+    timeoutMs,
     rssEveryMs,
   });
   ctx.children.add(producer);
@@ -441,9 +510,34 @@ async function pipeline(ctx: Context, rate: number, count: number, rssEveryMs = 
   return { produced, consumed, busy: busyPercent(before, await cpuTimes()) };
 }
 
+/** A steady recording for `rate` x `seconds` under recordings/ (the produce task reads there). */
+async function steadyFeed(ctx: Context, rate: number, seconds: number) {
+  const path = `recordings/bench-${crypto.randomUUID().slice(0, 8)}.ndjson`;
+  const count = await writeSteadyRecording(
+    `${ctx.root}${path}`,
+    ctx.symbols,
+    ctx.seed,
+    rate,
+    seconds,
+  );
+  return {
+    feed: { replay: path },
+    count,
+    [Symbol.asyncDispose]: () => Deno.remove(`${ctx.root}${path}`).catch(() => {}),
+  };
+}
+
+/** received-at -> applied, at a steady `rate` (a replayed recording of the simulated market). */
 export async function latencyAt(ctx: Context, rate: number, seconds: number): Promise<Latency> {
-  const count = Math.round(rate * seconds);
-  const { produced, consumed, busy } = await pipeline(ctx, rate, count);
+  await using steady = await steadyFeed(ctx, rate, seconds);
+  const count = steady.count;
+  let run;
+  try {
+    run = await pipeline(ctx, steady.feed, rate, count);
+  } catch (error) {
+    return failedLatency(rate, (error as Error).message);
+  }
+  const { produced, consumed, busy } = run;
   const producerSummary = parseProducerSummary(produced.stdout);
   const summary = parseConsumerSummary(consumed.stdout);
   const error = produced.code !== 0 || !producerSummary
@@ -469,10 +563,19 @@ export async function latencyAt(ctx: Context, rate: number, seconds: number): Pr
   };
 }
 
+/** RSS of both scripts with the simulated market at `rate` on average (bursts included). */
 export async function memoryAt(ctx: Context, rate: number, seconds: number): Promise<Memory> {
   const count = Math.round(rate * seconds);
   const every = seconds > 60 ? 1_000 : 250;
-  const { produced, consumed, busy } = await pipeline(ctx, rate, count, every);
+  let run;
+  try {
+    run = await pipeline(ctx, { sim: rate }, rate, count, every);
+  } catch (error) {
+    const none = { peakMb: null, slopeMbPerMin: null, samples: [] };
+    const message = (error as Error).message;
+    return { rate, seconds, producer: none, consumer: none, machineBusyPercent: 0, error: message };
+  }
+  const { produced, consumed, busy } = run;
   const summary = parseConsumerSummary(consumed.stdout);
   const error = produced.code !== 0
     ? failure(produced, "producer.ts")
@@ -498,9 +601,25 @@ export async function memoryAt(ctx: Context, rate: number, seconds: number): Pro
   };
 }
 
-/** Trade received by the producer -> the dashboard's SSE push read by a client. */
+function failedLatency(rate: number, error: string): Latency {
+  return {
+    rate,
+    achievedRate: null,
+    samples: 0,
+    p50: null,
+    p99: null,
+    p999: null,
+    producerPeakRssMb: null,
+    consumerPeakRssMb: null,
+    machineBusyPercent: 0,
+    error,
+  };
+}
+
+/** Trade received by the producer -> the dashboard's SSE push read by a client (steady rate). */
 export async function ssePushAt(ctx: Context, rate: number, seconds: number): Promise<Latency> {
-  const count = Math.round(rate * seconds);
+  await using steady = await steadyFeed(ctx, rate, seconds);
+  const count = steady.count;
   const topic = await ctx.newTopic(3);
   const consumer = spawnWatched("deno", [...ctx.argv.dashboard, "consumer.ts", "--dashboard"], {
     env: {
@@ -533,16 +652,11 @@ export async function ssePushAt(ctx: Context, rate: number, seconds: number): Pr
     }
     const watching = watchPushes(`${url}events`, stopWatching.signal, (push) => pushes.push(push));
     const before = await cpuTimes();
-    const producer = spawnWatched("deno", [
-      ...ctx.argv.produce,
-      "producer.ts",
-      "--source=sim",
-      `--rate=${rate}`,
-      `--limit=${count}`,
-      `--topic=${topic}`,
-      `--seed=${ctx.seed}`,
-      "--status-interval=0",
-    ], { env: ctx.env, cwd: ctx.root, timeoutMs: 90_000 + seconds * 3_000 });
+    const producer = spawnWatched("deno", producerArgs(ctx, steady.feed, count, topic), {
+      env: ctx.env,
+      cwd: ctx.root,
+      timeoutMs: 90_000 + seconds * 3_000,
+    });
     ctx.children.add(producer);
     produced = await producer.finished;
     ctx.children.delete(producer);
