@@ -164,7 +164,7 @@ export function limitSummary(
       latency.quantile(0.999)
     } ms (${n(latency.count)} samples)`;
   return `summary: read ${n(read)} records in ${seconds.toFixed(3)} s (${n(rate)} records/s ` +
-    `from the first batch), applied ${n(counts.applied)}, rejected ${n(counts.rejected)}, ` +
+    `from the first fetch), applied ${n(counts.applied)}, rejected ${n(counts.rejected)}, ` +
     `too late ${n(counts.tooLate)}, too early ${
       n(counts.tooEarly)
     }; latency received-at -> applied: ${quantiles}`;

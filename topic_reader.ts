@@ -103,7 +103,7 @@ export interface RunningConsumer {
   counts(): Readonly<ConsumerCounts>;
   /** Partitions this member holds, of the topic's total (fewer when the group is shared). */
   assignment(): { assigned: number; partitions: number };
-  /** Wall times (ms) when the first batch began and the latest batch was done. */
+  /** Wall times (ms) when the first fetch was sent and the latest batch was done. */
   batchTimes(): { first: number | null; lastDone: number | null };
   /** Resolves once stopped (the signal aborted) with every applied offset committed; rejects on a fatal error. */
   readonly stopped: Promise<void>;
@@ -250,7 +250,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
   let connected = false;
   let lag: number | null = null;
   let lastTradeAt: number | null = null;
-  let firstBatchAt: number | null = null;
+  let firstFetchAt: number | null = null;
   let lastBatchDoneAt: number | null = null;
   /** The partitions this member holds since the latest join. */
   let assigned = new Set<number>();
@@ -291,6 +291,11 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     throw error;
   }
 
+  // --limit's clock starts when the first fetch is sent, not at the first batch:
+  // kafkajs decodes a whole fetch (2 MB a partition) before handing over its first batch.
+  consumer.on(consumer.events.FETCH_START, () => {
+    firstFetchAt ??= Date.now();
+  });
   const joined = Promise.withResolvers<void>();
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
     connected = true;
@@ -360,7 +365,6 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     if (isStale()) return; // a seek is pending for this partition: this batch is from before it
     const partition = batch.partition;
     const now = Date.now();
-    firstBatchAt ??= now;
     const last = batch.lastOffset();
     const result = applyBatch(
       state,
@@ -458,7 +462,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
     },
     counts: () => counts,
     assignment: () => ({ assigned: assigned.size, partitions }),
-    batchTimes: () => ({ first: firstBatchAt, lastDone: lastBatchDoneAt }),
+    batchTimes: () => ({ first: firstFetchAt, lastDone: lastBatchDoneAt }),
     stopped,
   };
 }

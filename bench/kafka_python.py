@@ -3,7 +3,7 @@ python3-kafka), used the way the usual Kafka-with-Python demos use it.
 
   produce TOPIC FILE COUNT  one `send` per trade (key, value and the same two
                             headers as ours), then `flush`; acks=all like ours
-  consume TOPIC COUNT       a group consumer from the earliest offset, each value
+  consume TOPIC GROUP COUNT a group consumer from the earliest offset, each value
                             through json.loads, until COUNT records
 
 Prints one JSON line on stdout: {"records": N, "seconds": S}. The clock starts at
@@ -14,7 +14,6 @@ after the flush or at the last record, so start-up is not counted.
 import json
 import sys
 import time
-import uuid
 
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -41,11 +40,11 @@ def produce(brokers, topic, path, count):
     return len(records), seconds
 
 
-def consume(brokers, topic, count):
+def consume(brokers, topic, group, count):
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=brokers,
-        group_id="bench-python-" + uuid.uuid4().hex[:8],
+        group_id=group,
         auto_offset_reset="earliest",
         value_deserializer=json.loads,
         consumer_timeout_ms=30000,
@@ -69,10 +68,10 @@ def main(args):
         brokers = args.pop(0).split("=", 1)[1]
     if len(args) == 4 and args[0] == "produce":
         records, seconds = produce(brokers, args[1], args[2], int(args[3]))
-    elif len(args) == 3 and args[0] == "consume":
-        records, seconds = consume(brokers, args[1], int(args[2]))
+    elif len(args) == 4 and args[0] == "consume":
+        records, seconds = consume(brokers, args[1], args[2], int(args[3]))
     else:
-        print("usage: kafka_python.py [--brokers=H:P] produce TOPIC FILE COUNT | consume TOPIC COUNT",
+        print("usage: kafka_python.py [--brokers=H:P] produce TOPIC FILE COUNT | consume TOPIC GROUP COUNT",
               file=sys.stderr)
         return 2
     print(json.dumps({"records": records, "seconds": seconds}))

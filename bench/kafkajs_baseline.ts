@@ -7,12 +7,12 @@
  *   bare TOPIC FILE COUNT     the records pre-built in memory, sent in batches of
  *                             2,500 by an idempotent producer (ours' settings): the
  *                             most kafkajs can produce here, with nothing else to do
- *   bare-consume TOPIC COUNT  a group consumer whose eachBatch only counts: the most
+ *   bare-consume TOPIC GROUP COUNT  a group consumer whose eachBatch only counts: the most
  *                             kafkajs can fetch and decode here (ours' fetch settings)
  *
  * FILE holds `key<TAB>value` lines (the bench's records). Prints one JSON line:
  * {"records": N, "seconds": S}, timed from the first send to the last ack, or from
- * the first batch to the last.
+ * the first fetch sent to the last batch.
  */
 
 import { type Message, Partitioners } from "kafkajs";
@@ -59,22 +59,27 @@ async function produce(mode: string, topic: string, path: string, count: number)
   return { records: messages.length, seconds };
 }
 
-async function consume(topic: string, count: number) {
+async function consume(topic: string, groupId: string, count: number) {
   const kafka = createKafka(loadConfig(readEnv()), "bench-bare");
+  // The fetch settings of ours (topic_reader.ts).
   const consumer = kafka.consumer({
-    groupId: `bench-bare-${crypto.randomUUID().slice(0, 8)}`,
+    groupId,
     maxWaitTimeInMs: 500,
+    maxBytesPerPartition: 2 * 1024 * 1024,
   });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   let seen = 0;
   let first = 0;
   let last = 0;
+  // From the first fetch sent, as ours (topic_reader.ts).
+  consumer.on(consumer.events.FETCH_START, () => {
+    first ||= performance.now();
+  });
   const done = Promise.withResolvers<void>();
   await consumer.run({
     autoCommit: false,
     eachBatch: ({ batch }) => {
-      first ||= performance.now();
       seen += batch.messages.length;
       last = performance.now();
       if (seen >= count) done.resolve();
@@ -90,16 +95,15 @@ export async function main(args: string[]): Promise<void> {
   const [mode, topic, ...rest] = args;
   const count = Number(rest.at(-1));
   const ok = topic && Number.isSafeInteger(count) && count > 0 &&
-    (((mode === "naive" || mode === "bare") && rest.length === 2) ||
-      (mode === "bare-consume" && rest.length === 1));
+    (mode === "naive" || mode === "bare" || mode === "bare-consume") && rest.length === 2;
   if (!ok) {
     console.error(
-      "usage: kafkajs_baseline.ts naive|bare TOPIC FILE COUNT | bare-consume TOPIC COUNT",
+      "usage: kafkajs_baseline.ts naive|bare TOPIC FILE COUNT | bare-consume TOPIC GROUP COUNT",
     );
     Deno.exit(2);
   }
   const result = mode === "bare-consume"
-    ? await consume(topic, count)
+    ? await consume(topic, rest[0], count)
     : await produce(mode, topic, rest[0], count);
   console.log(JSON.stringify(result));
   Deno.exit(0);

@@ -386,12 +386,24 @@ export async function consumeKcat(ctx: Context, topic: string, count: number): P
 }
 
 export function consumeKafkajsBare(ctx: Context, topic: string, count: number) {
-  const args = [...ctx.argv.kafkajs, "bench/kafkajs_baseline.ts", "bare-consume", topic];
+  const args = [
+    ...ctx.argv.kafkajs,
+    "bench/kafkajs_baseline.ts",
+    "bare-consume",
+    topic,
+    ctx.newGroup(),
+  ];
   return jsonBaseline(ctx, "kafkajs bare", "deno", [...args, String(count)], count, null, 5_000);
 }
 
 export function consumeKafkaPython(ctx: Context, topic: string, count: number) {
-  const args = ["bench/kafka_python.py", `--brokers=${ctx.brokers}`, "consume", topic];
+  const args = [
+    "bench/kafka_python.py",
+    `--brokers=${ctx.brokers}`,
+    "consume",
+    topic,
+    ctx.newGroup(),
+  ];
   return jsonBaseline(
     ctx,
     "kafka-python",
