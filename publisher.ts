@@ -97,19 +97,42 @@ export function createIdempotentProducer(kafka: Kafka): Producer {
   });
 }
 
+const CLIENT_BUGS = new Set(["RangeError", "ReferenceError", "SyntaxError", "TypeError"]);
+
+/** The innermost cause of a kafkajs error: its retry layers wrap what actually failed. */
+function rootCause(error: Error): Error {
+  let root = error;
+  for (let depth = 0; depth < 10 && root.cause instanceof Error; depth++) root = root.cause;
+  return root;
+}
+
+/** True when sending again cannot help: Kafka said no, or the client itself failed. */
+export function refusedForGood(error: Error): boolean {
+  const root = rootCause(error);
+  if (CLIENT_BUGS.has(root.name)) return true;
+  return root.name === "KafkaJSProtocolError" &&
+    (root as { retriable?: unknown }).retriable === false;
+}
+
 export function kafkaSink(producer: Producer, topic: string): Sink {
   return {
     async send(messages) {
       try {
         await producer.send({ topic, messages, acks: -1 });
       } catch (error) {
-        // kafkajs retries what it can inside the send, without end (see above). What
-        // it gives up on comes out with `retriable` false, or unset when it bails on
-        // an error of no kind it knows: final either way.
-        if (error instanceof Error && (error as { retriable?: unknown }).retriable !== true) {
+        // kafkajs retries what it can inside the send, without end (see above), and
+        // what it gives up on comes out with `retriable` false. Final only when Kafka
+        // itself refused the records (a protocol error: a record too large, a denied
+        // topic) or the client broke (a TypeError). A broker away for longer than the
+        // client's connect retries (~10 s) comes out as "not retriable" too, wrapping a
+        // connection error: that one is retried here, or a broker restart would stop
+        // the queue for good (the fault suite's broker kill found it).
+        if (error instanceof Error && refusedForGood(error)) {
           throw Object.assign(new Error(error.message, { cause: error }), { retriable: false });
         }
-        throw error;
+        throw Object.assign(error instanceof Error ? error : new Error(String(error)), {
+          retriable: true,
+        });
       }
     },
   };

@@ -71,16 +71,19 @@ Deno.test("faults with a private broker", async (t) => {
 
       await broker.kill();
       const sentAtKill = fake.sent.length;
-      await sleep(3_000);
+      // Away about 16 s (12 s, then a restart of about 4), longer than kafkajs's
+      // connect retries (about 9 s): the client gives up on the connection, and the
+      // producer must not.
+      await sleep(12_000);
       await broker.start();
       const backAt = Date.now();
       const sentAtReturn = fake.sent.length;
       // Recovered: everything received while the broker was away is in Kafka.
-      await waitForCount(admin, topic, () => sentAtReturn, 20_000);
+      await producer.explain(waitForCount(admin, topic, () => sentAtReturn, 20_000));
       const recoveredMs = Date.now() - backAt;
 
       await streaming;
-      await waitForCount(admin, topic, () => fake.sent.length, 20_000);
+      await producer.explain(waitForCount(admin, topic, () => fake.sent.length, 20_000));
       producer.kill("SIGTERM");
       const { code, stdout, stderr } = await producer.done;
       assert.equal(code, 0, stderr);

@@ -116,6 +116,19 @@ export class Proc {
     return match;
   }
 
+  /** `promise`, with this process's output added to the error if it rejects. */
+  async explain<T>(promise: Promise<T>): Promise<T> {
+    try {
+      return await promise;
+    } catch (error) {
+      const tail = (text: string) => text.slice(-4_000);
+      throw new Error(
+        `${error instanceof Error ? error.message : error}\n--- stdout of pid ${this.child.pid} ` +
+          `(end):\n${tail(this.stdout)}\n--- stderr (end):\n${tail(this.stderr)}`,
+      );
+    }
+  }
+
   describe(): string {
     return `the process (pid ${this.child.pid}); stdout:\n${this.stdout}\nstderr:\n${this.stderr}`;
   }
@@ -385,4 +398,19 @@ export function lastStatus(stdout: string): { received: number; rejected: number
   if (line === undefined) return undefined;
   const count = (pattern: RegExp) => Number(pattern.exec(line)![1].replaceAll(",", ""));
   return { received: count(/ recv [\d,]+\/s \(([\d,]+)\)/), rejected: count(/ rejected ([\d,]+)/) };
+}
+
+/**
+ * Resident memory of a process, MiB, from `ps` (Deno reads /proc/<pid>/ only with
+ * --allow-all, and the test task grants less).
+ */
+export async function rssMiB(pid: number): Promise<number> {
+  const { code, stdout } = await new Deno.Command("ps", {
+    args: ["-o", "rss=", "-p", String(pid)],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const kib = Number(new TextDecoder().decode(stdout).trim());
+  assert.ok(code === 0 && kib > 0, `no process ${pid}`);
+  return kib / 1024;
 }
