@@ -13,6 +13,7 @@ import { FakeFinnhub } from "./fake_finnhub.ts";
 import {
   printTally,
   readTopic,
+  rssMiB,
   sleep,
   startDashboardConsumer,
   startProducer,
@@ -102,11 +103,6 @@ async function silentClient(port: number, symbol: string): Promise<Deno.TcpConn>
       "Accept: text/event-stream\r\n\r\n",
   ));
   return conn;
-}
-
-async function rssMiB(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
 }
 
 interface Health {

@@ -16,6 +16,7 @@ import {
   parseSummary,
   printTally,
   readTopic,
+  rssMiB,
   sleep,
   startDashboardConsumer,
   startProducer,
@@ -29,12 +30,6 @@ const SYMBOLS = ["AAPL", "MSFT", "BINANCE:BTCUSDT", "IC MARKETS:1"];
 const HOSTILE = 10_000;
 const SEED = 20_260_105;
 const BIG_FRAMES = 300;
-
-/** Resident memory of a process, MiB. */
-async function rssMiB(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
-}
 
 type Kind = string;
 interface Hostile {
