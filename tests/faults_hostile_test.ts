@@ -29,7 +29,7 @@ import { BROKERS, uniqueName, withTopic } from "./kafka_helpers.ts";
 const SYMBOLS = ["AAPL", "MSFT", "BINANCE:BTCUSDT", "IC MARKETS:1"];
 const HOSTILE = 10_000;
 const SEED = 20_260_105;
-const BIG_FRAMES = 300;
+const BIG_FRAMES = 400;
 
 type Kind = string;
 interface Hostile {
@@ -185,7 +185,8 @@ Deno.test("fault 4: hostile frames and garbage records: only valid trades pass, 
           // Let the producer keep up, as a real socket would make us.
           if (frames % 250 === 0) await sleep(5);
         }
-        // A burst of big frames, each different: memory must not keep them.
+        // A burst of big frames, each different: memory must not keep them. Kept,
+        // they grow the producer by ~930 MiB; garbage awaiting collection, by < 200.
         const rssBefore = await rssMiB(producer.child.pid);
         for (let i = 0; i < BIG_FRAMES; i++) {
           const [trade] = fake.makeTrades(SYMBOLS, 1);
@@ -230,7 +231,7 @@ Deno.test("fault 4: hostile frames and garbage records: only valid trades pass, 
             rssGrowth.toFixed(0)
           } MiB over ${BIG_FRAMES} frames of 2 MB`,
         );
-        assert.ok(rssGrowth < 200, `the producer kept ${rssGrowth.toFixed(0)} MiB`);
+        assert.ok(rssGrowth < 350, `the producer kept ${rssGrowth.toFixed(0)} MiB`);
         fake.sendUnique(SYMBOLS, 100); // still up, still sending
         await waitForCount(admin, topic, () => fake.sent.length, 30_000);
       });
