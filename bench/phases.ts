@@ -63,6 +63,8 @@ export interface Latency {
   readonly rate: number;
   /** Trades per second the producer reached (acked / its run time). */
   readonly achievedRate: number | null;
+  /** Trades the producer dropped (its queue full: the pipeline could not keep the rate). */
+  readonly dropped: number;
   readonly samples: number;
   readonly p50: number | null;
   readonly p99: number | null;
@@ -84,13 +86,19 @@ export interface Memory {
 
 const number = (text: string) => Number(text.replaceAll(",", ""));
 
-/** `acked N (R/s)` of producer.ts's summary line. */
+/** `acked N (R/s)` and `dropped N` of producer.ts's summary line. */
 export function parseProducerSummary(
   lines: readonly string[],
-): { acked: number; rate: number } | null {
+): { acked: number; rate: number; dropped: number } | null {
   const line = lines.find((l) => l.startsWith("summary: "));
   const match = line && /acked ([\d,]+) \(([\d,]+)\/s\)/.exec(line);
-  return match ? { acked: number(match[1]), rate: number(match[2]) } : null;
+  if (!line || !match) return null;
+  const dropped = /dropped ([\d,]+)/.exec(line);
+  return {
+    acked: number(match[1]),
+    rate: number(match[2]),
+    dropped: dropped ? number(dropped[1]) : 0,
+  };
 }
 
 export interface ConsumerSummary {
@@ -515,10 +523,14 @@ async function pipeline(
   ctx.children.add(producer);
   producer.finished.finally(() => ctx.children.delete(producer));
   const produced = await producer.finished;
-  // Everything is on the topic now: the consumer has a bounded time to read it.
-  const grace = setTimeout(() => consumer.kill("SIGTERM"), produced.code === 0 ? 60_000 : 0);
+  // Everything is on the topic now: the consumer has a bounded time to read it. When
+  // the producer dropped trades (queue full) the consumer's --limit is out of reach:
+  // it is stopped once it has had the time to read what was acked.
+  const summary = parseProducerSummary(produced.stdout);
+  const grace = produced.code !== 0 ? 0 : summary && summary.acked < count ? 15_000 : 60_000;
+  const graceTimer = setTimeout(() => consumer.kill("SIGTERM"), grace);
   const consumed = await consumer.finished;
-  clearTimeout(grace);
+  clearTimeout(graceTimer);
   return { produced, consumed, busy: busyPercent(before, await cpuTimes()) };
 }
 
@@ -556,14 +568,15 @@ export async function latencyAt(ctx: Context, rate: number, seconds: number): Pr
     ? failure(produced, "producer.ts")
     : consumed.code !== 0 || !summary
     ? failure(consumed, "consumer.ts")
-    : summary.records !== count
-    ? `consumer read ${summary.records}, not ${count}`
+    : summary.records !== producerSummary.acked
+    ? `consumer read ${summary.records} of the ${producerSummary.acked} acked`
     : summary.samples === 0
     ? "no latency samples"
     : undefined;
   return {
     rate,
     achievedRate: producerSummary?.rate ?? null,
+    dropped: producerSummary?.dropped ?? 0,
     samples: summary?.samples ?? 0,
     p50: error ? null : summary!.p50,
     p99: error ? null : summary!.p99,
@@ -589,12 +602,13 @@ export async function memoryAt(ctx: Context, rate: number, seconds: number): Pro
   }
   const { produced, consumed, busy } = run;
   const summary = parseConsumerSummary(consumed.stdout);
-  const error = produced.code !== 0
+  const acked = parseProducerSummary(produced.stdout)?.acked;
+  const error = produced.code !== 0 || acked === undefined
     ? failure(produced, "producer.ts")
     : consumed.code !== 0 || !summary
     ? failure(consumed, "consumer.ts")
-    : summary.records !== count
-    ? `consumer read ${summary.records}, not ${count}`
+    : summary.records !== acked
+    ? `consumer read ${summary.records} of the ${acked} acked`
     : undefined;
   // Start-up (imports, first batches) is not growth: the slope starts after a tenth.
   const warmup = Math.min(60, seconds / 10);
@@ -617,6 +631,7 @@ function failedLatency(rate: number, error: string): Latency {
   return {
     rate,
     achievedRate: null,
+    dropped: 0,
     samples: 0,
     p50: null,
     p99: null,
@@ -697,6 +712,7 @@ export async function ssePushAt(ctx: Context, rate: number, seconds: number): Pr
     return {
       rate,
       achievedRate: null,
+      dropped: 0,
       samples: 0,
       p50: null,
       p99: null,
@@ -707,9 +723,10 @@ export async function ssePushAt(ctx: Context, rate: number, seconds: number): Pr
       error,
     };
   }
+  const producerSummary = parseProducerSummary(produced!.stdout);
   let received: Map<string, number[]>;
   try {
-    received = await receivedAtOf(ctx, topic, count);
+    received = await receivedAtOf(ctx, topic, producerSummary?.acked ?? count);
   } catch (e) {
     received = new Map();
     error = e instanceof Error ? e.message : String(e);
@@ -717,7 +734,8 @@ export async function ssePushAt(ctx: Context, rate: number, seconds: number): Pr
   const { latencies, missing } = pushLatencies(pushes, received);
   return {
     rate,
-    achievedRate: parseProducerSummary(produced!.stdout)?.rate ?? null,
+    achievedRate: producerSummary?.rate ?? null,
+    dropped: producerSummary?.dropped ?? 0,
     samples: latencies.length,
     p50: quantile(latencies, 0.5),
     p99: quantile(latencies, 0.99),

@@ -13,8 +13,10 @@ import { parseConsumerSummary, parseProducerSummary } from "../bench/phases.ts";
 import { parseWatchLine, quantile, rssSlopeMbPerMin } from "../bench/lib.ts";
 import { pushLatencies, receivedAtByKey, splitEvents, tradeCounts } from "../bench/sse_probe.ts";
 import { parseFlags, renderTable, throughputRow } from "../bench.ts";
+import { readRecords } from "../bench/kafkajs_baseline.ts";
+import { packageOf, summarize } from "../bench/profile.ts";
 import { readTasks, taskCommand } from "../demo.ts";
-import { formatSummary } from "../status.ts";
+import { createCounters, formatSummary } from "../status.ts";
 import { cachedDefaultPartitioner } from "../publisher.ts";
 import { Partitioners } from "kafkajs";
 
@@ -78,7 +80,14 @@ Deno.test("consumer --limit: flag, whole-run quantiles, and the summary the benc
       rejected: new Map(),
       reconnects: 0,
     });
-    assert.deepEqual(parseProducerSummary([line]), { acked: 100_000, rate: 50_000 });
+    assert.deepEqual(parseProducerSummary([line]), { acked: 100_000, rate: 50_000, dropped: 0 });
+    const full = formatSummary("sim", 1_000, {
+      ...createCounters(),
+      received: 10_000,
+      acked: 7_500,
+      dropped: 2_500,
+    });
+    assert.equal(parseProducerSummary([full])?.dropped, 2_500); // the queue was full
   });
 });
 
@@ -166,11 +175,49 @@ Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table"
     assert.equal(row.ratios.kcat, 0.25);
     assert.equal(row.ratios["kafka-python"], 10);
     assert.equal(row.met, false); // 0.25x kcat misses the 0.5x target
+    // Rounds: each client's best counts; a client whose every round failed has none.
+    const rounds = throughputRow("p", "producer", "trades/s", [
+      { ...base, client: "ours", rate: 90_000 },
+      { ...base, client: "kcat", rate: null, error: "timed out" },
+      { ...base, client: "ours", rate: 100_000 },
+      { ...base, client: "kcat", rate: null, error: "timed out" },
+    ], { kcat: 0.5 });
+    assert.equal(rounds.ours, 100_000);
+    assert.equal(rounds.baselines.kcat, null);
+    assert.equal(rounds.met, null); // not judged without a baseline
+    assert.equal(rounds.errors.length, 2); // and both failures are reported
     const table = renderTable([row]);
     assert.match(table, /100,000/);
     assert.match(table, /400,000 \(0\.25x\)/);
     assert.match(table, /10,000 \(10x\)/);
     assert.match(table, /NO$/m);
+  });
+
+  await t.step("baselines read the same records file; the profiler names where time goes", () => {
+    const text = 'AAPL\t{"v":1}\nBINANCE:BTCUSDT\t{"v":1,"x":"a\\tb"}\nno tab\nMSFT\t{}';
+    assert.deepEqual(readRecords(text, 10), [
+      ["AAPL", '{"v":1}'],
+      ["BINANCE:BTCUSDT", '{"v":1,"x":"a\\tb"}'],
+      ["MSFT", "{}"],
+    ]);
+    assert.equal(readRecords(text, 1).length, 1);
+    const kafkajs = "file:///w/node_modules/.deno/kafkajs@2.2.4/node_modules/kafkajs/src/x.js";
+    assert.equal(packageOf(kafkajs, "encode"), "kafkajs");
+    assert.equal(packageOf("file:///w/main/publisher.ts", "pump"), "ours");
+    assert.equal(packageOf("ext:deno_node/internal/buffer.mjs", "FastBuffer"), "Deno runtime (JS)");
+    assert.equal(packageOf("", "(garbage collector)"), "GC");
+    const frame = (functionName: string, url = "") => ({ functionName, url, lineNumber: 0 });
+    const { total, packages } = summarize({
+      nodes: [
+        { id: 1, callFrame: frame("(root)") },
+        { id: 2, callFrame: frame("encode", kafkajs) },
+        { id: 3, callFrame: frame("(garbage collector)") },
+      ],
+      samples: [2, 2, 2, 3],
+      timeDeltas: [1000, 1000, 1000, 1000],
+    });
+    assert.equal(total, 4);
+    assert.deepEqual(packages, [["kafkajs", 3], ["GC", 1]]);
   });
 
   await t.step("flags: a quick run never overwrites the committed results", () => {
