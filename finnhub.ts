@@ -1,5 +1,5 @@
 /**
- * The Finnhub trade websocket, as `/work/shared/finnhub.md` describes it: one
+ * The Finnhub trade websocket, as Finnhub's API docs and its maintainers describe it: one
  * subscribe message per symbol on every (re)connect, frames holding many trades of
  * several symbols, pings, error frames, and a server that closes connections on
  * purpose. The client reconnects in a loop with capped, jittered backoff; only a
