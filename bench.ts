@@ -66,6 +66,20 @@ export interface Plan {
   readonly repeat: number;
 }
 
+const FULL: Plan = {
+  mode: "full",
+  records: 1_000_000,
+  pythonRecords: 200_000,
+  naiveRecords: 10_000,
+  latencyRates: [1_000, 10_000, 50_000],
+  latencySeconds: 20,
+  sseRate: 1_000,
+  sseSeconds: 20,
+  memoryRate: 5_000,
+  memorySeconds: 60,
+  repeat: 2,
+};
+
 export const PLANS: Readonly<Record<Plan["mode"], Plan>> = {
   quick: {
     mode: "quick",
@@ -80,32 +94,9 @@ export const PLANS: Readonly<Record<Plan["mode"], Plan>> = {
     memorySeconds: 3,
     repeat: 1,
   },
-  full: {
-    mode: "full",
-    records: 1_000_000,
-    pythonRecords: 200_000,
-    naiveRecords: 10_000,
-    latencyRates: [1_000, 10_000, 50_000],
-    latencySeconds: 20,
-    sseRate: 1_000,
-    sseSeconds: 20,
-    memoryRate: 5_000,
-    memorySeconds: 60,
-    repeat: 2,
-  },
-  long: {
-    mode: "long",
-    records: 1_000_000,
-    pythonRecords: 200_000,
-    naiveRecords: 10_000,
-    latencyRates: [1_000, 10_000, 50_000],
-    latencySeconds: 20,
-    sseRate: 1_000,
-    sseSeconds: 20,
-    memoryRate: 5_000,
-    memorySeconds: 600,
-    repeat: 2,
-  },
+  full: FULL,
+  // The full run, plus memory watched for 10 minutes.
+  long: { ...FULL, mode: "long", memorySeconds: 600 },
 };
 
 const PHASES = ["producer", "consumer", "latency", "sse", "memory"] as const;

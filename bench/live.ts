@@ -328,17 +328,10 @@ export async function ssePushAt(ctx: Context, rate: number, seconds: number): Pr
   const stopped = await consumer.finished;
   if (error) {
     return {
-      rate,
-      achievedRate: null,
-      dropped: 0,
-      samples: 0,
-      p50: null,
-      p99: null,
-      p999: null,
+      ...failedLatency(rate, error),
       producerPeakRssMb: produced?.peakRssMb ?? null,
       consumerPeakRssMb: stopped.peakRssMb,
       machineBusyPercent: busy,
-      error,
     };
   }
   const producerSummary = parseProducerSummary(produced!.stdout);
