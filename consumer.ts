@@ -24,16 +24,16 @@ import {
   DEFAULT_INTERVALS_MS,
   DEFAULT_MAX_CANDLES,
   DEFAULT_MAX_SYMBOLS,
-} from "./candles.ts";
-import { LatencyHistogram } from "./latency.ts";
-import { type ChartData, formatInterval, plainLines, renderFrame } from "./chart.ts";
-import { serveDashboard } from "./dashboard.ts";
+} from "./consumer/candles.ts";
+import { LatencyHistogram } from "./consumer/latency.ts";
+import { type ChartData, formatInterval, plainLines, renderFrame } from "./consumer/chart.ts";
+import { serveDashboard } from "./dashboard/server.ts";
 import {
   type ConsumerCounts,
   type RunningConsumer,
   startConsumer,
   StoppedError,
-} from "./topic_reader.ts";
+} from "./consumer/topic_reader.ts";
 
 const STOP_DEADLINE_MS = 10_000;
 

@@ -29,16 +29,16 @@ import {
   type Source,
 } from "./config.ts";
 import type { Kafka, Producer } from "kafkajs";
-import { createKafka, ensureTopic } from "./kafka.ts";
-import { createFinnhubClient, FinnhubAuthError, type FinnhubState } from "./finnhub.ts";
-import { runSim } from "./market_sim.ts";
-import { openRecorder, type Recorder, runReplay, toFinnhubFrame } from "./recording.ts";
+import { createKafka, ensureTopic } from "./lib/kafka.ts";
+import { createFinnhubClient, FinnhubAuthError, type FinnhubState } from "./producer/finnhub.ts";
+import { runSim } from "./producer/market_sim.ts";
+import { openRecorder, type Recorder, runReplay, toFinnhubFrame } from "./producer/recording.ts";
 import {
   createIdempotentProducer,
   createPublisher,
   kafkaSink,
   type Publisher,
-} from "./publisher.ts";
+} from "./producer/publisher.ts";
 import {
   createConsole,
   createCounters,
@@ -46,10 +46,10 @@ import {
   formatStatus,
   formatSummary,
   sleep,
-} from "./status.ts";
-import { formatAge, formatCount } from "./format.ts";
-import type { Trade } from "./trade.ts";
-import { describeSource, FlagError, parseFlags, resolveSource, USAGE } from "./producer_flags.ts";
+} from "./producer/status.ts";
+import { formatAge, formatCount } from "./lib/format_old.ts";
+import type { Trade } from "./lib/trade.ts";
+import { describeSource, FlagError, parseFlags, resolveSource, USAGE } from "./producer/flags.ts";
 
 /** Symbols a replay's status line follows: a recording may name any number of them. */
 const MAX_REPLAY_SYMBOLS = 1_000;

@@ -6,19 +6,24 @@
  */
 
 import assert from "node:assert/strict";
-import { LatencyHistogram } from "../latency.ts";
+import { LatencyHistogram } from "../consumer/latency.ts";
 import { limitSummary, parseFlags as consumerFlags } from "../consumer.ts";
-import type { ConsumerCounts } from "../topic_reader.ts";
-import { parseConsumerSummary, parseProducerSummary } from "../bench/context.ts";
-import { parseWatchLine, quantile, rssSlopeMbPerMin } from "../bench/lib.ts";
-import { pushLatencies, receivedAtByKey, splitEvents, tradeCounts } from "../bench/sse_probe.ts";
-import { parseFlags } from "../bench.ts";
-import { renderTable, throughputRow } from "../bench/table.ts";
-import { readRecords } from "../bench/kafkajs_baseline.ts";
-import { packageOf, summarize } from "../bench/profile.ts";
-import { readTasks, taskCommand } from "../demo.ts";
-import { createCounters, formatSummary } from "../status.ts";
-import { cachedDefaultPartitioner } from "../publisher.ts";
+import type { ConsumerCounts } from "../consumer/topic_reader.ts";
+import { parseConsumerSummary, parseProducerSummary } from "../tools/bench/context.ts";
+import { parseWatchLine, quantile, rssSlopeMbPerMin } from "../tools/bench/lib.ts";
+import {
+  pushLatencies,
+  receivedAtByKey,
+  splitEvents,
+  tradeCounts,
+} from "../tools/bench/sse_probe.ts";
+import { parseFlags } from "../tools/bench/bench.ts";
+import { renderTable, throughputRow } from "../tools/bench/table.ts";
+import { readRecords } from "../tools/bench/kafkajs_baseline.ts";
+import { packageOf, summarize } from "../tools/bench/profile.ts";
+import { readTasks, taskCommand } from "../tools/demo.ts";
+import { createCounters, formatSummary } from "../producer/status.ts";
+import { cachedDefaultPartitioner } from "../producer/publisher.ts";
 import { Partitioners } from "kafkajs";
 
 function counts(applied: number): ConsumerCounts {
@@ -222,8 +227,8 @@ Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table"
   });
 
   await t.step("flags: a quick run never overwrites the committed results", () => {
-    assert.equal(parseFlags([]).out, "bench/results.json");
-    assert.equal(parseFlags(["--quick"]).out, "bench/out/results-quick.json");
+    assert.equal(parseFlags([]).out, "tools/bench/results.json");
+    assert.equal(parseFlags(["--quick"]).out, "tools/bench/out/results-quick.json");
     assert.equal(parseFlags(["--long"]).plan.memorySeconds, 600);
     assert.throws(() => parseFlags(["--only=nothing"]), /not one of/);
   });
@@ -242,7 +247,7 @@ const ROW_IDS = [
 ];
 
 Deno.test("deno task bench --quick: every row, sane numbers, in under a minute", async () => {
-  const out = `bench/out/test-${crypto.randomUUID().slice(0, 8)}.json`;
+  const out = `tools/bench/out/test-${crypto.randomUUID().slice(0, 8)}.json`;
   // The task's own flags (after `deno task kafka &&`): a missing permission fails here.
   const line = ((await readTasks()).bench as string).split("&&").at(-1)!.trim();
   const argv = taskCommand({ bench: line }, "bench");

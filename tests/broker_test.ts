@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { KAFKA_VERSION, probeKafka } from "../broker_native.ts";
-import { BROKERS } from "./kafka_helpers.ts";
-import { readTasks, taskCommand } from "../demo.ts";
+import { KAFKA_VERSION, probeKafka } from "../tools/broker/native.ts";
+import { BROKERS } from "./helpers/kafka.ts";
+import { readTasks, taskCommand } from "../tools/demo.ts";
 
 const ROOT = new URL("../", import.meta.url);
 

@@ -9,11 +9,11 @@
  */
 
 import assert from "node:assert/strict";
-import { createMarket, profileFor } from "../market_sim.ts";
-import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "../trade.ts";
-import { readTasks, taskCommand } from "../demo.ts";
-import { uniqueName, withTopic } from "./kafka_helpers.ts";
-import { launchChromium, type Page } from "./cdp.ts";
+import { createMarket, profileFor } from "../producer/market_sim.ts";
+import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "../lib/trade.ts";
+import { readTasks, taskCommand } from "../tools/demo.ts";
+import { uniqueName, withTopic } from "./helpers/kafka.ts";
+import { launchChromium, type Page } from "./helpers/cdp.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "NVDA", "BINANCE:BTCUSDT", "BINANCE:ETHUSDT"];
 const XSS = "<img src=x onerror=alert(1)>";

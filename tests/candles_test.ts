@@ -5,10 +5,15 @@
  */
 
 import assert from "node:assert/strict";
-import { Aggregator, MAX_AHEAD_MS, RateWindow } from "../candles.ts";
-import { bucketValue, latencyBucket, LatencyWindow, parseReceivedAt } from "../latency.ts";
-import type { TradeRecord } from "../trade.ts";
-import { assertCandlesEqual, close, generateTrades, reference } from "./candles_reference.ts";
+import { Aggregator, MAX_AHEAD_MS, RateWindow } from "../consumer/candles.ts";
+import { bucketValue, latencyBucket, LatencyWindow, parseReceivedAt } from "../consumer/latency.ts";
+import type { TradeRecord } from "../lib/trade.ts";
+import {
+  assertCandlesEqual,
+  close,
+  generateTrades,
+  reference,
+} from "./helpers/candles_reference.ts";
 
 function feed(aggregator: Aggregator, trades: readonly TradeRecord[]) {
   const counts = { applied: 0, "too-late": 0, "too-early": 0, "symbol-cap": 0 };

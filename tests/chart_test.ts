@@ -7,8 +7,14 @@
  */
 
 import assert from "node:assert/strict";
-import { Aggregator, type ConsumerStatus } from "../candles.ts";
-import { type ChartData, closesBySlot, plainLines, renderFrame, type Size } from "../chart.ts";
+import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
+import {
+  type ChartData,
+  closesBySlot,
+  plainLines,
+  renderFrame,
+  type Size,
+} from "../consumer/chart.ts";
 import type { Source } from "../config.ts";
 
 const NOW = Date.UTC(2026, 0, 5, 14, 30, 0, 400);

@@ -10,13 +10,13 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { type Admin, type Kafka, Partitioners } from "kafkajs";
-import { Aggregator } from "../candles.ts";
+import { Aggregator } from "../consumer/candles.ts";
 import { loadConfig } from "../config.ts";
 import { parseFlags, resolveFrom, UsageError } from "../consumer.ts";
-import { startConsumer } from "../topic_reader.ts";
-import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type TradeRecord } from "../trade.ts";
-import { assertCandlesEqual, generateTrades, reference } from "./candles_reference.ts";
-import { BROKERS, uniqueName, withTopic } from "./kafka_helpers.ts";
+import { startConsumer } from "../consumer/topic_reader.ts";
+import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type TradeRecord } from "../lib/trade.ts";
+import { assertCandlesEqual, generateTrades, reference } from "./helpers/candles_reference.ts";
+import { BROKERS, uniqueName, withTopic } from "./helpers/kafka.ts";
 
 const INTERVALS = [1_000, 60_000];
 

@@ -5,11 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { Aggregator, type ConsumerStatus } from "../candles.ts";
-import { CONTENT_SECURITY_POLICY, type Dashboard, serveDashboard } from "../dashboard.ts";
-import { formatEvent, parseEventId, safeJson } from "../sse.ts";
-import type { TradeRecord } from "../trade.ts";
-import { ClientView, EventReader, readUntil, type Row, stuckClient } from "./sse_client.ts";
+import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
+import { CONTENT_SECURITY_POLICY, type Dashboard, serveDashboard } from "../dashboard/server.ts";
+import { formatEvent, parseEventId, safeJson } from "../dashboard/sse.ts";
+import type { TradeRecord } from "../lib/trade.ts";
+import { ClientView, EventReader, readUntil, type Row, stuckClient } from "./helpers/sse.ts";
 
 const XSS = "<img src=x onerror=alert(1)>";
 const T0 = Date.UTC(2025, 0, 6, 14, 30);

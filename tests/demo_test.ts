@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readTasks, taskCommand } from "../demo.ts";
+import { readTasks, taskCommand } from "../tools/demo.ts";
 
 Deno.test("the demo starts each child with the flags of its own task", async () => {
   const tasks = await readTasks();

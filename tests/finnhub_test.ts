@@ -7,9 +7,9 @@ import {
   type FinnhubOptions,
   type FrameRejection,
   parseFrame,
-} from "../finnhub.ts";
-import type { Trade } from "../trade.ts";
-import { FakeFinnhub } from "./fake_finnhub.ts";
+} from "../producer/finnhub.ts";
+import type { Trade } from "../lib/trade.ts";
+import { FakeFinnhub } from "./helpers/fake_finnhub.ts";
 
 const SYMBOLS = ["AAPL", "BINANCE:BTCUSDT", "IC MARKETS:1"];
 

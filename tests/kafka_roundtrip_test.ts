@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { type Consumer, Partitioners } from "kafkajs";
-import { uniqueName, withTopic } from "./kafka_helpers.ts";
+import { uniqueName, withTopic } from "./helpers/kafka.ts";
 
 const MESSAGES = 10_000;
 const KEYS = 25;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { createMarket, profileFor, runSim } from "../market_sim.ts";
-import type { Trade } from "../trade.ts";
+import { createMarket, profileFor, runSim } from "../producer/market_sim.ts";
+import type { Trade } from "../lib/trade.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "ACME"];
 const START = 1_700_000_000_000;

@@ -8,8 +8,8 @@
 
 import assert from "node:assert/strict";
 import { ConfigResourceTypes } from "kafkajs";
-import { freePortPair, ROOT, sleep, startProducer, taskFlags } from "./faults_helpers.ts";
-import { BROKERS, withTopic } from "./kafka_helpers.ts";
+import { freePortPair, ROOT, sleep, startProducer, taskFlags } from "./helpers/processes.ts";
+import { BROKERS, withTopic } from "./helpers/kafka.ts";
 
 const lines = (text: string) => text.split(/\r?\n/).filter((line) => line.trim() !== "");
 

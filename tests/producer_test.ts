@@ -6,12 +6,12 @@
 
 import assert from "node:assert/strict";
 import type { Admin } from "kafkajs";
-import { decodeTrade, isRejection, type TradeRecord } from "../trade.ts";
-import { FakeFinnhub, type WireTrade } from "./fake_finnhub.ts";
-import { BROKERS, withTopic } from "./kafka_helpers.ts";
-import { startNativeBroker } from "../broker_native.ts";
+import { decodeTrade, isRejection, type TradeRecord } from "../lib/trade.ts";
+import { FakeFinnhub, type WireTrade } from "./helpers/fake_finnhub.ts";
+import { BROKERS, withTopic } from "./helpers/kafka.ts";
+import { startNativeBroker } from "../tools/broker/native.ts";
 import { loadConfig } from "../config.ts";
-import { createKafka } from "../kafka.ts";
+import { createKafka } from "../lib/kafka.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SYMBOLS = ["AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1"];

@@ -5,8 +5,8 @@
 
 import assert from "node:assert/strict";
 import type { Message } from "kafkajs";
-import { createPublisher, toMessages } from "../publisher.ts";
-import type { Trade } from "../trade.ts";
+import { createPublisher, toMessages } from "../producer/publisher.ts";
+import type { Trade } from "../lib/trade.ts";
 
 function trades(from: number, count: number): Trade[] {
   return Array.from({ length: count }, (_, i) => ({

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
-import { createMarket } from "../market_sim.ts";
-import { openRecorder, parseRecordedLine, runReplay, toFinnhubFrame } from "../recording.ts";
-import type { Trade } from "../trade.ts";
+import { createMarket } from "../producer/market_sim.ts";
+import {
+  openRecorder,
+  parseRecordedLine,
+  runReplay,
+  toFinnhubFrame,
+} from "../producer/recording.ts";
+import type { Trade } from "../lib/trade.ts";
 
 interface Played {
   trades: Trade[];

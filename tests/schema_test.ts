@@ -13,7 +13,7 @@ import {
   LIVE_WINDOW,
   type Trade,
   validateFinnhubTrade,
-} from "../trade.ts";
+} from "../lib/trade.ts";
 
 interface Schema {
   type?: string;

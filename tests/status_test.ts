@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createCounters, formatStatus, formatSummary } from "../status.ts";
+import { createCounters, formatStatus, formatSummary } from "../producer/status.ts";
 
 Deno.test("trades sent again after a failed send show on the status and summary lines", () => {
   const counters = createCounters();

@@ -6,16 +6,16 @@
  */
 
 import assert from "node:assert/strict";
-import { Aggregator } from "../candles.ts";
-import { encodeTrade, type TradeRecord } from "../trade.ts";
+import { Aggregator } from "../consumer/candles.ts";
+import { encodeTrade, type TradeRecord } from "../lib/trade.ts";
 import {
   applyBatch,
   type BatchRecord,
   emptyCounts,
   lagOf,
   type ReaderState,
-} from "../topic_reader.ts";
-import { assertCandlesEqual, generateTrades, reference } from "./candles_reference.ts";
+} from "../consumer/topic_reader.ts";
+import { assertCandlesEqual, generateTrades, reference } from "./helpers/candles_reference.ts";
 
 const INTERVALS = [1_000, 60_000];
 const encoder = new TextEncoder();

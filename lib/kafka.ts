@@ -1,0 +1,91 @@
+/**
+ * The kafkajs client as both scripts use it: one place for brokers, SASL/SSL,
+ * logging, and creating the topic.
+ */
+
+import process from "node:process";
+import { type Admin, Kafka, type LogEntry, logLevel } from "kafkajs";
+import { type Config, exitWithError, netAccessProblem } from "../config.ts";
+
+// kafkajs 2.2.4 arms `setTimeout(fn, throttledUntil - Date.now())` with
+// throttledUntil = -1 when it is not throttled, and Node's timers warn about the
+// negative delay on every request batch. It is harmless (the delay becomes 1 ms);
+// every other process warning is still printed.
+process.removeAllListeners("warning");
+process.on("warning", (warning: Error) => {
+  if (warning.name !== "TimeoutNegativeWarning") console.error(`warning: ${warning.message}`);
+});
+
+const LOG_REPEAT_MS = 30_000;
+
+/**
+ * kafkajs logs a multi-line JSON object per event, and logs retriable conditions
+ * (a coordinator still loading, a broker restarting) at ERROR. We print one line per
+ * message, and the same message at most every 30 s, so a broker outage reads as a
+ * few lines instead of a flood.
+ */
+function oneLineLogger() {
+  const lastShown = new Map<string, number>();
+  return ({ namespace, level, log }: LogEntry) => {
+    if (level > logLevel.WARN) return;
+    // Error answers are logged by the connection before the layer above retries
+    // them (a coordinator still loading, a rebalance): that layer reports failures.
+    if (namespace === "Connection" && log.message.startsWith("Response ")) return;
+    if (log.message.startsWith("The group is rebalancing")) return;
+    const now = Date.now();
+    const key = `${log.message}|${log.error ?? ""}`;
+    if (now - (lastShown.get(key) ?? 0) < LOG_REPEAT_MS) return;
+    if (lastShown.size > 1000) lastShown.clear();
+    lastShown.set(key, now);
+    const detail = log.error ? `: ${log.error}` : "";
+    console.error(`kafka: ${log.message}${detail}`);
+  };
+}
+
+/** The client for `config.brokers`; one line and exit code 2 if the task may not reach them. */
+export function createKafka(config: Config, clientIdSuffix: string): Kafka {
+  const denied = netAccessProblem("KAFKA_BROKERS", config.brokers);
+  if (denied) exitWithError(denied);
+  return new Kafka({
+    clientId: `${config.clientId}-${clientIdSuffix}`,
+    brokers: [...config.brokers],
+    ssl: config.ssl,
+    sasl: config.sasl
+      ? {
+        // kafkajs types each mechanism separately; the three share one shape.
+        mechanism: config.sasl.mechanism as "plain",
+        username: config.sasl.username,
+        password: config.sasl.password,
+      }
+      : undefined,
+    connectionTimeout: 3_000,
+    logLevel: logLevel.WARN,
+    logCreator: oneLineLogger,
+  });
+}
+
+/**
+ * Creates the topic if it is missing. An existing topic is left as it is, but a
+ * partition count that differs from the config is reported: keys would map to
+ * other partitions than the config implies.
+ */
+export async function ensureTopic(
+  admin: Admin,
+  topic: string,
+  partitions: number,
+  replicationFactor: number,
+): Promise<"created" | "exists"> {
+  const created = await admin.createTopics({
+    topics: [{ topic, numPartitions: partitions, replicationFactor }],
+    waitForLeaders: true,
+  });
+  if (created) return "created";
+  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+  const actual = metadata.topics[0]?.partitions.length ?? 0;
+  if (actual !== partitions) {
+    console.error(
+      `note: topic ${topic} exists with ${actual} partitions, not KAFKA_PARTITIONS=${partitions}; using it as it is`,
+    );
+  }
+  return "exists";
+}

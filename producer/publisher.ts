@@ -1,0 +1,332 @@
+/**
+ * The bounded queue in front of Kafka. Sources hand it whole frames; one sender
+ * loop takes everything waiting (up to a batch limit) and sends it in one request,
+ * so batches grow by themselves under load and no trade waits for another's ack.
+ *
+ * Only one send is in flight, and trades reach Kafka in the order they were
+ * received. The kafkajs producer is idempotent and retries a lost broker itself,
+ * inside one send, reusing its sequence numbers: those retries cannot write a trade
+ * twice. That guarantee ends with the send. A send that rejects may already have
+ * written part of its batch (one partition leader answered, another failed), and
+ * sending the batch again makes new records. So:
+ * - a rejection kafkajs marks `retriable: false` (a record too large, a denied
+ *   topic) is final: the queue stops, says why once, and keeps the trades, which
+ *   the producer reports as not delivered. Sending again would fail the same way.
+ * - any other rejection is retried with the same trades first, and every trade in a
+ *   batch sent again after a failed send is counted as possibly duplicated.
+ * While the broker is away the queue fills; past its capacity new trades are
+ * dropped, counted and logged, never silently.
+ */
+
+import {
+  type ICustomPartitioner,
+  type Kafka,
+  type Message,
+  Partitioners,
+  type Producer,
+} from "kafkajs";
+import type { Source } from "../config.ts";
+import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "../lib/trade.ts";
+import { formatCount } from "../lib/format_old.ts";
+import { createLimiter, sleep } from "./status.ts";
+
+/**
+ * Where batches go: kafkaSink in production, anything with the same shape in tests.
+ * `send` rejects with an error whose `retriable` is false when sending again cannot help.
+ */
+export interface Sink {
+  send(messages: Message[]): Promise<void>;
+}
+
+/** A rejection that sending again cannot fix: kafkajs marks these `retriable: false`. */
+export function isFinal(error: unknown): boolean {
+  return typeof error === "object" && error !== null &&
+    (error as { retriable?: unknown }).retriable === false;
+}
+
+/** The records of one frame: key = symbol, timestamp = trade time, both headers. */
+export function toMessages(
+  trades: readonly Trade[],
+  source: Source,
+  receivedAt: number,
+): Message[] {
+  // One headers object per frame: every trade in it was received at the same time.
+  const headers = { [HEADER_RECEIVED_AT]: String(receivedAt), [HEADER_SOURCE]: source };
+  return trades.map((trade) => ({
+    key: trade.symbol,
+    value: encodeTrade(trade, source),
+    timestamp: String(trade.time),
+    headers,
+  }));
+}
+
+/**
+ * kafkajs's default partitioner (murmur2 of the key, as the Java client), remembered
+ * per key. It hashes with 64-bit Long arithmetic and copies the key into a Buffer on
+ * every message: about 7 % of the producer's CPU (profiled), for a few symbols.
+ * Same partitions as the default; forgotten when the partition count changes.
+ */
+export const cachedDefaultPartitioner: ICustomPartitioner = () => {
+  const partitioner = Partitioners.DefaultPartitioner();
+  const cache = new Map<string, number>();
+  let partitions = -1;
+  return (args) => {
+    const { message, partitionMetadata } = args;
+    if (typeof message.key !== "string" || (message.partition ?? null) !== null) {
+      return partitioner(args);
+    }
+    if (partitionMetadata.length !== partitions || cache.size > 10_000) {
+      partitions = partitionMetadata.length;
+      cache.clear();
+    }
+    let partition = cache.get(message.key);
+    if (partition === undefined) cache.set(message.key, partition = partitioner(args));
+    return partition;
+  };
+};
+
+/** The idempotent producer: acks from all in-sync replicas, kafkajs retrying without end. */
+export function createIdempotentProducer(kafka: Kafka): Producer {
+  return kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: cachedDefaultPartitioner,
+    // Retries never stop (the idempotent producer's default), but stay short, so
+    // sending resumes within seconds of the broker's return.
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 2_000 },
+  });
+}
+
+const CLIENT_BUGS = new Set(["RangeError", "ReferenceError", "SyntaxError", "TypeError"]);
+
+/** The innermost cause of a kafkajs error: its retry layers wrap what actually failed. */
+function rootCause(error: Error): Error {
+  let root = error;
+  for (let depth = 0; depth < 10 && root.cause instanceof Error; depth++) root = root.cause;
+  return root;
+}
+
+/** True when sending again cannot help: Kafka said no, or the client itself failed. */
+export function refusedForGood(error: Error): boolean {
+  const root = rootCause(error);
+  if (CLIENT_BUGS.has(root.name)) return true;
+  return root.name === "KafkaJSProtocolError" &&
+    (root as { retriable?: unknown }).retriable === false;
+}
+
+export function kafkaSink(producer: Producer, topic: string): Sink {
+  return {
+    async send(messages) {
+      try {
+        await producer.send({ topic, messages, acks: -1 });
+      } catch (error) {
+        // kafkajs retries what it can inside the send, without end (see above), and
+        // what it gives up on comes out with `retriable` false. Final only when Kafka
+        // itself refused the records (a protocol error: a record too large, a denied
+        // topic) or the client broke (a TypeError). A broker away for longer than the
+        // client's connect retries (~10 s) comes out as "not retriable" too, wrapping a
+        // connection error: that one is retried here, or a broker restart would stop
+        // the queue for good (the fault suite's broker kill found it).
+        if (error instanceof Error && refusedForGood(error)) {
+          throw Object.assign(new Error(error.message, { cause: error }), { retriable: false });
+        }
+        throw Object.assign(error instanceof Error ? error : new Error(String(error)), {
+          retriable: true,
+        });
+      }
+    },
+  };
+}
+
+export interface PublisherOptions {
+  /** Most trades held in memory; beyond it new trades are dropped (and counted). */
+  readonly capacity: number;
+  /** Most trades per send. */
+  readonly maxBatch?: number;
+  /**
+   * Most bytes per send. Kafka refuses a record batch over `message.max.bytes`
+   * (1 MB by default), and with one partition a whole send is one batch.
+   */
+  readonly maxBatchBytes?: number;
+  readonly log: (line: string) => void;
+  /** Called once when a send fails for good (see isFinal); nothing is sent after it. */
+  readonly onFailed?: (reason: string) => void;
+}
+
+const LOG_INTERVAL_MS = 5_000;
+/** Bytes a record costs beyond its key and value: headers, timestamp, framing. */
+const RECORD_OVERHEAD = 64;
+
+export function createPublisher(sink: Sink, options: PublisherOptions) {
+  const maxBatch = options.maxBatch ?? 2500;
+  const maxBatchBytes = options.maxBatchBytes ?? 900_000;
+  const limit = createLimiter(LOG_INTERVAL_MS);
+  const stopped = new AbortController();
+  let queue: Message[] = [];
+  let head = 0;
+  let pumping = false;
+  /** Why sending stopped for good; undefined while it goes on. */
+  let failure: string | undefined;
+  /**
+   * Trades at the head of the queue that were in a failed send (Kafka may hold some
+   * of them already), and how many of those were counted as possibly duplicated.
+   */
+  let unsure = 0;
+  let unsureCounted = 0;
+  const stats = {
+    accepted: 0,
+    acked: 0,
+    dropped: 0,
+    sendErrors: 0,
+    batches: 0,
+    /** Trades sent again after a failed send: Kafka may hold them twice. */
+    possiblyDuplicated: 0,
+  };
+  let waiters: (() => void)[] = [];
+
+  const lowWater = Math.min(options.capacity / 2, maxBatch * 4);
+  const queued = () => queue.length - head;
+  const wake = () => {
+    const current = waiters;
+    waiters = [];
+    for (const waiter of current) waiter();
+  };
+
+  /** Queues one frame's trades; returns how many were dropped for want of room. */
+  function enqueue(trades: readonly Trade[], source: Source, receivedAt: number): number {
+    if (trades.length === 0) return 0;
+    const room = Math.max(0, options.capacity - queued());
+    const taken = room >= trades.length ? trades : trades.slice(0, room);
+    const dropped = trades.length - taken.length;
+    if (taken.length > 0) {
+      for (const message of toMessages(taken, source, receivedAt)) queue.push(message);
+      stats.accepted += taken.length;
+      if (!pumping) {
+        pumping = true;
+        // A microtask later, so every frame queued in this turn goes in one send.
+        queueMicrotask(pump);
+      }
+    }
+    if (dropped > 0) {
+      stats.dropped += dropped;
+      if (limit("overflow")) {
+        options.log(
+          `queue full (${formatCount(options.capacity)} trades waiting for Kafka): dropped ` +
+            `${formatCount(stats.dropped)} trades so far`,
+        );
+      }
+    }
+    return dropped;
+  }
+
+  function nextBatch(): Message[] {
+    const end = Math.min(queue.length, head + maxBatch);
+    let bytes = 0;
+    let i = head;
+    while (i < end) {
+      const message = queue[i];
+      bytes += (message.value as string).length + (message.key as string).length + RECORD_OVERHEAD;
+      if (bytes > maxBatchBytes && i > head) break;
+      i++;
+    }
+    return queue.slice(head, i);
+  }
+
+  async function pump(): Promise<void> {
+    let failures = 0;
+    while (queued() > 0 && !stopped.signal.aborted) {
+      const batch = nextBatch();
+      // The batch starts with every trade of the failed send (it only grows): sent again.
+      if (unsure > unsureCounted) {
+        stats.possiblyDuplicated += unsure - unsureCounted;
+        unsureCounted = unsure;
+      }
+      try {
+        await sink.send(batch);
+      } catch (error) {
+        failures++;
+        stats.sendErrors++;
+        unsure = batch.length;
+        const reason = error instanceof Error ? error.message : String(error);
+        if (isFinal(error)) {
+          failure = reason;
+          options.log(
+            `kafka: send failed and cannot be retried: ${reason}; stopped sending ` +
+              `(${formatCount(queued())} trades not delivered; Kafka may hold some of the ` +
+              `${formatCount(batch.length)} in the failed send)`,
+          );
+          stopped.abort();
+          options.onFailed?.(reason);
+          break;
+        }
+        if (limit("send-error")) {
+          options.log(
+            `kafka: send failed (${formatCount(queued())} trades waiting, kept in order): ` +
+              `${reason}; retrying (a batch sent again may be partly duplicated)`,
+          );
+        }
+        await sleep(Math.min(2_000, 100 * 2 ** Math.min(failures, 5)), stopped.signal);
+        continue;
+      }
+      failures = 0;
+      unsure = unsureCounted = 0;
+      head += batch.length;
+      stats.acked += batch.length;
+      stats.batches++;
+      // Drop sent messages now and then, not on every batch: slicing is O(queue).
+      if (head > 20_000 && head * 2 > queue.length) {
+        queue = queue.slice(head);
+        head = 0;
+      }
+      wake();
+    }
+    pumping = false;
+    wake();
+  }
+
+  return {
+    enqueue,
+    stats,
+    queued,
+    /** Why sending stopped for good (a final send error); undefined while it goes on. */
+    get failure(): string | undefined {
+      return failure;
+    },
+    /**
+     * Resolves once the queue is short again: a few batches, or half the capacity.
+     * The "max" rates wait on it; a deeper queue would only cost memory.
+     */
+    waitForRoom(): Promise<void> {
+      const room = () => queued() <= lowWater || stopped.signal.aborted;
+      if (room()) return Promise.resolve();
+      return new Promise((resolve) => {
+        const check = () => room() ? resolve() : waiters.push(check);
+        waiters.push(check);
+      });
+    },
+    /** Resolves when everything queued is acknowledged, or sending has stopped. */
+    drained(): Promise<void> {
+      const done = () => queued() === 0 || stopped.signal.aborted;
+      if (done()) return Promise.resolve();
+      return new Promise((resolve) => {
+        const check = () => done() ? resolve() : waiters.push(check);
+        waiters.push(check);
+      });
+    },
+    /**
+     * Waits up to `timeoutMs` for the queue to drain, then stops retrying. Returns
+     * how many trades Kafka did not acknowledge (0 on a clean stop).
+     */
+    async close(timeoutMs: number): Promise<number> {
+      const drained = this.drained();
+      const timedOut = new AbortController();
+      await Promise.race([drained, sleep(timeoutMs, timedOut.signal)]);
+      timedOut.abort();
+      stopped.abort();
+      wake();
+      return queued();
+    },
+  };
+}
+
+export type Publisher = ReturnType<typeof createPublisher>;

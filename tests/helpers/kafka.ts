@@ -1,0 +1,50 @@
+/**
+ * Shared by the integration tests: the broker they run against (the one
+ * `deno task test` made sure of), unique names, and topics that clean up after
+ * themselves. There is no skip: a test that needs the broker fails when it is
+ * missing, and says how to start it.
+ */
+
+import { type Admin, type Kafka } from "kafkajs";
+import { loadConfig } from "../../config.ts";
+import { createKafka } from "../../lib/kafka.ts";
+import { probeKafka } from "../../tools/broker/native.ts";
+
+export const BROKERS = Deno.env.get("KAFKA_BROKERS") ?? "127.0.0.1:9092";
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+export async function requireBroker(): Promise<void> {
+  const [host, port] = BROKERS.split(",")[0].split(":");
+  if (await probeKafka(host, Number(port)) !== "kafka") {
+    throw new Error(`no Kafka at ${BROKERS}: start one with \`deno task kafka\``);
+  }
+}
+
+export function testKafka(suffix = "test"): Kafka {
+  return createKafka(loadConfig({ KAFKA_BROKERS: BROKERS }), suffix);
+}
+
+/** Creates a fresh topic, runs `body`, and deletes the topic whatever happens. */
+export async function withTopic<T>(
+  partitions: number,
+  body: (topic: string, kafka: Kafka, admin: Admin) => Promise<T>,
+): Promise<T> {
+  await requireBroker();
+  const kafka = testKafka();
+  const admin = kafka.admin();
+  await admin.connect();
+  const topic = uniqueName("test");
+  try {
+    await admin.createTopics({
+      topics: [{ topic, numPartitions: partitions }],
+      waitForLeaders: true,
+    });
+    return await body(topic, kafka, admin);
+  } finally {
+    await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    await admin.disconnect();
+  }
+}

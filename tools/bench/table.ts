@@ -1,0 +1,133 @@
+/**
+ * The results of `deno task bench` as rows, one per figure, with the ratio of ours to
+ * each baseline and whether its target is met; and the table they are shown as.
+ */
+
+import { formatCount } from "../../lib/format_old.ts";
+import { formatRatio, formatTable } from "./lib.ts";
+import type { Throughput } from "./throughput.ts";
+import type { Latency, Memory } from "./live.ts";
+
+export interface Row {
+  readonly id: string;
+  readonly label: string;
+  readonly unit: string;
+  /** The headline figure: a rate, a p99 in ms, or a peak in MB. */
+  readonly ours: number | null;
+  /** The cell as shown (a rate, or p50 / p99 / p99.9). */
+  readonly shown: string;
+  readonly baselines: Readonly<Record<string, number | null>>;
+  /** ours / baseline, for throughput rows. */
+  readonly ratios: Readonly<Record<string, number | null>>;
+  readonly target: string;
+  readonly met: boolean | null;
+  readonly errors: readonly string[];
+}
+
+const BASELINES = ["kcat", "kafka-python", "kafkajs naive", "kafkajs bare"] as const;
+
+/** Each client's best rate over its rounds (null when every round failed). */
+export function bestRates(runs: readonly Throughput[]): Map<string, number | null> {
+  const best = new Map<string, number | null>();
+  for (const run of runs) {
+    const before = best.get(run.client) ?? null;
+    best.set(run.client, run.rate === null ? before : Math.max(before ?? 0, run.rate));
+  }
+  return best;
+}
+
+export function throughputRow(
+  id: string,
+  label: string,
+  unit: string,
+  runs: readonly Throughput[],
+  targets: Readonly<Record<string, number>>,
+): Row {
+  const best = bestRates(runs);
+  const ours = best.get("ours") ?? null;
+  const baselines: Record<string, number | null> = {};
+  const ratios: Record<string, number | null> = {};
+  for (const [client, rate] of best) {
+    if (client === "ours") continue;
+    baselines[client] = rate;
+    ratios[client] = ours !== null && rate ? ours / rate : null;
+  }
+  const checks = Object.entries(targets).map(([client, min]) => {
+    const ratio = ratios[client];
+    return ratio === null || ratio === undefined ? null : ratio >= min;
+  });
+  return {
+    id,
+    label,
+    unit,
+    ours,
+    shown: ours === null ? "failed" : formatCount(ours),
+    baselines,
+    ratios,
+    target: Object.entries(targets).map(([client, min]) => `>= ${min}x ${client}`).join(", "),
+    met: checks.includes(null) ? null : checks.every(Boolean),
+    errors: runs.filter((r) => r.error).map((r) => `${r.client}: ${r.error}`),
+  };
+}
+
+export function latencyRow(id: string, label: string, run: Latency, maxP99?: number): Row {
+  const shown = run.p99 === null ? "failed" : `${run.p50} / ${run.p99} / ${run.p999} ms`;
+  return {
+    id,
+    label,
+    unit: "ms p50 / p99 / p99.9",
+    ours: run.p99,
+    shown,
+    baselines: {},
+    ratios: {},
+    target: maxP99 === undefined ? "" : `p99 <= ${maxP99} ms`,
+    met: maxP99 === undefined || run.p99 === null ? null : run.p99 <= maxP99,
+    errors: run.error ? [run.error] : [],
+  };
+}
+
+/** Runs shorter than this say nothing about a slope: start-up growth is all they see. */
+const MIN_FLAT_SECONDS = 60;
+
+export function memoryRows(run: Memory, maxMb: number, flatMbPerMin: number): Row[] {
+  const judgeSlope = run.seconds >= MIN_FLAT_SECONDS;
+  return (["producer", "consumer"] as const).map((who) => {
+    const { peakMb, slopeMbPerMin } = run[who];
+    const slope = !judgeSlope || slopeMbPerMin === null
+      ? ""
+      : `, ${slopeMbPerMin >= 0 ? "+" : ""}${slopeMbPerMin.toFixed(1)} MB/min`;
+    const flat = !judgeSlope ||
+      (slopeMbPerMin !== null && Math.abs(slopeMbPerMin) <= flatMbPerMin);
+    return {
+      id: `rss-${who}`,
+      label: `peak RSS, ${who} (sim ${formatCount(run.rate)}/s avg, ${run.seconds} s)`,
+      unit: "MB",
+      ours: peakMb,
+      shown: peakMb === null ? "failed" : `${Math.round(peakMb)} MB${slope}`,
+      baselines: {},
+      ratios: {},
+      target: judgeSlope
+        ? `< ${maxMb} MB, flat (|slope| <= ${flatMbPerMin} MB/min)`
+        : `< ${maxMb} MB`,
+      met: peakMb === null ? null : peakMb < maxMb && flat,
+      errors: run.error ? [run.error] : [],
+    };
+  });
+}
+
+export function renderTable(rows: readonly Row[]): string {
+  const header = ["measure", "ours", ...BASELINES, "target", "met"];
+  const body = rows.map((row) => [
+    row.label,
+    row.shown,
+    ...BASELINES.map((client) => {
+      const value = row.baselines[client];
+      if (value === undefined) return "";
+      if (value === null) return "failed";
+      return `${formatCount(value)} (${formatRatio(row.ours ?? 0, value)})`;
+    }),
+    row.target,
+    row.met === null ? "-" : row.met ? "yes" : "NO",
+  ]);
+  return formatTable([header, ...body]);
+}
