@@ -5,16 +5,27 @@
 
 import process from "node:process";
 import { type Admin, Kafka, type LogEntry, logLevel } from "kafkajs";
-import { type Config, exitWithError, netAccessProblem } from "../config.ts";
+import type { Config } from "../config.ts";
+import { UsageError } from "./cli.ts";
+import { netAccessProblem } from "./net.ts";
 
-// kafkajs 2.2.4 arms `setTimeout(fn, throttledUntil - Date.now())` with
-// throttledUntil = -1 when it is not throttled, and Node's timers warn about the
-// negative delay on every request batch. It is harmless (the delay becomes 1 ms);
-// every other process warning is still printed.
-process.removeAllListeners("warning");
-process.on("warning", (warning: Error) => {
-  if (warning.name !== "TimeoutNegativeWarning") console.error(`warning: ${warning.message}`);
-});
+let warningsFiltered = false;
+
+/**
+ * kafkajs 2.2.4 arms `setTimeout(fn, throttledUntil - Date.now())` with
+ * throttledUntil = -1 when it is not throttled, and Node's timers warn about the
+ * negative delay on every request batch. It is harmless (the delay becomes 1 ms):
+ * once a process makes a client, that one warning is dropped and every other
+ * process warning is still printed, one line each.
+ */
+function filterTimeoutWarnings(): void {
+  if (warningsFiltered) return;
+  warningsFiltered = true;
+  process.removeAllListeners("warning");
+  process.on("warning", (warning: Error) => {
+    if (warning.name !== "TimeoutNegativeWarning") console.error(`warning: ${warning.message}`);
+  });
+}
 
 const LOG_REPEAT_MS = 30_000;
 
@@ -42,10 +53,14 @@ function oneLineLogger() {
   };
 }
 
-/** The client for `config.brokers`; one line and exit code 2 if the task may not reach them. */
+/**
+ * The client for `config.brokers`. Throws a UsageError (exit code 2) when the task's
+ * permissions do not reach them: kafkajs would retry `getaddrinfo EPERM` for seconds.
+ */
 export function createKafka(config: Config, clientIdSuffix: string): Kafka {
   const denied = netAccessProblem("KAFKA_BROKERS", config.brokers);
-  if (denied) exitWithError(denied);
+  if (denied) throw new UsageError(denied);
+  filterTimeoutWarnings();
   return new Kafka({
     clientId: `${config.clientId}-${clientIdSuffix}`,
     brokers: [...config.brokers],

@@ -15,7 +15,9 @@
  * `conditions` is omitted when Finnhub sent none.
  */
 
-import { type Source, SOURCES } from "../config.ts";
+/** Where a trade came from: views mark sim and replay, so they never pass for a live market. */
+export type Source = "finnhub" | "sim" | "replay";
+export const SOURCES: readonly Source[] = ["finnhub", "sim", "replay"];
 
 export const SCHEMA_VERSION = 1;
 

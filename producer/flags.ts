@@ -3,25 +3,32 @@
  * connects, so a mistake is one line and exit code 2, never a half-started run.
  */
 
-import { type Config, redact, type Source, SOURCES } from "../config.ts";
+import { type Config, ConfigError } from "../config.ts";
+import { parseFlags, positive, UsageError } from "../lib/cli.ts";
+import { redact } from "../lib/redact.ts";
+import { type Source, SOURCES } from "../lib/trade.ts";
 
 export interface Flags {
-  source?: Source;
-  replay?: string;
-  symbols?: string;
-  topic?: string;
-  seed?: number;
-  rate?: number | "max";
-  limit?: number;
-  speed?: number | "max";
-  keepTimes: boolean;
-  record?: string;
-  statusInterval: number;
-  queue: number;
-  flushTimeout: number;
-  deadAfter: number;
-  silentAfter: number;
-  help: boolean;
+  readonly source?: Source;
+  readonly replay?: string;
+  readonly symbols?: string;
+  readonly topic?: string;
+  readonly seed?: number;
+  readonly rate?: number | "max";
+  readonly limit?: number;
+  readonly speed?: number | "max";
+  readonly keepTimes: boolean;
+  readonly record?: string;
+  /** Seconds; 0: no status line. */
+  readonly statusInterval: number;
+  readonly queue: number;
+  /** Seconds. */
+  readonly flushTimeout: number;
+  /** Seconds. */
+  readonly deadAfter: number;
+  /** Seconds. */
+  readonly silentAfter: number;
+  readonly help: boolean;
 }
 
 export const USAGE = `usage: deno task produce [flags]
@@ -43,113 +50,74 @@ export const USAGE = `usage: deno task produce [flags]
   --silent-after=S             finnhub: name symbols without trades this long (default 120)
   --help                       this text`;
 
-/** A flag mistake; the message is the one line shown before exit code 2. */
-export class FlagError extends Error {
-  override name = "FlagError";
+const SPEC = {
+  source: { type: "string" },
+  replay: { type: "string" },
+  symbols: { type: "string" },
+  topic: { type: "string" },
+  seed: { type: "string" },
+  rate: { type: "string" },
+  limit: { type: "string" },
+  speed: { type: "string" },
+  "keep-times": { type: "boolean" },
+  record: { type: "string" },
+  "status-interval": { type: "string" },
+  queue: { type: "string" },
+  "flush-timeout": { type: "string" },
+  "dead-after": { type: "string" },
+  "silent-after": { type: "string" },
+  help: { type: "boolean" },
+} as const;
+
+/** A text flag that must not be empty. */
+function text(flag: string, value: string | undefined): string | undefined {
+  if (value !== undefined && value.trim() === "") throw new UsageError(`--${flag} is empty`);
+  return value;
 }
 
-const VALUE_FLAGS = new Set(
-  ("source replay symbols topic seed rate limit speed record status-interval queue " +
-    "flush-timeout dead-after silent-after").split(" "),
-);
-const BOOLEAN_FLAGS = new Set(["keep-times", "help"]);
+function pace(flag: string, value: string | undefined): number | "max" | undefined {
+  return value === undefined || value === "max" ? value : positive(flag, value);
+}
 
-function positive(name: string, value: string, integer: boolean, allowZero = false): number {
-  const number = Number(value);
-  const ok = value.trim() !== "" && Number.isFinite(number) &&
-    (allowZero ? number >= 0 : number > 0) && (!integer || Number.isSafeInteger(number));
-  if (!ok) {
-    const kind = integer ? "whole number" : "number";
-    throw new FlagError(`--${name}: "${value}" is not a ${allowZero ? "" : "positive "}${kind}`);
+function source(value: string | undefined): Source | undefined {
+  if (value !== undefined && !SOURCES.includes(value as Source)) {
+    throw new UsageError(`--source: "${value}" is not one of ${SOURCES.join(", ")}`);
   }
-  return number;
+  return value as Source | undefined;
 }
 
-/** Parses `--name=value`, `--name value` and boolean `--name`; rejects anything else. */
-export function parseFlags(args: readonly string[]): Flags {
-  const flags: Flags = {
-    keepTimes: false,
-    statusInterval: 5,
-    queue: 200_000,
-    flushTimeout: 10,
-    deadAfter: 150,
-    silentAfter: 120,
-    help: false,
+function seed(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) > 0xffffffff) {
+    throw new UsageError(`--seed: "${value}" is not a whole number from 0 to 4294967295`);
+  }
+  return Number(value);
+}
+
+export function parseProducerFlags(args: readonly string[]): Flags {
+  const v = parseFlags(args, SPEC);
+  const seconds = (flag: keyof typeof SPEC, fallback: number, allowZero = false) => {
+    const value = v[flag];
+    return typeof value === "string" ? positive(flag, value, { allowZero }) : fallback;
   };
-  const seen = new Set<string>();
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const match = /^--([a-z-]+)(?:=(.*))?$/s.exec(arg);
-    if (!match) throw new FlagError(`unexpected argument "${arg}" (see --help)`);
-    const name = match[1];
-    let value = match[2];
-    if (BOOLEAN_FLAGS.has(name)) {
-      if (value !== undefined) throw new FlagError(`--${name} takes no value`);
-    } else if (VALUE_FLAGS.has(name)) {
-      if (value === undefined) {
-        value = args[++i];
-        if (value === undefined || value.startsWith("--")) {
-          throw new FlagError(`--${name} needs a value (see --help)`);
-        }
-      }
-    } else {
-      throw new FlagError(`unknown flag --${name} (see --help)`);
-    }
-    if (seen.has(name)) throw new FlagError(`--${name} is given twice`);
-    seen.add(name);
-    switch (name) {
-      case "source":
-        if (!SOURCES.includes(value as Source)) {
-          throw new FlagError(`--source: "${value}" is not one of ${SOURCES.join(", ")}`);
-        }
-        flags.source = value as Source;
-        break;
-      case "seed":
-        if (!/^\d+$/.test(value) || Number(value) > 0xffffffff) {
-          throw new FlagError(`--seed: "${value}" is not a whole number from 0 to 4294967295`);
-        }
-        flags.seed = Number(value);
-        break;
-      case "rate":
-        flags.rate = value === "max" ? "max" : positive(name, value, false);
-        break;
-      case "speed":
-        flags.speed = value === "max" ? "max" : positive(name, value, false);
-        break;
-      case "limit":
-        flags.limit = positive(name, value, true);
-        break;
-      case "queue":
-        flags.queue = positive(name, value, true);
-        break;
-      case "status-interval":
-        flags.statusInterval = positive(name, value, false, true);
-        break;
-      case "flush-timeout":
-        flags.flushTimeout = positive(name, value, false, true);
-        break;
-      case "dead-after":
-        flags.deadAfter = positive(name, value, false);
-        break;
-      case "silent-after":
-        flags.silentAfter = positive(name, value, false);
-        break;
-      case "replay":
-      case "record":
-      case "symbols":
-      case "topic":
-        if (value.trim() === "") throw new FlagError(`--${name} is empty`);
-        flags[name] = value;
-        break;
-      case "keep-times":
-        flags.keepTimes = true;
-        break;
-      case "help":
-        flags.help = true;
-        break;
-    }
-  }
-  return flags;
+  return {
+    source: source(v.source),
+    replay: text("replay", v.replay),
+    symbols: text("symbols", v.symbols),
+    topic: text("topic", v.topic),
+    seed: seed(v.seed),
+    rate: pace("rate", v.rate),
+    limit: v.limit === undefined ? undefined : positive("limit", v.limit, { integer: true }),
+    speed: pace("speed", v.speed),
+    keepTimes: v["keep-times"] ?? false,
+    record: text("record", v.record),
+    statusInterval: seconds("status-interval", 5, true),
+    queue: v.queue === undefined ? 200_000 : positive("queue", v.queue, { integer: true }),
+    flushTimeout: seconds("flush-timeout", 10, true),
+    deadAfter: seconds("dead-after", 150),
+    silentAfter: seconds("silent-after", 120),
+    help: v.help ?? false,
+  };
 }
 
 /** The source to run, and the flags that make no sense with it refused. */
@@ -157,7 +125,7 @@ export function resolveSource(flags: Flags, config: Config): Source {
   const source = flags.source ?? (flags.replay ? "replay" : config.source);
   const only = (flag: string, set: unknown, allowed: Source[]) => {
     if (set !== undefined && set !== false && !allowed.includes(source)) {
-      throw new FlagError(`--${flag} applies to --source=${allowed.join(" or ")}, not ${source}`);
+      throw new UsageError(`--${flag} applies to --source=${allowed.join(" or ")}, not ${source}`);
     }
   };
   only("rate", flags.rate, ["sim"]);
@@ -167,24 +135,35 @@ export function resolveSource(flags: Flags, config: Config): Source {
   only("keep-times", flags.keepTimes, ["replay"]);
   only("record", flags.record, ["finnhub", "sim"]);
   if (source === "replay" && !flags.replay) {
-    throw new FlagError("--source=replay needs --replay=FILE (a recording made with --record)");
+    throw new UsageError("--source=replay needs --replay=FILE (a recording made with --record)");
   }
   return source;
 }
 
+/**
+ * The token, for the one source that needs it: checked only when that source runs,
+ * so the other sources never need (or see) it.
+ */
+export function requireFinnhubToken(config: Config): string {
+  if (config.finnhubToken) return config.finnhubToken;
+  throw new ConfigError(
+    "FINNHUB_TOKEN: is needed for the finnhub source (free key at finnhub.io; or use " +
+      "--source=sim) (example: FINNHUB_TOKEN=c1234567890abcdef)",
+  );
+}
+
+/** The source as the first line names it: what runs, and whether its prices are real. */
 export function describeSource(source: Source, flags: Flags, config: Config, seed: number): string {
   switch (source) {
     case "finnhub":
       return `finnhub (${redact(config.finnhubWsUrl)})`;
-    case "sim":
-      return `sim (seed ${seed}, ${
-        flags.rate === "max" ? "max rate" : `${flags.rate ?? 50} trades/s`
-      }; prices are simulated)`;
-    case "replay":
-      return `replay of ${flags.replay} at ${flags.speed ?? 1}x, trade times ${
-        flags.keepTimes ? "as recorded" : "shifted to now"
-      }`;
+    case "sim": {
+      const rate = flags.rate === "max" ? "max rate" : `${flags.rate ?? 50} trades/s`;
+      return `sim (seed ${seed}, ${rate}; prices are simulated)`;
+    }
+    case "replay": {
+      const times = flags.keepTimes ? "as recorded" : "shifted to now";
+      return `replay of ${flags.replay} at ${flags.speed ?? 1}x, trade times ${times}`;
+    }
   }
 }
-
-/** Why a recording cannot be opened, in the user's terms. */

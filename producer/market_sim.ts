@@ -12,7 +12,7 @@
  * trades (symbol, price, volume and time relative to the start).
  */
 
-import { sleep } from "./status.ts";
+import { sleep } from "../lib/async.ts";
 import type { Trade } from "../lib/trade.ts";
 
 export type AssetKind = "stock" | "crypto" | "fx";
@@ -147,114 +147,122 @@ export interface MarketOptions {
   readonly start: number;
 }
 
+/** The draws the market makes, all from one seeded generator. */
+function randomness(seed: number) {
+  const random = createRandom(seed);
+  let spare = NaN;
+  return {
+    random,
+    /** A standard normal draw (Box-Muller, the second value kept for the next call). */
+    normal(): number {
+      if (!Number.isNaN(spare)) {
+        const value = spare;
+        spare = NaN;
+        return value;
+      }
+      const radius = Math.sqrt(-2 * Math.log(1 - random()));
+      const angle = 2 * Math.PI * random();
+      spare = radius * Math.sin(angle);
+      return radius * Math.cos(angle);
+    },
+    exponential: (mean: number) => -Math.log(1 - random()) * mean,
+  };
+}
+
+type Draws = ReturnType<typeof randomness>;
+
+function symbolState(symbol: string, draws: Draws): SymbolState {
+  const profile = profileFor(symbol);
+  const scale = 10 ** decimalsOf(profile.tick);
+  const volumeDecimals = Math.min(8, Math.max(0, Math.ceil(Math.log10(profile.price)) + 1));
+  return {
+    symbol,
+    kind: profile.kind,
+    units: Math.round(profile.price * scale),
+    scale,
+    tickUnits: Math.round(profile.tick * scale),
+    vol: profile.vol,
+    weight: profile.weight,
+    volumeScale: 10 ** volumeDecimals,
+    regime: 0,
+    regimeEnds: draws.exponential(REGIME_MEAN_MS[0]),
+    lastAt: 0,
+  };
+}
+
+/** A trade's size, as the symbol's kind of market trades. */
+function volumeOf(s: SymbolState, price: number, draws: Draws): number {
+  const { random, normal, exponential } = draws;
+  const burst = s.regime === 1 ? 1 + Math.floor(random() * 4) : 1;
+  switch (s.kind) {
+    case "fx":
+      return 0; // FX venues stream price updates, not trades: Finnhub sends v = 0.
+    case "crypto": {
+      // Notional around $300, log-normal: many small fills, a few large ones.
+      const notional = 300 * Math.exp(1.3 * normal()) * burst;
+      return Math.max(1, Math.round(notional / price * s.volumeScale)) / s.volumeScale;
+    }
+    case "stock": {
+      const u = random();
+      if (u < 0.45) return 1 + Math.floor(99 * random() ** 2); // odd lots
+      if (u < 0.99) return 100 * burst * (1 + Math.floor(exponential(1.5)));
+      return 100 * (10 + Math.floor(random() * 190)); // blocks
+    }
+  }
+}
+
+/** The next price of `s`: a random walk on the tick grid, scaled by sqrt of the time since its last trade. */
+function step(s: SymbolState, clock: number, draws: Draws): number {
+  const dtSeconds = Math.max(clock - s.lastAt, 1) / 1000;
+  s.lastAt = clock;
+  const sigmaTicks = s.units * s.vol * REGIME_VOL[s.regime] * Math.sqrt(dtSeconds) / s.tickUnits;
+  const move = Math.round(draws.normal() * sigmaTicks) * s.tickUnits;
+  let units = s.units + move;
+  if (units < s.tickUnits) units = Math.max(s.tickUnits, s.units - move); // reflect off zero
+  s.units = units;
+  return units / s.scale; // an integer over a power of ten: the nearest double to the tick
+}
+
 /**
  * The market as a generator of trades in simulated time. `next()` returns the next
  * trade; its time is `start` + the simulated clock, so pacing is the caller's job.
  */
 export function createMarket(options: MarketOptions) {
-  const random = createRandom(options.seed);
-  let spare = NaN;
-  const normal = (): number => {
-    if (!Number.isNaN(spare)) {
-      const value = spare;
-      spare = NaN;
-      return value;
-    }
-    const radius = Math.sqrt(-2 * Math.log(1 - random()));
-    const angle = 2 * Math.PI * random();
-    spare = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
-  };
-  const exponential = (mean: number) => -Math.log(1 - random()) * mean;
-
-  const states: SymbolState[] = options.symbols.map((symbol) => {
-    const profile = profileFor(symbol);
-    const decimals = decimalsOf(profile.tick);
-    const scale = 10 ** decimals;
-    const volumeDecimals = Math.min(8, Math.max(0, Math.ceil(Math.log10(profile.price)) + 1));
-    return {
-      symbol,
-      kind: profile.kind,
-      units: Math.round(profile.price * scale),
-      scale,
-      tickUnits: Math.round(profile.tick * scale),
-      vol: profile.vol,
-      weight: profile.weight,
-      volumeScale: 10 ** volumeDecimals,
-      regime: 0,
-      regimeEnds: exponential(REGIME_MEAN_MS[0]),
-      lastAt: 0,
-    };
-  });
+  const draws = randomness(options.seed);
+  const states = options.symbols.map((symbol) => symbolState(symbol, draws));
   const baseWeight = states.reduce((sum, s) => sum + s.weight, 0) * MEAN_RATE_FACTOR;
   let clock = 0;
 
-  function switchRegime(s: SymbolState): void {
-    s.regime = s.regime !== 0 ? 0 : random() < P_BURST ? 1 : 2;
-    s.regimeEnds = clock + exponential(REGIME_MEAN_MS[s.regime]);
-  }
-
-  function volumeOf(s: SymbolState, price: number): number {
-    const burst = s.regime === 1 ? 1 + Math.floor(random() * 4) : 1;
-    switch (s.kind) {
-      case "fx":
-        return 0; // FX venues stream price updates, not trades: Finnhub sends v = 0.
-      case "crypto": {
-        // Notional around $300, log-normal: many small fills, a few large ones.
-        const notional = 300 * Math.exp(1.3 * normal()) * burst;
-        return Math.max(1, Math.round(notional / price * s.volumeScale)) / s.volumeScale;
-      }
-      case "stock": {
-        const u = random();
-        if (u < 0.45) return 1 + Math.floor(99 * random() ** 2); // odd lots
-        if (u < 0.99) return 100 * burst * (1 + Math.floor(exponential(1.5)));
-        return 100 * (10 + Math.floor(random() * 190)); // blocks
-      }
-    }
-  }
-
-  function next(): Trade {
+  /** Moves the clock to the next trade and picks its symbol, weighted by regime. */
+  function nextSymbol(): SymbolState {
     let total = 0;
     for (const s of states) {
-      while (s.regimeEnds <= clock) switchRegime(s);
+      while (s.regimeEnds <= clock) {
+        s.regime = s.regime !== 0 ? 0 : draws.random() < P_BURST ? 1 : 2;
+        s.regimeEnds = clock + draws.exponential(REGIME_MEAN_MS[s.regime]);
+      }
       total += s.weight * REGIME_RATE[s.regime];
     }
-    const perMs = options.rate * total / baseWeight / 1000;
-    clock += exponential(1 / perMs);
-    let pick = random() * total;
-    let s = states[states.length - 1];
-    for (const candidate of states) {
-      pick -= candidate.weight * REGIME_RATE[candidate.regime];
-      if (pick < 0) {
-        s = candidate;
-        break;
-      }
+    clock += draws.exponential(1 / (options.rate * total / baseWeight / 1000));
+    let pick = draws.random() * total;
+    for (const s of states) {
+      pick -= s.weight * REGIME_RATE[s.regime];
+      if (pick < 0) return s;
     }
-    const dtSeconds = Math.max(clock - s.lastAt, 1) / 1000;
-    s.lastAt = clock;
-    const sigmaTicks = s.units * s.vol * REGIME_VOL[s.regime] * Math.sqrt(dtSeconds) / s.tickUnits;
-    const step = Math.round(normal() * sigmaTicks) * s.tickUnits;
-    let units = s.units + step;
-    if (units < s.tickUnits) units = Math.max(s.tickUnits, s.units - step); // reflect off zero
-    s.units = units;
-    const price = units / s.scale; // an integer over a power of ten: the nearest double to the tick
-    return {
-      symbol: s.symbol,
-      price,
-      volume: volumeOf(s, price),
-      time: Math.floor(options.start + clock),
-    };
+    return states[states.length - 1];
   }
 
   return {
-    next,
+    next(): Trade {
+      const s = nextSymbol();
+      const price = step(s, clock, draws);
+      const volume = volumeOf(s, price, draws);
+      return { symbol: s.symbol, price, volume, time: Math.floor(options.start + clock) };
+    },
     /** The simulated clock, ms since `start`. */
     get clock() {
       return clock;
     },
-    /** The current regime of each symbol (for tests and curious status lines). */
-    regimes: () =>
-      new Map(states.map((s) => [s.symbol, (["normal", "burst", "quiet"] as const)[s.regime]])),
   };
 }
 

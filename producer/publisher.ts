@@ -25,10 +25,16 @@ import {
   Partitioners,
   type Producer,
 } from "kafkajs";
-import type { Source } from "../config.ts";
-import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "../lib/trade.ts";
-import { formatCount } from "../lib/format_old.ts";
-import { createLimiter, sleep } from "./status.ts";
+import { sleep } from "../lib/async.ts";
+import { formatCount } from "../lib/format.js";
+import {
+  encodeTrade,
+  HEADER_RECEIVED_AT,
+  HEADER_SOURCE,
+  type Source,
+  type Trade,
+} from "../lib/trade.ts";
+import { createLimiter } from "./status.ts";
 
 /**
  * Where batches go: kafkaSink in production, anything with the same shape in tests.
@@ -157,23 +163,32 @@ const LOG_INTERVAL_MS = 5_000;
 /** Bytes a record costs beyond its key and value: headers, timestamp, framing. */
 const RECORD_OVERHEAD = 64;
 
-export function createPublisher(sink: Sink, options: PublisherOptions) {
-  const maxBatch = options.maxBatch ?? 2500;
-  const maxBatchBytes = options.maxBatchBytes ?? 900_000;
-  const limit = createLimiter(LOG_INTERVAL_MS);
-  const stopped = new AbortController();
-  let queue: Message[] = [];
-  let head = 0;
-  let pumping = false;
-  /** Why sending stopped for good; undefined while it goes on. */
-  let failure: string | undefined;
+/**
+ * The queue and its one sender loop. Sources call `enqueue` with each frame's
+ * trades; the loop sends what is waiting, in order, until `close`.
+ */
+export class Publisher {
+  readonly #sink: Sink;
+  readonly #options: PublisherOptions;
+  readonly #maxBatch: number;
+  readonly #maxBatchBytes: number;
+  /** Queue length below which `waitForRoom` lets a fast source go on. */
+  readonly #lowWater: number;
+  readonly #shown = createLimiter(LOG_INTERVAL_MS);
+  readonly #stopped = new AbortController();
+  #queue: Message[] = [];
+  /** Index of the first message not yet acknowledged. */
+  #head = 0;
+  #pumping = false;
+  #failure: string | undefined;
   /**
    * Trades at the head of the queue that were in a failed send (Kafka may hold some
    * of them already), and how many of those were counted as possibly duplicated.
    */
-  let unsure = 0;
-  let unsureCounted = 0;
-  const stats = {
+  #unsure = 0;
+  #unsureCounted = 0;
+  #waiters: (() => void)[] = [];
+  readonly stats = {
     accepted: 0,
     acked: 0,
     dropped: 0,
@@ -182,151 +197,165 @@ export function createPublisher(sink: Sink, options: PublisherOptions) {
     /** Trades sent again after a failed send: Kafka may hold them twice. */
     possiblyDuplicated: 0,
   };
-  let waiters: (() => void)[] = [];
 
-  const lowWater = Math.min(options.capacity / 2, maxBatch * 4);
-  const queued = () => queue.length - head;
-  const wake = () => {
-    const current = waiters;
-    waiters = [];
-    for (const waiter of current) waiter();
-  };
+  constructor(sink: Sink, options: PublisherOptions) {
+    this.#sink = sink;
+    this.#options = options;
+    this.#maxBatch = options.maxBatch ?? 2500;
+    this.#maxBatchBytes = options.maxBatchBytes ?? 900_000;
+    this.#lowWater = Math.min(options.capacity / 2, this.#maxBatch * 4);
+  }
+
+  /** Trades waiting in the queue or in flight. */
+  queued(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  /** Why sending stopped for good (a final send error); undefined while it goes on. */
+  get failure(): string | undefined {
+    return this.#failure;
+  }
 
   /** Queues one frame's trades; returns how many were dropped for want of room. */
-  function enqueue(trades: readonly Trade[], source: Source, receivedAt: number): number {
+  enqueue(trades: readonly Trade[], source: Source, receivedAt: number): number {
     if (trades.length === 0) return 0;
-    const room = Math.max(0, options.capacity - queued());
+    const room = Math.max(0, this.#options.capacity - this.queued());
     const taken = room >= trades.length ? trades : trades.slice(0, room);
     const dropped = trades.length - taken.length;
     if (taken.length > 0) {
-      for (const message of toMessages(taken, source, receivedAt)) queue.push(message);
-      stats.accepted += taken.length;
-      if (!pumping) {
-        pumping = true;
+      for (const message of toMessages(taken, source, receivedAt)) this.#queue.push(message);
+      this.stats.accepted += taken.length;
+      if (!this.#pumping) {
+        this.#pumping = true;
         // A microtask later, so every frame queued in this turn goes in one send.
-        queueMicrotask(pump);
+        queueMicrotask(() => this.#pump());
       }
     }
     if (dropped > 0) {
-      stats.dropped += dropped;
-      if (limit("overflow")) {
-        options.log(
-          `queue full (${formatCount(options.capacity)} trades waiting for Kafka): dropped ` +
-            `${formatCount(stats.dropped)} trades so far`,
+      this.stats.dropped += dropped;
+      if (this.#shown("overflow")) {
+        this.#options.log(
+          `queue full (${formatCount(this.#options.capacity)} trades waiting for Kafka): ` +
+            `dropped ${formatCount(this.stats.dropped)} trades so far`,
         );
       }
     }
     return dropped;
   }
 
-  function nextBatch(): Message[] {
-    const end = Math.min(queue.length, head + maxBatch);
-    let bytes = 0;
-    let i = head;
-    while (i < end) {
-      const message = queue[i];
-      bytes += (message.value as string).length + (message.key as string).length + RECORD_OVERHEAD;
-      if (bytes > maxBatchBytes && i > head) break;
-      i++;
-    }
-    return queue.slice(head, i);
+  /**
+   * Resolves once the queue is short again: a few batches, or half the capacity.
+   * The "max" rates wait on it; a deeper queue would only cost memory.
+   */
+  waitForRoom(): Promise<void> {
+    return this.#until(() => this.queued() <= this.#lowWater);
   }
 
-  async function pump(): Promise<void> {
+  /** Resolves when everything queued is acknowledged, or sending has stopped. */
+  drained(): Promise<void> {
+    return this.#until(() => this.queued() === 0);
+  }
+
+  /**
+   * Waits up to `timeoutMs` for the queue to drain, then stops retrying. Returns
+   * how many trades Kafka did not acknowledge (0 on a clean stop).
+   */
+  async close(timeoutMs: number): Promise<number> {
+    const timedOut = new AbortController();
+    await Promise.race([this.drained(), sleep(timeoutMs, timedOut.signal)]);
+    timedOut.abort();
+    this.#stopped.abort();
+    this.#wake();
+    return this.queued();
+  }
+
+  /** Resolves once `condition` holds or sending has stopped; checked after every batch. */
+  #until(condition: () => boolean): Promise<void> {
+    const done = () => condition() || this.#stopped.signal.aborted;
+    if (done()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => done() ? resolve() : this.#waiters.push(check);
+      this.#waiters.push(check);
+    });
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter();
+  }
+
+  /** The next batch from the head: at most maxBatch trades and maxBatchBytes. */
+  #nextBatch(): Message[] {
+    const end = Math.min(this.#queue.length, this.#head + this.#maxBatch);
+    let bytes = 0;
+    let i = this.#head;
+    while (i < end) {
+      const message = this.#queue[i];
+      bytes += (message.value as string).length + (message.key as string).length + RECORD_OVERHEAD;
+      if (bytes > this.#maxBatchBytes && i > this.#head) break;
+      i++;
+    }
+    return this.#queue.slice(this.#head, i);
+  }
+
+  /** The sender loop: one send in flight, the same trades again after a failure. */
+  async #pump(): Promise<void> {
     let failures = 0;
-    while (queued() > 0 && !stopped.signal.aborted) {
-      const batch = nextBatch();
+    while (this.queued() > 0 && !this.#stopped.signal.aborted) {
+      const batch = this.#nextBatch();
       // The batch starts with every trade of the failed send (it only grows): sent again.
-      if (unsure > unsureCounted) {
-        stats.possiblyDuplicated += unsure - unsureCounted;
-        unsureCounted = unsure;
+      if (this.#unsure > this.#unsureCounted) {
+        this.stats.possiblyDuplicated += this.#unsure - this.#unsureCounted;
+        this.#unsureCounted = this.#unsure;
       }
       try {
-        await sink.send(batch);
+        await this.#sink.send(batch);
       } catch (error) {
         failures++;
-        stats.sendErrors++;
-        unsure = batch.length;
-        const reason = error instanceof Error ? error.message : String(error);
-        if (isFinal(error)) {
-          failure = reason;
-          options.log(
-            `kafka: send failed and cannot be retried: ${reason}; stopped sending ` +
-              `(${formatCount(queued())} trades not delivered; Kafka may hold some of the ` +
-              `${formatCount(batch.length)} in the failed send)`,
-          );
-          stopped.abort();
-          options.onFailed?.(reason);
-          break;
-        }
-        if (limit("send-error")) {
-          options.log(
-            `kafka: send failed (${formatCount(queued())} trades waiting, kept in order): ` +
-              `${reason}; retrying (a batch sent again may be partly duplicated)`,
-          );
-        }
-        await sleep(Math.min(2_000, 100 * 2 ** Math.min(failures, 5)), stopped.signal);
+        this.stats.sendErrors++;
+        this.#unsure = batch.length;
+        if (this.#failedForGood(error, batch.length)) break;
+        await sleep(Math.min(2_000, 100 * 2 ** Math.min(failures, 5)), this.#stopped.signal);
         continue;
       }
       failures = 0;
-      unsure = unsureCounted = 0;
-      head += batch.length;
-      stats.acked += batch.length;
-      stats.batches++;
+      this.#unsure = this.#unsureCounted = 0;
+      this.#head += batch.length;
+      this.stats.acked += batch.length;
+      this.stats.batches++;
       // Drop sent messages now and then, not on every batch: slicing is O(queue).
-      if (head > 20_000 && head * 2 > queue.length) {
-        queue = queue.slice(head);
-        head = 0;
+      if (this.#head > 20_000 && this.#head * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#head);
+        this.#head = 0;
       }
-      wake();
+      this.#wake();
     }
-    pumping = false;
-    wake();
+    this.#pumping = false;
+    this.#wake();
   }
 
-  return {
-    enqueue,
-    stats,
-    queued,
-    /** Why sending stopped for good (a final send error); undefined while it goes on. */
-    get failure(): string | undefined {
-      return failure;
-    },
-    /**
-     * Resolves once the queue is short again: a few batches, or half the capacity.
-     * The "max" rates wait on it; a deeper queue would only cost memory.
-     */
-    waitForRoom(): Promise<void> {
-      const room = () => queued() <= lowWater || stopped.signal.aborted;
-      if (room()) return Promise.resolve();
-      return new Promise((resolve) => {
-        const check = () => room() ? resolve() : waiters.push(check);
-        waiters.push(check);
-      });
-    },
-    /** Resolves when everything queued is acknowledged, or sending has stopped. */
-    drained(): Promise<void> {
-      const done = () => queued() === 0 || stopped.signal.aborted;
-      if (done()) return Promise.resolve();
-      return new Promise((resolve) => {
-        const check = () => done() ? resolve() : waiters.push(check);
-        waiters.push(check);
-      });
-    },
-    /**
-     * Waits up to `timeoutMs` for the queue to drain, then stops retrying. Returns
-     * how many trades Kafka did not acknowledge (0 on a clean stop).
-     */
-    async close(timeoutMs: number): Promise<number> {
-      const drained = this.drained();
-      const timedOut = new AbortController();
-      await Promise.race([drained, sleep(timeoutMs, timedOut.signal)]);
-      timedOut.abort();
-      stopped.abort();
-      wake();
-      return queued();
-    },
-  };
+  /** Says why a send failed; true (and sending stops) when retrying cannot help. */
+  #failedForGood(error: unknown, batchLength: number): boolean {
+    const reason = error instanceof Error ? error.message : String(error);
+    const waiting = formatCount(this.queued());
+    if (!isFinal(error)) {
+      if (this.#shown("send-error")) {
+        this.#options.log(
+          `kafka: send failed (${waiting} trades waiting, kept in order): ${reason}; ` +
+            `retrying (a batch sent again may be partly duplicated)`,
+        );
+      }
+      return false;
+    }
+    this.#failure = reason;
+    this.#options.log(
+      `kafka: send failed and cannot be retried: ${reason}; stopped sending ` +
+        `(${waiting} trades not delivered; Kafka may hold some of the ` +
+        `${formatCount(batchLength)} in the failed send)`,
+    );
+    this.#stopped.abort();
+    this.#options.onFailed?.(reason);
+    return true;
+  }
 }
-
-export type Publisher = ReturnType<typeof createPublisher>;

@@ -19,9 +19,11 @@
  * keeps the original times instead, for studying a past session.
  */
 
-import { createFrameReader, type FrameRejection } from "./finnhub.ts";
-import { sleep } from "./status.ts";
+import { sleep } from "../lib/async.ts";
+import { UsageError } from "../lib/cli.ts";
+import { lines } from "../lib/lines.ts";
 import type { Trade } from "../lib/trade.ts";
+import { createFrameReader, type FrameRejection } from "./frames.ts";
 
 export type RecordedSource = "finnhub" | "sim";
 
@@ -77,6 +79,29 @@ export async function openRecorder(
 
 export type Recorder = Awaited<ReturnType<typeof openRecorder>>;
 
+/** --record's file, opened before anything connects: a path it may not write is exit 2. */
+export async function openRecording(
+  path: string,
+  source: RecordedSource,
+  log: (line: string) => void,
+): Promise<Recorder> {
+  try {
+    return await openRecorder(path, source, log);
+  } catch (error) {
+    throw new UsageError(`--record: cannot write "${path}"${recordingHint(error, "write")}`);
+  }
+}
+
+/** Why a recording cannot be opened, in the user's terms. */
+export function recordingHint(error: unknown, access: "read" | "write"): string {
+  if (error instanceof Deno.errors.NotCapable) {
+    return ` (the produce task may ${access} recordings only in recordings/: put it there, ` +
+      `or widen the "${access}" permissions of the produce set in deno.json)`;
+  }
+  if (error instanceof Deno.errors.NotFound) return " (no such file or folder)";
+  return error instanceof Error ? `: ${error.message}` : "";
+}
+
 /** The simulated market's trades as the Finnhub frame that would carry them. */
 export function toFinnhubFrame(trades: readonly Trade[]): string {
   return JSON.stringify({
@@ -119,17 +144,6 @@ export interface ReplayOptions {
   readonly onReject: (kind: FrameRejection | "bad-recording-line", sample: string) => void;
   /** Awaited now and then at speed "max", so the queue in front of Kafka never overflows. */
   readonly backpressure?: () => Promise<void>;
-}
-
-/** Splits a byte stream into lines (without their "\n"). */
-async function* lines(readable: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let rest = "";
-  for await (const text of readable.pipeThrough(new TextDecoderStream())) {
-    const parts = (rest + text).split("\n");
-    rest = parts.pop()!;
-    yield* parts;
-  }
-  if (rest !== "") yield rest;
 }
 
 /**
@@ -181,7 +195,8 @@ export async function runReplay(options: ReplayOptions): Promise<number> {
       read(entry.frame, entry.at);
     }
   } finally {
-    // Leaving the loop early leaves the stream locked; cancel it to release the file.
+    // The file closes with its stream: at its end, or when leaving the loop early
+    // cancels it. An error thrown before the first read leaves it to us.
     try {
       file.close();
     } catch { /* closed with its stream */ }

@@ -5,8 +5,8 @@
  * reads as one line per interval, with its count.
  */
 
-import type { Source } from "../config.ts";
-import { formatAge, formatClock, formatCount } from "../lib/format_old.ts";
+import { formatAge, formatClock, formatCount } from "../lib/format.js";
+import type { Source } from "../lib/trade.ts";
 
 /** Allows one event per key per interval; counts what it held back. */
 export function createLimiter(intervalMs: number) {
@@ -175,18 +175,36 @@ export function createConsole(tty = Deno.stdout.isTerminal()) {
 
 export type Console = ReturnType<typeof createConsole>;
 
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-  if (signal?.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+export interface StatusLineOptions
+  extends Omit<StatusInput, "now" | "previous" | "connection" | "symbols"> {
+  /** The symbols to show, read at each line (a replay learns them as it goes). */
+  readonly symbols: () => readonly string[];
+  /** Seconds between lines; 0: none. */
+  readonly intervalS: number;
+  readonly console: Console;
+  /** Brings the counters up to date just before each line. */
+  readonly refresh: () => void;
+  /** The connection's state in words, read at each line (finnhub only). */
+  readonly connection?: () => string;
+}
+
+/** Prints a status line every `intervalS` seconds until disposed. */
+export function startStatusLine(options: StatusLineOptions): Disposable {
+  if (options.intervalS <= 0) return { [Symbol.dispose]() {} };
+  let previous = { received: 0, acked: 0, at: Date.now() };
+  const timer = setInterval(() => {
+    options.refresh();
+    const now = Date.now();
+    options.console.status(
+      formatStatus({
+        ...options,
+        now,
+        previous,
+        symbols: options.symbols(),
+        connection: options.connection?.(),
+      }),
+    );
+    previous = { received: options.counters.received, acked: options.counters.acked, at: now };
+  }, options.intervalS * 1000);
+  return { [Symbol.dispose]: () => clearInterval(timer) };
 }

@@ -1,13 +1,11 @@
 import assert from "node:assert/strict";
 import {
   backoffDelay,
-  createFinnhubClient,
-  createFrameReader,
   FinnhubAuthError,
+  FinnhubClient,
   type FinnhubOptions,
-  type FrameRejection,
-  parseFrame,
 } from "../producer/finnhub.ts";
+import { createFrameReader, type FrameRejection, parseFrame } from "../producer/frames.ts";
 import type { Trade } from "../lib/trade.ts";
 import { FakeFinnhub } from "./helpers/fake_finnhub.ts";
 
@@ -20,7 +18,7 @@ function harness(fake: FakeFinnhub, overrides: Partial<FinnhubOptions> = {}) {
   const rejects: FrameRejection[] = [];
   const raw: string[] = [];
   const logs: string[] = [];
-  const client = createFinnhubClient({
+  const client = new FinnhubClient({
     url: fake.url,
     token: fake.token,
     symbols: SYMBOLS,

@@ -8,7 +8,9 @@
 
 import assert from "node:assert/strict";
 import { ConfigResourceTypes } from "kafkajs";
-import { freePortPair, ROOT, sleep, startProducer, taskFlags } from "./helpers/processes.ts";
+import { sleep, startProducer } from "./helpers/processes.ts";
+import { freePortPair } from "./helpers/ports.ts";
+import { ROOT, scriptArgs } from "../tools/scripts.ts";
 import { BROKERS, withTopic } from "./helpers/kafka.ts";
 
 const lines = (text: string) => text.split(/\r?\n/).filter((line) => line.trim() !== "");
@@ -84,7 +86,7 @@ Deno.test("Kafka gone before the producer connects: one line, exit 1, cursor sho
       // On a terminal (script(1) gives it one) the producer hides the cursor.
       const command = [
         Deno.execPath(),
-        ...await taskFlags("produce"),
+        ...scriptArgs("produce"),
         "--source=sim",
         `--topic=${topic}`,
       ].map(quote).join(" ");

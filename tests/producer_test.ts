@@ -12,20 +12,10 @@ import { BROKERS, withTopic } from "./helpers/kafka.ts";
 import { startNativeBroker } from "../tools/broker/native.ts";
 import { loadConfig } from "../config.ts";
 import { createKafka } from "../lib/kafka.ts";
+import { ROOT, scriptArgs } from "../tools/scripts.ts";
+import { freePortPair } from "./helpers/ports.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const SYMBOLS = ["AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1"];
-
-/** The produce task's flags from deno.json, with recordings allowed in `dir` instead. */
-async function taskFlags(dir: string): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const words: string[] = config.tasks.produce.split(" ");
-  assert.deepEqual(words.slice(0, 2), ["deno", "run"]);
-  assert.equal(words.at(-1), "producer.ts");
-  return words.slice(2, -1)
-    .filter((word) => word !== "--env-file") // a developer's .env must not steer the tests
-    .map((word) => word.replace(/^(--allow-(?:read|write))=recordings$/, `$1=${dir}`));
-}
 
 interface Run {
   child: Deno.ChildProcess;
@@ -33,29 +23,10 @@ interface Run {
   done: Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
-/** A free port whose successor is free too (a private broker's controller listens there). */
-function freePortPair(): number {
-  for (;;) {
-    const first = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = first.addr.port;
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port: port + 1 }).close();
-      return port;
-    } catch {
-      // taken: try another
-    } finally {
-      first.close();
-    }
-  }
-}
-
-async function startProducer(
-  args: string[],
-  env: Record<string, string>,
-  dir: string,
-): Promise<Run> {
+/** The producer with its task's permissions, its recordings in `dir`. */
+function startProducer(args: string[], env: Record<string, string>, dir: string): Run {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...await taskFlags(dir), "producer.ts", ...args],
+    args: [...scriptArgs("produce", { files: dir }), ...args],
     cwd: ROOT,
     env: { KAFKA_BROKERS: BROKERS, FINNHUB_TOKEN: "", SOURCE: "", NO_COLOR: "1", ...env },
     stdin: "null",
@@ -307,16 +278,16 @@ Deno.test("bad flags and settings: one line, exit code 2, before touching anythi
       /^error: --replay: cannot read "\/etc\/hostname" \(the produce task may read recordings only in recordings\//,
     ],
     [[], { KAFKA_PARTITIONS: "zero" }, /^error: KAFKA_PARTITIONS: "zero" is not a whole number/],
-    // Hosts the task's --allow-net leaves out: at once, not as "getaddrinfo EPERM" seconds later.
+    // Hosts the task's permission set leaves out: at once, not as "getaddrinfo EPERM" seconds later.
     [
       ["--source=sim"],
       { KAFKA_BROKERS: "kafka.invalid:9092" },
-      /^error: KAFKA_BROKERS: no permission to reach kafka\.invalid:9092: add it to the task's --allow-net in deno\.json$/,
+      /^error: KAFKA_BROKERS: no permission to reach kafka\.invalid:9092: add it to the task's "net" permissions in deno\.json$/,
     ],
     [
       ["--source=finnhub"],
       { FINNHUB_TOKEN: "not-a-real-key", FINNHUB_WS_URL: "wss://finnhub.invalid/ws" },
-      /^error: FINNHUB_WS_URL: no permission to reach finnhub\.invalid:443: add it to the task's --allow-net in deno\.json$/,
+      /^error: FINNHUB_WS_URL: no permission to reach finnhub\.invalid:443: add it to the task's "net" permissions in deno\.json$/,
     ],
   ];
   for (const [args, env, expected] of cases) {

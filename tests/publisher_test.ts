@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import type { Message } from "kafkajs";
-import { createPublisher, toMessages } from "../producer/publisher.ts";
+import { Publisher, toMessages } from "../producer/publisher.ts";
 import type { Trade } from "../lib/trade.ts";
 
 function trades(from: number, count: number): Trade[] {
@@ -57,7 +57,7 @@ Deno.test("records carry key, timestamp and headers", () => {
 
 Deno.test("frames queued together go in one send; batches respect the byte limit", async () => {
   const s = sink();
-  const publisher = createPublisher(s, { capacity: 10_000, maxBatchBytes: 20_000, log: () => {} });
+  const publisher = new Publisher(s, { capacity: 10_000, maxBatchBytes: 20_000, log: () => {} });
   for (let i = 0; i < 10; i++) publisher.enqueue(trades(i * 10, 10), "sim", 1);
   await publisher.drained();
   assert.deepEqual(s.batches.map((batch) => batch.length), [100]);
@@ -72,7 +72,7 @@ Deno.test("frames queued together go in one send; batches respect the byte limit
 Deno.test("a failing broker: trades wait and then go out once, in order", async () => {
   const s = sink(3);
   const logs: string[] = [];
-  const publisher = createPublisher(s, { capacity: 10_000, log: (line) => logs.push(line) });
+  const publisher = new Publisher(s, { capacity: 10_000, log: (line) => logs.push(line) });
   publisher.enqueue(trades(0, 5), "finnhub", 1);
   await new Promise((resolve) => setTimeout(resolve, 50));
   publisher.enqueue(trades(5, 5), "finnhub", 2);
@@ -91,7 +91,7 @@ Deno.test("a full queue drops new trades, counts them and says so", async () => 
   const s = sink();
   s.hold();
   const logs: string[] = [];
-  const publisher = createPublisher(s, { capacity: 100, log: (line) => logs.push(line) });
+  const publisher = new Publisher(s, { capacity: 100, log: (line) => logs.push(line) });
   assert.equal(publisher.enqueue(trades(0, 60), "finnhub", 1), 0);
   assert.equal(publisher.enqueue(trades(60, 60), "finnhub", 1), 20);
   assert.equal(publisher.enqueue(trades(120, 10), "finnhub", 1), 10);
@@ -109,7 +109,7 @@ Deno.test("a full queue drops new trades, counts them and says so", async () => 
 Deno.test("close waits a bounded time and reports what Kafka never took", async () => {
   const s = sink();
   s.hold();
-  const publisher = createPublisher(s, { capacity: 1000, log: () => {} });
+  const publisher = new Publisher(s, { capacity: 1000, log: () => {} });
   publisher.enqueue(trades(0, 42), "sim", 1);
   const started = Date.now();
   assert.equal(await publisher.close(200), 42);
@@ -120,7 +120,7 @@ Deno.test("close waits a bounded time and reports what Kafka never took", async 
 Deno.test("waitForRoom holds a fast source until the queue is short again", async () => {
   const s = sink();
   s.hold();
-  const publisher = createPublisher(s, { capacity: 1000, maxBatch: 50, log: () => {} });
+  const publisher = new Publisher(s, { capacity: 1000, maxBatch: 50, log: () => {} });
   publisher.enqueue(trades(0, 400), "sim", 1);
   let resumed = false;
   const waiting = publisher.waitForRoom().then(() => resumed = true);
@@ -142,7 +142,7 @@ Deno.test("a send that cannot be retried stops the queue and says so, instead of
   let calls = 0;
   const logs: string[] = [];
   const failures: string[] = [];
-  const publisher = createPublisher({
+  const publisher = new Publisher({
     send() {
       calls++;
       return Promise.reject(finalError("message too large"));
@@ -172,7 +172,7 @@ Deno.test("a batch sent again after a failed send is counted as possibly duplica
   // One send writes part of the batch (one broker of two answered), then fails.
   const written: Message[] = [];
   let calls = 0;
-  const publisher = createPublisher({
+  const publisher = new Publisher({
     send(messages) {
       calls++;
       if (calls === 1) {

@@ -9,12 +9,11 @@
  */
 
 import assert from "node:assert/strict";
-import { parseFrame } from "../../producer/finnhub.ts";
+import { parseFrame } from "../../producer/frames.ts";
 import { parseRecordedLine } from "../../producer/recording.ts";
 import { FakeFinnhub, type WireTrade } from "../helpers/fake_finnhub.ts";
 import {
   adminFor,
-  freePortPair,
   parseSummary,
   printTally,
   PrivateBroker,
@@ -26,6 +25,7 @@ import {
   waitForCount,
   wireId,
 } from "../helpers/processes.ts";
+import { freePortPair } from "../helpers/ports.ts";
 import { uniqueName } from "../helpers/kafka.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "BINANCE:BTCUSDT", "OANDA:EUR_USD"];

@@ -11,13 +11,13 @@
 
 import assert from "node:assert/strict";
 import type { Admin } from "kafkajs";
-import { type NativeBroker, startNativeBroker } from "../../tools/broker/launcher.ts";
+import { type NativeBroker, startNativeBroker } from "../../tools/broker/native.ts";
+import { ROOT, scriptArgs } from "../../tools/scripts.ts";
+import { freePortPair } from "./ports.ts";
 import { loadConfig } from "../../config.ts";
 import { createKafka } from "../../lib/kafka.ts";
 import { decodeTrade, type TradeRecord } from "../../lib/trade.ts";
 import type { WireTrade } from "./fake_finnhub.ts";
-
-export const ROOT = new URL("../..", import.meta.url).pathname;
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -38,25 +38,6 @@ export async function waitUntil(
     }
     await sleep(50);
   }
-}
-
-/**
- * A task's flags from deno.json (without --env-file: a developer's .env must not
- * steer the tests), with `recordings` allowed in `dir` instead.
- */
-export async function taskFlags(task: "produce" | "dashboard", dir?: string): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const words: string[] = config.tasks[task].split(" ");
-  assert.deepEqual(words.slice(0, 2), ["deno", "run"]);
-  const script = words.findIndex((word) => word.endsWith(".ts"));
-  return [
-    ...words.slice(2, script)
-      .filter((word) => word !== "--env-file")
-      .map((word) =>
-        dir ? word.replace(/^(--allow-(?:read|write))=recordings$/, `$1=${dir}`) : word
-      ),
-    ...words.slice(script),
-  ];
 }
 
 /** A script running as its own process, its output kept as it comes. */
@@ -146,13 +127,12 @@ export class Proc {
   }
 }
 
-/** The producer as `deno task produce` runs it, against `brokers`. */
-export async function startProducer(
-  args: string[],
-  env: Record<string, string>,
-  dir?: string,
-): Promise<Proc> {
-  return new Proc([...await taskFlags("produce", dir), ...args], env);
+/**
+ * The producer as `deno task produce` runs it (its permission set, no .env), with
+ * its recordings in `dir` instead of recordings/ when given.
+ */
+export function startProducer(args: string[], env: Record<string, string>, dir?: string): Proc {
+  return new Proc([...scriptArgs("produce", { files: dir }), ...args], env);
 }
 
 /** `deno task dashboard`: the consumer with its web server, on a free port. */
@@ -160,26 +140,13 @@ export async function startDashboardConsumer(
   args: string[],
   env: Record<string, string>,
 ): Promise<Proc & { url: string }> {
-  const proc = new Proc([...await taskFlags("dashboard"), ...args], {
+  const proc = new Proc([...scriptArgs("dashboard"), ...args], {
     DASHBOARD_HOST: "127.0.0.1",
     DASHBOARD_PORT: "0",
     ...env,
   });
   const [, url] = await proc.waitFor(/dashboard: (http:\/\/\S+)/);
   return Object.assign(proc, { url });
-}
-
-/** A port nobody listens on, with the port after it free as well (the controller's). */
-export function freePortPair(): number {
-  for (;;) {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = listener.addr.port;
-    listener.close();
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port: port + 1 }).close();
-      return port;
-    } catch { /* taken: try another */ }
-  }
 }
 
 /**

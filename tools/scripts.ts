@@ -1,0 +1,31 @@
+/**
+ * How a script runs when a tool or a test starts it as a user's task would: with
+ * its permission set from deno.json (the one declaration of what each script may
+ * touch) and its V8 flags, but without `--env-file`, so a developer's `.env` never
+ * steers a test or a benchmark. deno.json's tasks are these words plus `--env-file`.
+ */
+
+export type Script = "produce" | "consume" | "dashboard";
+
+/** A young generation this small keeps RSS flat under load (see the README's measurements). */
+const V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
+
+const FILES: Record<Script, string[]> = {
+  produce: ["producer.ts"],
+  consume: ["consumer.ts"],
+  dashboard: ["consumer.ts", "--dashboard"],
+};
+
+/** The project root: scripts run here, with the relative paths their permission sets name. */
+export const ROOT: string = new URL("../", import.meta.url).pathname;
+
+/**
+ * `deno` arguments that run `script` with its permission set. `files` replaces the
+ * set's read and write paths (a test's recordings in a temporary folder).
+ */
+export function scriptArgs(script: Script, options: { files?: string } = {}): string[] {
+  const files = options.files === undefined
+    ? []
+    : [`--allow-read=${options.files}`, `--allow-write=${options.files}`];
+  return ["run", "-q", "--no-prompt", `-P=${script}`, ...files, V8_FLAGS, ...FILES[script]];
+}
