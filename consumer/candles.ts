@@ -24,8 +24,7 @@
  * candle or symbol starts.
  */
 
-import { LIVE_WINDOW, type TradeRecord } from "../lib/trade.ts";
-import type { Source } from "../config.ts";
+import { LIVE_WINDOW, type Source, type TradeRecord } from "../lib/trade.ts";
 
 export interface Candle {
   /** ms, interval start (trade-time based) */

@@ -37,51 +37,17 @@
  * header says so ("partitions 2/3"): give each viewer its own group id.
  */
 
-import {
-  type EachBatchPayload,
-  type IHeaders,
-  type KafkaMessage,
-  Partitioners,
-  type Producer,
-} from "kafkajs";
+import type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaMessage, Producer } from "kafkajs";
+import { Partitioners } from "kafkajs";
 import { type Config, validateTopic } from "../config.ts";
+import { sleep, unlessAborted } from "../lib/async.ts";
 import { createKafka, ensureTopic } from "../lib/kafka.ts";
-import { decodeTrade, HEADER_RECEIVED_AT, type Rejection } from "../lib/trade.ts";
-import { Buffer, isAscii } from "node:buffer";
+import { HEADER_RECEIVED_AT, type Rejection } from "../lib/trade.ts";
+import { applyBatch, type ConsumerCounts, emptyCounts, lagOf, type ReaderState } from "./apply.ts";
 import type { Aggregator, ConsumerStatus } from "./candles.ts";
 import { type LatencyHistogram, LatencyWindow, parseReceivedAt } from "./latency.ts";
 
 export const LAG_POLL_MS = 3_000;
-
-export interface ConsumerCounts {
-  applied: number;
-  /** Records the codec refused (also forwarded to the DLQ with --dlq). */
-  rejected: number;
-  rejectedByKind: Partial<Record<Rejection, number>>;
-  tooLate: number;
-  /** Records dated more than MAX_AHEAD_MS after this consumer's clock. */
-  tooEarly: number;
-  /** Records of a new symbol past the Aggregator's symbol cap. */
-  symbolCap: number;
-  /** Records delivered again after they were applied, skipped. */
-  redelivered: number;
-  dlqForwarded: number;
-  dlqFailed: number;
-}
-
-export function emptyCounts(): ConsumerCounts {
-  return {
-    applied: 0,
-    rejected: 0,
-    rejectedByKind: {},
-    tooLate: 0,
-    tooEarly: 0,
-    symbolCap: 0,
-    redelivered: 0,
-    dlqForwarded: 0,
-    dlqFailed: 0,
-  };
-}
 
 export interface ConsumerOptions {
   readonly config: Config;
@@ -109,112 +75,6 @@ export interface RunningConsumer {
   readonly stopped: Promise<void>;
 }
 
-/** What a batch needs of a record; kafkajs's KafkaMessage has it. */
-export interface BatchRecord {
-  readonly offset: string;
-  readonly value: Uint8Array | null;
-  readonly headers?: IHeaders;
-}
-
-/**
- * A record value as text when it is plain ASCII, as encodeTrade writes it for ASCII
- * symbols: decodeTrade's fatal UTF-8 decoder is a fifth of its time, and only other
- * bytes need it (they go to it as they are). kafkajs hands values over as Buffers.
- */
-function asText(value: Uint8Array | null): Uint8Array | string | null {
-  return value instanceof Buffer && isAscii(value) ? value.toString("latin1") : value;
-}
-
-/** The state one reader keeps across batches. */
-export interface ReaderState {
-  readonly aggregator: Aggregator;
-  readonly counts: ConsumerCounts;
-  /** Per partition, the first offset not yet applied in this process. */
-  readonly nextToApply: Map<number, number>;
-}
-
-export interface BatchResult<M extends BatchRecord> {
-  applied: number;
-  /** Symbols the applied records belong to. */
-  touched: Set<string>;
-  /** Records the codec refused, with why: the DLQ's input. */
-  refused: { message: M; kind: Rejection }[];
-}
-
-/**
- * Applies one batch of one partition: skips (and counts as redelivered) what this
- * process has applied before, decodes and applies the rest at wall time `now`, counts
- * every outcome, and moves the partition's next offset past `lastOffset` (never back:
- * a batch from before what was applied must not reopen it). `onApplied` sees each
- * applied record (latency).
- */
-export function applyBatch<M extends BatchRecord>(
-  state: ReaderState,
-  partition: number,
-  messages: readonly M[],
-  lastOffset: number,
-  now: number,
-  onApplied?: (message: M) => void,
-): BatchResult<M> {
-  const { aggregator, counts } = state;
-  const floor = state.nextToApply.get(partition) ?? -1;
-  const result: BatchResult<M> = { applied: 0, touched: new Set(), refused: [] };
-  for (const message of messages) {
-    if (Number(message.offset) < floor) {
-      counts.redelivered++;
-      continue;
-    }
-    const record = decodeTrade(asText(message.value));
-    if (typeof record === "string") {
-      counts.rejected++;
-      counts.rejectedByKind[record] = (counts.rejectedByKind[record] ?? 0) + 1;
-      result.refused.push({ message, kind: record });
-      continue;
-    }
-    const outcome = aggregator.apply(record, now);
-    if (outcome === "applied") {
-      result.applied++;
-      result.touched.add(record.symbol);
-      onApplied?.(message);
-    } else if (outcome === "too-late") counts.tooLate++;
-    else if (outcome === "too-early") counts.tooEarly++;
-    else counts.symbolCap++;
-  }
-  counts.applied += result.applied;
-  state.nextToApply.set(partition, Math.max(floor, lastOffset + 1));
-  return result;
-}
-
-/** Offsets of one partition as the admin client reports them. */
-export interface PartitionEnds {
-  readonly partition: number;
-  readonly high: string;
-  readonly low: string;
-}
-
-/**
- * Records behind the log end over all partitions. A partition this member holds
- * counts from where this run stands: its next offset to apply, or before its first
- * batch the run's seek point (an earlier run's commit says nothing about this run).
- * Another member's partition counts from the group's commit.
- */
-export function lagOf(
-  ends: readonly PartitionEnds[],
-  nextToApply: ReadonlyMap<number, number>,
-  seekOffsets: ReadonlyMap<number, number>,
-  committed: ReadonlyMap<number, number>,
-  assigned: ReadonlySet<number>,
-): number {
-  let total = 0;
-  for (const { partition, high, low } of ends) {
-    const start = assigned.has(partition)
-      ? nextToApply.get(partition) ?? seekOffsets.get(partition) ?? committed.get(partition)
-      : committed.get(partition);
-    total += Math.max(0, Number(high) - (start ?? Number(low)));
-  }
-  return total;
-}
-
 /** The signal aborted before Kafka answered: nothing was read. */
 export class StoppedError extends Error {
   override name = "StoppedError";
@@ -226,106 +86,239 @@ export class StoppedError extends Error {
  * StoppedError at once if the signal aborts before Kafka has answered.
  */
 export async function startConsumer(options: ConsumerOptions): Promise<RunningConsumer> {
-  const { config, aggregator, signal } = options;
-  const topic = config.topic;
-  const dlqTopic = `${topic}.dlq`;
-  if (options.dlq) validateTopic(dlqTopic);
-  const kafka = createKafka(config, "consumer");
-  const admin = kafka.admin();
-  // A short fetch wait keeps Ctrl+C prompt: stopping waits for the fetch in flight.
-  // 2 MB per partition (kafkajs: 1 MB) reads history a quarter faster (deno task
-  // bench: 1M records, ~190k -> ~250k/s; RSS while catching up ~235 -> ~310 MB).
-  const consumer = kafka.consumer({
-    groupId: config.groupId,
-    sessionTimeout: 10_000,
-    maxWaitTimeInMs: 500,
-    maxBytesPerPartition: 2 * 1024 * 1024,
-  });
-  let producer: Producer | undefined;
-  const counts = emptyCounts();
-  const state: ReaderState = { aggregator, counts, nextToApply: new Map() };
-  const startedAt = Date.now();
-  const latency = new LatencyWindow(60);
-  const seekOffsets = new Map<number, number>();
-  let connected = false;
-  let lag: number | null = null;
-  let lastTradeAt: number | null = null;
-  let firstFetchAt: number | null = null;
-  let lastBatchDoneAt: number | null = null;
+  const reader = new TopicReader(options);
+  await reader.start();
+  return reader;
+}
+
+class TopicReader implements RunningConsumer {
+  readonly #options: ConsumerOptions;
+  readonly #topic: string;
+  readonly #admin: Admin;
+  readonly #consumer: Consumer;
+  readonly #producerFor: () => Producer;
+  /** The dead-letter producer, with --dlq. */
+  #dlq: Producer | undefined;
+  readonly #state: ReaderState;
+  readonly #startedAt = Date.now();
+  readonly #latency = new LatencyWindow(60);
+  /** Per partition, the first offset with trade time >= fromMs: where this run starts. */
+  readonly #seekOffsets = new Map<number, number>();
   /** The partitions this member holds since the latest join. */
-  let assigned = new Set<number>();
-  let partitions = 0;
-  let fatal: Error | undefined;
+  #assigned = new Set<number>();
+  #partitions = 0;
+  #connected = false;
+  #lag: number | null = null;
+  #lastTradeAt: number | null = null;
+  #firstFetchAt: number | null = null;
+  #lastBatchDoneAt: number | null = null;
+  #fatal: Error | undefined;
   /** The commit of the seek points once joined; batches commit after it. */
-  let startCommitted: Promise<void> = Promise.resolve();
+  #startCommitted: Promise<void> = Promise.resolve();
+  readonly #joined = Promise.withResolvers<void>();
+  /** Aborted by the stop signal or a crash that kafkajs does not restart from. */
+  readonly #halt = new AbortController();
+  stopped: Promise<void> = Promise.resolve();
 
-  const aborted = new Promise<"stopped">((resolve) => {
-    if (signal.aborted) resolve("stopped");
-    signal.addEventListener("abort", () => resolve("stopped"), { once: true });
-  });
-  const ready = (async () => {
-    await admin.connect();
-    await ensureTopic(admin, topic, config.partitions, config.replicationFactor);
-    if (options.dlq) {
-      await ensureTopic(admin, dlqTopic, config.partitions, config.replicationFactor);
-      producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-      await producer.connect();
-    }
-    const offsets = await admin.fetchTopicOffsetsByTimestamp(topic, options.fromMs);
-    for (const { partition, offset } of offsets) seekOffsets.set(partition, Number(offset));
-    partitions = offsets.length;
-    await consumer.connect();
-    await consumer.subscribe({ topic });
-    return "ready" as const;
-  })();
-  const disconnectAll = () =>
-    Promise.allSettled([admin.disconnect(), consumer.disconnect(), producer?.disconnect()]);
-  try {
-    // kafkajs retries a broker that does not answer for seconds; a stop must not wait.
-    if (await Promise.race([ready, aborted]) === "stopped") {
-      ready.catch(() => {}); // its retries end on their own; nothing waits for them
-      throw new StoppedError("stopped before Kafka answered");
-    }
-  } catch (error) {
-    await disconnectAll();
-    throw error;
+  constructor(options: ConsumerOptions) {
+    this.#options = options;
+    this.#topic = options.config.topic;
+    if (options.dlq) validateTopic(`${this.#topic}.dlq`);
+    const kafka = createKafka(options.config, "consumer");
+    this.#admin = kafka.admin();
+    // A short fetch wait keeps Ctrl+C prompt: stopping waits for the fetch in flight.
+    // 2 MB per partition (kafkajs: 1 MB) reads history a quarter faster (deno task
+    // bench: 1M records, ~190k -> ~250k/s; RSS while catching up ~235 -> ~310 MB).
+    this.#consumer = kafka.consumer({
+      groupId: options.config.groupId,
+      sessionTimeout: 10_000,
+      maxWaitTimeInMs: 500,
+      maxBytesPerPartition: 2 * 1024 * 1024,
+    });
+    this.#producerFor = () =>
+      kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    this.#state = { aggregator: options.aggregator, counts: emptyCounts(), nextToApply: new Map() };
+    options.signal.addEventListener("abort", () => this.#halt.abort(), { once: true });
   }
 
-  // --limit's clock starts when the first fetch is sent, not at the first batch:
-  // kafkajs decodes a whole fetch (2 MB a partition) before handing over its first batch.
-  consumer.on(consumer.events.FETCH_START, () => {
-    firstFetchAt ??= Date.now();
-  });
-  const joined = Promise.withResolvers<void>();
-  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-    connected = true;
-    const held = payload.memberAssignment[topic] ?? [];
-    assigned = new Set(held);
-    // Emitted before kafkajs fetches for the new assignment, so these seeks take
-    // effect first (see "Not missed within a run" at the top).
-    for (const partition of held) {
-      const at = state.nextToApply.get(partition) ?? seekOffsets.get(partition);
-      if (at !== undefined) consumer.seek({ topic, partition, offset: String(at) });
-    }
-    joined.resolve();
-  });
-  for (const event of [consumer.events.STOP, consumer.events.DISCONNECT]) {
-    consumer.on(event, () => (connected = false));
-  }
-  const crashed = Promise.withResolvers<void>();
-  consumer.on(consumer.events.CRASH, ({ payload }) => {
-    connected = false;
-    if (!payload.restart) {
-      fatal = payload.error;
-      crashed.resolve();
-      joined.reject(payload.error);
-    }
-  });
-
-  async function forward(dead: { message: KafkaMessage; kind: Rejection }[], partition: number) {
+  /** Connects, joins and starts reading; see startConsumer. */
+  async start(): Promise<void> {
     try {
-      await producer!.send({
-        topic: dlqTopic,
+      // kafkajs retries a broker that does not answer for seconds; a stop must not wait.
+      if (await unlessAborted(this.#connect(), this.#options.signal) === "stopped") {
+        throw new StoppedError("stopped before Kafka answered");
+      }
+    } catch (error) {
+      await this.#disconnect();
+      throw error;
+    }
+    this.#listen();
+    await this.#consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: (payload) => this.#eachBatch(payload),
+    });
+    this.stopped = this.#watch();
+    await Promise.race([this.#joined.promise, this.stopped]);
+    if (!this.#options.signal.aborted && !this.#fatal) this.#commitSeekPoints();
+  }
+
+  status(): ConsumerStatus {
+    const now = Date.now();
+    const { aggregator } = this.#options;
+    const counts = this.#state.counts;
+    return {
+      connected: this.#connected,
+      lag: this.#lag,
+      latencyP50Ms: this.#latency.quantile(0.5, now),
+      latencyP99Ms: this.#latency.quantile(0.99, now),
+      // The market's rate by trade time (a replay at 100k records/s is not a trade rate).
+      tradesPerSecond: aggregator.symbols().reduce(
+        (sum, symbol) => sum + aggregator.stats(symbol, now)!.tradesPerSecond,
+        0,
+      ),
+      applied: counts.applied,
+      rejected: counts.rejected + counts.symbolCap,
+      tooLate: counts.tooLate,
+      tooEarly: counts.tooEarly,
+      lastTradeAt: this.#lastTradeAt,
+    };
+  }
+
+  counts(): Readonly<ConsumerCounts> {
+    return this.#state.counts;
+  }
+
+  assignment(): { assigned: number; partitions: number } {
+    return { assigned: this.#assigned.size, partitions: this.#partitions };
+  }
+
+  batchTimes(): { first: number | null; lastDone: number | null } {
+    return { first: this.#firstFetchAt, lastDone: this.#lastBatchDoneAt };
+  }
+
+  /** The topic (and the DLQ's), the seek points, then the group. */
+  async #connect(): Promise<void> {
+    const { config, fromMs, dlq } = this.#options;
+    const admin = this.#admin;
+    await admin.connect();
+    await ensureTopic(admin, this.#topic, config.partitions, config.replicationFactor);
+    if (dlq) {
+      await ensureTopic(admin, `${this.#topic}.dlq`, config.partitions, config.replicationFactor);
+      this.#dlq = this.#producerFor();
+      await this.#dlq.connect();
+    }
+    const offsets = await admin.fetchTopicOffsetsByTimestamp(this.#topic, fromMs);
+    for (const { partition, offset } of offsets) this.#seekOffsets.set(partition, Number(offset));
+    this.#partitions = offsets.length;
+    await this.#consumer.connect();
+    await this.#consumer.subscribe({ topic: this.#topic });
+  }
+
+  #disconnect(): Promise<unknown> {
+    return Promise.allSettled([
+      this.#admin.disconnect(),
+      this.#consumer.disconnect(),
+      this.#dlq?.disconnect(),
+    ]);
+  }
+
+  #listen(): void {
+    const consumer = this.#consumer;
+    const { events } = consumer;
+    // --limit's clock starts when the first fetch is sent, not at the first batch:
+    // kafkajs decodes a whole fetch (2 MB a partition) before handing over its first batch.
+    consumer.on(events.FETCH_START, () => {
+      this.#firstFetchAt ??= Date.now();
+    });
+    consumer.on(events.GROUP_JOIN, ({ payload }) => {
+      this.#connected = true;
+      const held = payload.memberAssignment[this.#topic] ?? [];
+      this.#assigned = new Set(held);
+      // Emitted before kafkajs fetches for the new assignment, so these seeks take
+      // effect first (see "Not missed within a run" at the top).
+      for (const partition of held) {
+        const at = this.#state.nextToApply.get(partition) ?? this.#seekOffsets.get(partition);
+        if (at !== undefined) consumer.seek({ topic: this.#topic, partition, offset: String(at) });
+      }
+      this.#joined.resolve();
+    });
+    for (const event of [events.STOP, events.DISCONNECT]) {
+      consumer.on(event, () => (this.#connected = false));
+    }
+    consumer.on(events.CRASH, ({ payload }) => {
+      this.#connected = false;
+      if (payload.restart) return;
+      this.#fatal = payload.error;
+      this.#halt.abort();
+      this.#joined.reject(payload.error);
+    });
+  }
+
+  /**
+   * The group's commit from an earlier run says nothing about this one: commit the
+   * seek points of the partitions no batch has reached yet (batches commit after).
+   */
+  #commitSeekPoints(): void {
+    const untouched = [...this.#assigned].filter((partition) =>
+      !this.#state.nextToApply.has(partition) && this.#seekOffsets.has(partition)
+    );
+    this.#startCommitted = this.#consumer.commitOffsets(
+      untouched.map((partition) => ({
+        topic: this.#topic,
+        partition,
+        offset: String(this.#seekOffsets.get(partition)),
+      })),
+    ).catch((error) => console.error(`warning: could not commit the start offsets: ${error}`));
+  }
+
+  async #eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, commitOffsetsIfNecessary, isStale } = payload;
+    if (isStale()) return; // a seek is pending for this partition: this batch is from before it
+    const { partition } = batch;
+    const last = batch.lastOffset();
+    const result = applyBatch(this.#state, {
+      partition,
+      messages: batch.messages,
+      lastOffset: Number(last),
+      now: Date.now(),
+      onApplied: (message) => this.#recordLatency(message),
+    });
+    if (this.#dlq && result.refused.length > 0) await this.#forward(result.refused, partition);
+    if (result.applied > 0) this.#lastTradeAt = Date.now();
+    resolveOffset(last);
+    // Committed only now that the batch is applied (see the comment at the top); the
+    // next offset to apply, so a redelivered batch never moves the commit back. After
+    // the seek points' commit, which must not land after it.
+    await this.#startCommitted;
+    const next = String(this.#state.nextToApply.get(partition));
+    await commitOffsetsIfNecessary({
+      topics: [{ topic: this.#topic, partitions: [{ partition, offset: next }] }],
+    });
+    this.#lastBatchDoneAt = Date.now();
+    if (this.#options.onBatch && result.touched.size > 0) this.#options.onBatch(result.touched);
+  }
+
+  /**
+   * Latency is the pipeline's: records the producer received before this consumer
+   * started are history being replayed, and their age says nothing. It is taken when
+   * each record is applied, not when its batch began: a big batch would otherwise
+   * hide its own processing time.
+   */
+  #recordLatency(message: KafkaMessage): void {
+    const receivedAt = parseReceivedAt(message.headers?.[HEADER_RECEIVED_AT]);
+    if (receivedAt < this.#startedAt) return;
+    const appliedAt = Date.now();
+    this.#latency.record(appliedAt - receivedAt, appliedAt);
+    this.#options.latencyLog?.record(appliedAt - receivedAt);
+  }
+
+  /** Undecodable records, as they are, to `<topic>.dlq`: counted and reported, never fatal. */
+  async #forward(dead: { message: KafkaMessage; kind: Rejection }[], partition: number) {
+    const counts = this.#state.counts;
+    try {
+      await this.#dlq!.send({
+        topic: `${this.#topic}.dlq`,
         acks: -1,
         messages: dead.map(({ message, kind }) => ({
           key: message.key,
@@ -334,135 +327,53 @@ export async function startConsumer(options: ConsumerOptions): Promise<RunningCo
           headers: {
             ...(message.headers as IHeaders | undefined),
             "dlq-reason": kind,
-            "dlq-origin": `${topic}/${partition}/${message.offset}`,
+            "dlq-origin": `${this.#topic}/${partition}/${message.offset}`,
           },
         })),
       });
       counts.dlqForwarded += dead.length;
     } catch (error) {
-      // Counted and reported, never fatal: the charts go on, the count shows the loss.
+      // The charts go on; the count shows the loss.
       counts.dlqFailed += dead.length;
-      console.error(`warning: could not forward ${dead.length} records to ${dlqTopic}: ${error}`);
+      console.error(
+        `warning: could not forward ${dead.length} records to ${this.#topic}.dlq: ${error}`,
+      );
     }
   }
 
-  // Latency is the pipeline's: records the producer received before this consumer
-  // started are history being replayed, and their age says nothing. It is taken when
-  // each record is applied, not when its batch began: a big batch would otherwise
-  // hide its own processing time.
-  const recordLatency = (message: KafkaMessage) => {
-    const receivedAt = parseReceivedAt(message.headers?.[HEADER_RECEIVED_AT]);
-    if (receivedAt >= startedAt) {
-      const appliedAt = Date.now();
-      latency.record(appliedAt - receivedAt, appliedAt);
-      options.latencyLog?.record(appliedAt - receivedAt);
-    }
-  };
-
-  async function eachBatch(
-    { batch, resolveOffset, commitOffsetsIfNecessary, isStale }: EachBatchPayload,
-  ): Promise<void> {
-    if (isStale()) return; // a seek is pending for this partition: this batch is from before it
-    const partition = batch.partition;
-    const now = Date.now();
-    const last = batch.lastOffset();
-    const result = applyBatch(
-      state,
-      partition,
-      batch.messages,
-      Number(last),
-      now,
-      recordLatency,
-    );
-    if (producer && result.refused.length > 0) await forward(result.refused, partition);
-    if (result.applied > 0) lastTradeAt = now;
-    resolveOffset(last);
-    // Committed only now that the batch is applied (see the comment at the top); the
-    // next offset to apply, so a redelivered batch never moves the commit back. After
-    // the seek points' commit, which must not land after it.
-    await startCommitted;
-    const next = String(state.nextToApply.get(partition));
-    await commitOffsetsIfNecessary({
-      topics: [{ topic, partitions: [{ partition, offset: next }] }],
-    });
-    lastBatchDoneAt = Date.now();
-    if (options.onBatch && result.touched.size > 0) options.onBatch(result.touched);
-  }
-
-  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch });
-
-  async function pollLag(): Promise<void> {
+  async #pollLag(): Promise<void> {
+    const { groupId } = this.#options.config;
     const [committed, ends] = await Promise.all([
-      admin.fetchOffsets({ groupId: config.groupId, topics: [topic] }),
-      admin.fetchTopicOffsets(topic),
+      this.#admin.fetchOffsets({ groupId, topics: [this.#topic] }),
+      this.#admin.fetchTopicOffsets(this.#topic),
     ]);
     const done = new Map<number, number>();
     for (const { partition, offset } of committed[0]?.partitions ?? []) {
       done.set(partition, Number(offset));
     }
-    lag = lagOf(ends, state.nextToApply, seekOffsets, done, assigned);
+    this.#lag = lagOf(ends, {
+      nextToApply: this.#state.nextToApply,
+      seekOffsets: this.#seekOffsets,
+      committed: done,
+      assigned: this.#assigned,
+    });
   }
 
-  const stopped = (async () => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+  /** Polls the lag until the signal aborts or the consumer crashes; then leaves the group. */
+  async #watch(): Promise<void> {
+    const halt = this.#halt.signal;
     try {
-      await Promise.race([joined.promise, aborted]);
-      while (!signal.aborted && !fatal) {
-        await pollLag().catch(() => (lag = null));
-        await Promise.race([
-          aborted,
-          crashed.promise,
-          new Promise((resolve) => (timer = setTimeout(resolve, options.lagPollMs ?? LAG_POLL_MS))),
-        ]);
-        clearTimeout(timer);
+      await unlessAborted(this.#joined.promise, halt);
+      while (!halt.aborted) {
+        await this.#pollLag().catch(() => (this.#lag = null));
+        await sleep(this.#options.lagPollMs ?? LAG_POLL_MS, halt);
       }
     } finally {
-      clearTimeout(timer);
       // stop() waits for the batch in flight, which commits what it applied; then
       // disconnect() leaves the group, so a restart rejoins without waiting.
-      await consumer.stop().catch(() => {});
-      await disconnectAll();
+      await this.#consumer.stop().catch(() => {});
+      await this.#disconnect();
     }
-    if (fatal) throw fatal;
-  })();
-
-  await Promise.race([joined.promise, stopped]);
-  if (!signal.aborted && !fatal) {
-    // The group's commit from an earlier run says nothing about this one: commit the
-    // seek points of the partitions no batch has reached yet (batches commit after).
-    const untouched = [...assigned].filter((p) => !state.nextToApply.has(p) && seekOffsets.has(p));
-    startCommitted = consumer.commitOffsets(
-      untouched.map((partition) => ({
-        topic,
-        partition,
-        offset: String(seekOffsets.get(partition)),
-      })),
-    ).catch((error) => console.error(`warning: could not commit the start offsets: ${error}`));
+    if (this.#fatal) throw this.#fatal;
   }
-
-  return {
-    status: () => {
-      const now = Date.now();
-      return {
-        connected,
-        lag,
-        latencyP50Ms: latency.quantile(0.5, now),
-        latencyP99Ms: latency.quantile(0.99, now),
-        // The market's rate by trade time (a replay at 100k records/s is not a trade rate).
-        tradesPerSecond: aggregator.symbols().reduce(
-          (sum, symbol) => sum + aggregator.stats(symbol, now)!.tradesPerSecond,
-          0,
-        ),
-        applied: counts.applied,
-        rejected: counts.rejected + counts.symbolCap,
-        tooLate: counts.tooLate,
-        tooEarly: counts.tooEarly,
-        lastTradeAt,
-      };
-    },
-    counts: () => counts,
-    assignment: () => ({ assigned: assigned.size, partitions }),
-    batchTimes: () => ({ first: firstFetchAt, lastDone: lastBatchDoneAt }),
-    stopped,
-  };
 }

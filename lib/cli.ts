@@ -69,12 +69,15 @@ export function positive(
   rule: { integer?: boolean; allowZero?: boolean } = {},
 ): number {
   const number = Number(text);
-  const ok = text.trim() !== "" && Number.isFinite(number) &&
+  const ok = (rule.integer ? /^\d{1,15}$/.test(text) : text.trim() !== "") &&
+    Number.isFinite(number) &&
     (rule.allowZero ? number >= 0 : number > 0) &&
     (!rule.integer || Number.isSafeInteger(number));
   if (!ok) {
     const kind = rule.integer ? "whole number" : "number";
-    throw new UsageError(`--${flag}: "${text}" is not a ${rule.allowZero ? "" : "positive "}${kind}`);
+    throw new UsageError(
+      `--${flag}: "${text}" is not a ${rule.allowZero ? "" : "positive "}${kind}`,
+    );
   }
   return number;
 }

@@ -8,14 +8,9 @@
 
 import assert from "node:assert/strict";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
-import {
-  type ChartData,
-  closesBySlot,
-  plainLines,
-  renderFrame,
-  type Size,
-} from "../consumer/chart.ts";
-import type { Source } from "../config.ts";
+import { type ChartData, plainLines, renderFrame, type Size } from "../consumer/chart.ts";
+import { closesBySlot } from "../consumer/plot.ts";
+import type { Source } from "../lib/trade.ts";
 
 const NOW = Date.UTC(2026, 0, 5, 14, 30, 0, 400);
 const SNAPSHOTS = new URL("./snapshots/", import.meta.url);
@@ -62,7 +57,7 @@ function status(): ConsumerStatus {
 
 function data(overrides: Partial<ChartData> = {}): ChartData {
   return {
-    source: fixture(),
+    aggregation: fixture(),
     status: status(),
     topic: "trades",
     intervalMs: 1_000,
@@ -155,7 +150,7 @@ Deno.test("every size from tiny to wide fits, and a small terminal says so", () 
 
 Deno.test("no trades yet: the frame says what it waits for", () => {
   const empty = new Aggregator({ intervalsMs: [1_000], maxCandles: 10, maxSymbols: 10 });
-  const frame = renderFrame(data({ source: empty }), { columns: 80, rows: 20 }, NOW);
+  const frame = renderFrame(data({ aggregation: empty }), { columns: 80, rows: 20 }, NOW);
   assert.match(frame, /waiting for trades on trades/);
   assert.match(frame, /deno task produce/);
 });

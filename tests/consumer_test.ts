@@ -12,7 +12,10 @@ import { Buffer } from "node:buffer";
 import { type Admin, type Kafka, Partitioners } from "kafkajs";
 import { Aggregator } from "../consumer/candles.ts";
 import { loadConfig } from "../config.ts";
-import { parseFlags, resolveFrom, UsageError } from "../consumer.ts";
+import { parseConsumerFlags as parseFlags, resolveFrom } from "../consumer/flags.ts";
+import { UsageError } from "../lib/cli.ts";
+import { lines as linesOf } from "../lib/lines.ts";
+import { ROOT, scriptArgs } from "../tools/scripts.ts";
 import { startConsumer } from "../consumer/topic_reader.ts";
 import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type TradeRecord } from "../lib/trade.ts";
 import { assertCandlesEqual, generateTrades, reference } from "./helpers/candles_reference.ts";
@@ -308,16 +311,8 @@ Deno.test("the CLI prints plain lines when piped and stops cleanly on SIGTERM", 
     await produce(kafka, topic, trades);
     const expected = reference(trades, INTERVALS, 3_600, 500).applied.length;
     const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--no-prompt",
-        "--allow-net",
-        "--allow-env",
-        "consumer.ts",
-        "--from=10m",
-        "--every=100ms",
-      ],
-      cwd: new URL("..", import.meta.url),
+      args: [...scriptArgs("consume"), "--from=10m", "--every=100ms"],
+      cwd: ROOT,
       env: {
         KAFKA_BROKERS: BROKERS,
         KAFKA_TOPIC: topic,
@@ -329,17 +324,12 @@ Deno.test("the CLI prints plain lines when piped and stops cleanly on SIGTERM", 
     }).spawn();
     const stderr = new Response(child.stderr).text();
     const lines: string[] = [];
-    let buffer = "";
-    const decoder = new TextDecoder();
-    const reader = child.stdout.getReader();
+    const reader = linesOf(child.stdout).getReader();
     try {
       while (!lines.some((line) => line.includes(` applied=${expected} `))) {
         const { value, done } = await reader.read();
         if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        const parts = buffer.split("\n");
-        buffer = parts.pop()!;
-        lines.push(...parts);
+        lines.push(value);
       }
       child.kill("SIGTERM");
       while (!(await reader.read()).done) { /* drain */ }
@@ -365,8 +355,8 @@ Deno.test("Ctrl+C while Kafka does not answer stops at once, with one line", asy
   const port = listener.addr.port;
   listener.close();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "--allow-net", "--allow-env", "consumer.ts", "--from=1m"],
-    cwd: new URL("..", import.meta.url),
+    args: [...scriptArgs("consume"), "--from=1m"],
+    cwd: ROOT,
     env: { KAFKA_BROKERS: `127.0.0.1:${port}`, KAFKA_GROUP_ID: uniqueName("cli"), NO_COLOR: "1" },
     stdout: "null",
     stderr: "piped",

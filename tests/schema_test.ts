@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { Source } from "../config.ts";
+import type { Source } from "../lib/trade.ts";
 import {
   decodeTrade,
   encodeTrade,

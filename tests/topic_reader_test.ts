@@ -1,5 +1,5 @@
 /**
- * topic_reader.ts's pure pieces, without a broker: a batch kafkajs delivers again
+ * consumer/apply.ts, the topic reader's pure pieces, without a broker: a batch kafkajs delivers again
  * (after a failed commit, a rebalance or a client restart) is skipped, so each trade
  * is applied once whatever order the redeliveries come in; and the lag counts from
  * where this run stands, not from an earlier run's commit.
@@ -14,7 +14,7 @@ import {
   emptyCounts,
   lagOf,
   type ReaderState,
-} from "../consumer/topic_reader.ts";
+} from "../consumer/apply.ts";
 import { assertCandlesEqual, generateTrades, reference } from "./helpers/candles_reference.ts";
 
 const INTERVALS = [1_000, 60_000];
@@ -44,7 +44,12 @@ function deliver(
   from: number,
   to: number,
 ) {
-  return applyBatch(state, partition, log.slice(from, to + 1), to, Date.now());
+  return applyBatch(state, {
+    partition,
+    messages: log.slice(from, to + 1),
+    lastOffset: to,
+    now: Date.now(),
+  });
 }
 
 Deno.test("a redelivered batch is skipped: every trade is applied once", async (t) => {
@@ -109,7 +114,13 @@ Deno.test("a redelivered batch is skipped: every trade is applied once", async (
       { offset: "4", value: encoder.encode(encodeTrade({ ...good, time: 1_000 }, "sim")) },
     ];
     const applied: string[] = [];
-    const result = applyBatch(state, 0, batch, 4, now, (message) => applied.push(message.offset));
+    const result = applyBatch(state, {
+      partition: 0,
+      messages: batch,
+      lastOffset: 4,
+      now,
+      onApplied: (message) => applied.push(message.offset),
+    });
     assert.deepEqual(applied, ["0"], "onApplied sees each applied record");
     assert.deepEqual(result.refused.map(({ message, kind }) => `${message.offset} ${kind}`), [
       "1 not-json",
@@ -135,11 +146,33 @@ Deno.test("lag counts from where this run stands, not from an earlier run's comm
   const seek = new Map([[0, 40], [1, 10]]);
   const committed = new Map([[0, 100], [1, 50]]);
   const mine = new Set([0, 1]);
-  assert.equal(lagOf(ends, new Map(), seek, committed, mine), 60 + 40);
+  assert.equal(
+    lagOf(ends, { nextToApply: new Map(), seekOffsets: seek, committed, assigned: mine }),
+    60 + 40,
+  );
   // Partition 0's first batch is applied up to 70.
-  assert.equal(lagOf(ends, new Map([[0, 70]]), seek, committed, mine), 30 + 40);
+  assert.equal(
+    lagOf(ends, { nextToApply: new Map([[0, 70]]), seekOffsets: seek, committed, assigned: mine }),
+    30 + 40,
+  );
   // Partition 1 is another member's (a shared group): its lag is the group's commit.
-  assert.equal(lagOf(ends, new Map([[0, 70]]), seek, new Map([[1, 45]]), new Set([0])), 30 + 5);
+  assert.equal(
+    lagOf(ends, {
+      nextToApply: new Map([[0, 70]]),
+      seekOffsets: seek,
+      committed: new Map([[1, 45]]),
+      assigned: new Set([0]),
+    }),
+    30 + 5,
+  );
   // Nothing committed and no seek point: from the log start.
-  assert.equal(lagOf(ends, new Map(), new Map(), new Map(), new Set()), 150);
+  assert.equal(
+    lagOf(ends, {
+      nextToApply: new Map(),
+      seekOffsets: new Map(),
+      committed: new Map(),
+      assigned: new Set(),
+    }),
+    150,
+  );
 });

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import type { Candle } from "../../consumer/candles.ts";
 import type { TradeRecord } from "../../lib/trade.ts";
-import type { Source } from "../../config.ts";
+import type { Source } from "../../lib/trade.ts";
 
 /** A small seeded PRNG (mulberry32), so a failure can be replayed. */
 export function random(seed: number): () => number {
