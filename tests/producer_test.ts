@@ -9,88 +9,26 @@ import type { Admin } from "kafkajs";
 import { decodeTrade, isRejection, type TradeRecord } from "../lib/trade.ts";
 import { FakeFinnhub, type WireTrade } from "./helpers/fake_finnhub.ts";
 import { BROKERS, withTopic } from "./helpers/kafka.ts";
+import { Proc, readTopic, startProducer, tradesOf, waitForCount } from "./helpers/processes.ts";
 import { startNativeBroker } from "../tools/broker/native.ts";
 import { loadConfig } from "../config.ts";
 import { createKafka } from "../lib/kafka.ts";
-import { ROOT, scriptArgs } from "../tools/scripts.ts";
 import { freePortPair } from "./helpers/ports.ts";
 
 const SYMBOLS = ["AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1"];
 
-interface Run {
-  child: Deno.ChildProcess;
-  /** Resolves when the process has ended, with everything it printed. */
-  done: Promise<{ code: number; stdout: string; stderr: string }>;
-}
-
-/** The producer with its task's permissions, its recordings in `dir`. */
-function startProducer(args: string[], env: Record<string, string>, dir: string): Run {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...scriptArgs("produce", { files: dir }), ...args],
-    cwd: ROOT,
-    env: { KAFKA_BROKERS: BROKERS, FINNHUB_TOKEN: "", SOURCE: "", NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const text = (stream: ReadableStream<Uint8Array>) => new Response(stream).text();
-  const done = Promise.all([child.status, text(child.stdout), text(child.stderr)])
-    .then(([status, stdout, stderr]) => ({ code: status.code, stdout, stderr }));
-  return { child, done };
-}
-
 async function runProducer(args: string[], env: Record<string, string> = {}) {
   const dir = await Deno.makeTempDir();
   try {
-    return await (await startProducer(args, env, dir)).done;
+    return await startProducer(args, { KAFKA_BROKERS: BROKERS, ...env }, dir).done;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 }
 
-interface Kept {
-  key: string;
-  ts: number;
-  headers: Record<string, string>;
-  partition: number;
-  record: TradeRecord;
-}
-
-/** Every record of `topic`, via kcat's JSON envelope. */
-async function readTopic(topic: string): Promise<Kept[]> {
-  const output = await new Deno.Command("kcat", {
-    args: ["-C", "-b", BROKERS, "-t", topic, "-e", "-q", "-J"],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-  return new TextDecoder().decode(output.stdout).split("\n").filter((line) => line !== "").map(
-    (line) => {
-      const envelope = JSON.parse(line);
-      const headers: Record<string, string> = {};
-      for (let i = 0; i < envelope.headers.length; i += 2) {
-        headers[envelope.headers[i]] = envelope.headers[i + 1];
-      }
-      const record = decodeTrade(envelope.payload);
-      assert.ok(!isRejection(record), `not a trade record: ${envelope.payload}`);
-      return { key: envelope.key, ts: envelope.ts, headers, partition: envelope.partition, record };
-    },
-  );
-}
-
-async function recordCount(admin: Admin, topic: string): Promise<number> {
-  const offsets = await admin.fetchTopicOffsets(topic);
-  return offsets.reduce((sum, partition) => sum + Number(partition.high), 0);
-}
-
-async function waitForCount(admin: Admin, topic: string, count: number, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  let seen = 0;
-  while ((seen = await recordCount(admin, topic)) < count) {
-    if (Date.now() > deadline) throw new Error(`${seen} of ${count} records in ${topic}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return seen;
+/** The trades on `topic` of the shared broker. */
+async function readTrades(topic: string) {
+  return tradesOf(await readTopic(BROKERS, topic));
 }
 
 /** Per symbol, the fake's volumes (its sequence numbers) in the order Kafka holds them. */
@@ -112,12 +50,12 @@ Deno.test("finnhub -> Kafka: every trade once, in order, keyed and timestamped; 
   const fake = new FakeFinnhub();
   const dir = await Deno.makeTempDir();
   const recording = `${dir}/session.ndjson`;
-  let live: Run | undefined;
+  let live: Proc | undefined;
   try {
     await withTopic(3, async (topic, _kafka, admin) => {
-      live = await startProducer(
+      live = startProducer(
         [`--topic=${topic}`, `--symbols=${SYMBOLS.join(",")}`, `--record=${recording}`],
-        { FINNHUB_TOKEN: fake.token, FINNHUB_WS_URL: fake.url },
+        { FINNHUB_TOKEN: fake.token, FINNHUB_WS_URL: fake.url, KAFKA_BROKERS: BROKERS },
         dir,
       );
       await t.step("streams through junk, a server close and a dropped connection", async () => {
@@ -130,21 +68,21 @@ Deno.test("finnhub -> Kafka: every trade once, in order, keyed and timestamped; 
         fake.sendRaw(`{"type":"trade","data":[{"s":"AAPL","p":-1,"t":${Date.now()},"v":1}]}`);
         fake.error("Subscribing to too many symbols");
         fake.sendTrades([{ s: "OANDA:EUR_USD", p: 1.08512, t: Date.now(), v: 0 }]);
-        await waitForCount(admin, topic, fake.sent.length);
+        await waitForCount(admin, topic, () => fake.sent.length);
 
         fake.closeClients(1001, "restart");
         await fake.waitForSubscribed(2, SYMBOLS);
         await fake.stream({ symbols: SYMBOLS, rate: 5000, count: 3000 });
-        await waitForCount(admin, topic, fake.sent.length);
+        await waitForCount(admin, topic, () => fake.sent.length);
 
         await fake.drop();
         await fake.waitForSubscribed(3, SYMBOLS);
         fake.sendUnique(SYMBOLS, 100);
-        await waitForCount(admin, topic, fake.sent.length);
+        await waitForCount(admin, topic, () => fake.sent.length);
       });
 
       await t.step("SIGTERM flushes and exits 0 with a true summary", async () => {
-        live!.child.kill("SIGTERM");
+        live!.kill("SIGTERM");
         const { code, stdout, stderr } = await live!.done;
         assert.equal(code, 0, stderr);
         const n = fake.sent.length.toLocaleString("en-US");
@@ -158,7 +96,7 @@ Deno.test("finnhub -> Kafka: every trade once, in order, keyed and timestamped; 
       await t.step(
         "Kafka holds exactly what was sent: once, in order, keyed, timestamped",
         async () => {
-          const kept = await readTopic(topic);
+          const kept = await readTrades(topic);
           assert.equal(kept.length, fake.sent.length, "nothing lost, nothing doubled");
           const sentByVolume = new Map(fake.sent.map((trade) => [trade.v, trade]));
           for (const { key, ts, headers, record } of kept) {
@@ -181,15 +119,15 @@ Deno.test("finnhub -> Kafka: every trade once, in order, keyed and timestamped; 
       await withTopic(1, async (topic) => {
         const replayStart = Date.now();
         // The task may read recordings only where it may write them: here, `dir`.
-        const replay = await startProducer(
+        const replay = startProducer(
           [`--replay=${recording}`, "--speed=max", `--topic=${topic}`, "--status-interval=0"],
-          {},
+          { KAFKA_BROKERS: BROKERS },
           dir,
         );
         const result = await replay.done;
         assert.equal(result.code, 0, result.stderr);
         assert.match(result.stdout, /rejected 3 /, "the junk is refused again, and counted");
-        const kept = await readTopic(topic);
+        const kept = await readTrades(topic);
         assert.deepEqual(
           kept.map(({ record }) => ({ ...record, time: 0 })),
           fake.sent.map((trade) => ({ ...wireToRecord(trade), time: 0, source: "replay" })),
@@ -203,9 +141,7 @@ Deno.test("finnhub -> Kafka: every trade once, in order, keyed and timestamped; 
     });
   } finally {
     if (live) {
-      try {
-        live.child.kill("SIGKILL");
-      } catch { /* already ended */ }
+      live.kill("SIGKILL");
       await live.done;
     }
     await fake.close();
@@ -251,7 +187,7 @@ Deno.test("the simulated market: --limit trades, marked sim, repeatable with --s
         assert.match(stdout, /received 3,000, acked 3,000 .*queued 0, dropped 0, rejected 0/);
         assert.match(stderr, /seed 7, max rate; prices are simulated/);
       }
-      return [await readTopic(a), await readTopic(b)];
+      return [await readTrades(a), await readTrades(b)];
     }));
   assert.equal(first.length, 3000);
   for (const { key, ts, headers, record } of first) {
@@ -260,7 +196,7 @@ Deno.test("the simulated market: --limit trades, marked sim, repeatable with --s
     assert.equal(key, record.symbol);
     assert.equal(ts, record.time);
   }
-  const content = (kept: Kept[]) =>
+  const content = (kept: typeof first) =>
     kept.map(({ record }) => [record.symbol, record.price, record.volume]).sort();
   assert.deepEqual(content(second), content(first), "same seed, same market");
 });
@@ -309,10 +245,10 @@ Deno.test("a broker gone at shutdown: exit 1 naming the undelivered trades, all 
   const broker = await startNativeBroker({ port, dir: `${dir}/broker` });
   const fake = new FakeFinnhub();
   const recording = `${dir}/session.ndjson`;
-  let producer: Run | undefined;
+  let producer: Proc | undefined;
   try {
     const brokers = `127.0.0.1:${port}`;
-    producer = await startProducer(
+    producer = startProducer(
       ["--topic=outage", "--symbols=AAPL,MSFT", `--record=${recording}`, "--flush-timeout=2"],
       { FINNHUB_TOKEN: fake.token, FINNHUB_WS_URL: fake.url, KAFKA_BROKERS: brokers },
       dir,
@@ -322,7 +258,7 @@ Deno.test("a broker gone at shutdown: exit 1 naming the undelivered trades, all 
     const admin = createKafka(loadConfig({ KAFKA_BROKERS: brokers }), "test").admin();
     await admin.connect();
     try {
-      await waitForCount(admin, "outage", 100);
+      await waitForCount(admin, "outage", () => 100);
     } finally {
       await admin.disconnect();
     }
@@ -335,7 +271,7 @@ Deno.test("a broker gone at shutdown: exit 1 naming the undelivered trades, all 
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const stopping = Date.now();
-    producer.child.kill("SIGTERM");
+    producer.kill("SIGTERM");
     const { code, stdout, stderr } = await producer.done;
     assert.equal(code, 1, stderr);
     assert.ok(Date.now() - stopping < 8000, "the wait for Kafka is bounded");
@@ -348,9 +284,7 @@ Deno.test("a broker gone at shutdown: exit 1 naming the undelivered trades, all 
     assert.equal(recorded, 2, "both trade frames are in the recording");
   } finally {
     if (producer) {
-      try {
-        producer.child.kill("SIGKILL");
-      } catch { /* ended */ }
+      producer.kill("SIGKILL");
       await producer.done;
     }
     await broker.stop("SIGKILL").catch(() => {});

@@ -228,6 +228,9 @@ export interface Kept {
   partition: number;
   offset: number;
   key: string | null;
+  /** The record timestamp, ms. */
+  ts: number;
+  headers: Record<string, string>;
   /** The decoded record, or the Rejection the codec gave. */
   record: TradeRecord | string;
 }
@@ -243,13 +246,29 @@ export async function readTopic(brokers: string, topic: string): Promise<Kept[]>
   return new TextDecoder().decode(output.stdout).split("\n").filter((line) => line !== "")
     .map((line) => {
       const envelope = JSON.parse(line);
+      const headers: Record<string, string> = {};
+      for (let i = 0; i < (envelope.headers?.length ?? 0); i += 2) {
+        headers[envelope.headers[i]] = envelope.headers[i + 1];
+      }
       return {
         partition: envelope.partition,
         offset: envelope.offset,
         key: envelope.key,
+        ts: envelope.ts,
+        headers,
         record: decodeTrade(envelope.payload),
       };
     });
+}
+
+/** The trades of `kept`, asserting that every record is one. */
+export function tradesOf(
+  kept: readonly Kept[],
+): (Omit<Kept, "record"> & { record: TradeRecord })[] {
+  for (const { record, offset } of kept) {
+    assert.ok(typeof record !== "string", `offset ${offset} is not a trade record: ${record}`);
+  }
+  return kept as (Omit<Kept, "record"> & { record: TradeRecord })[];
 }
 
 /** What identifies a trade: its content, as the source sent it. */
