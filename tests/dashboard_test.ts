@@ -6,10 +6,18 @@
 
 import assert from "node:assert/strict";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
-import { CONTENT_SECURITY_POLICY, type Dashboard, serveDashboard } from "../dashboard/server.ts";
-import { formatEvent, parseEventId, safeJson } from "../dashboard/sse.ts";
+import { type Dashboard, serveDashboard } from "../dashboard/server.ts";
+import { encodeEvent } from "../dashboard/sse.ts";
+import { safeJson } from "../dashboard/wire.ts";
 import type { TradeRecord } from "../lib/trade.ts";
-import { ClientView, EventReader, readUntil, type Row, stuckClient } from "./helpers/sse.ts";
+import {
+  ClientView,
+  EventReader,
+  readUntil,
+  revisionOf,
+  type Row,
+  stuckClient,
+} from "./helpers/sse.ts";
 
 const XSS = "<img src=x onerror=alert(1)>";
 const T0 = Date.UTC(2025, 0, 6, 14, 30);
@@ -60,10 +68,11 @@ async function withDashboard(
   }
 }
 
+/** The aggregator's candles as rows: [time, open, high, low, close, volume, vwap, trades]. */
 function expected(aggregator: Aggregator, symbol: string, from = -Infinity): Row[] {
   return aggregator.candles(symbol, 1000, from).map((
     c,
-  ) => [c.start, c.open, c.high, c.low, c.close, c.volume, c.trades, c.vwap]);
+  ) => [c.start, c.open, c.high, c.low, c.close, c.volume, c.vwap, c.trades]);
 }
 
 function events(dashboard: Dashboard, query: string, init: RequestInit = {}) {
@@ -72,16 +81,15 @@ function events(dashboard: Dashboard, query: string, init: RequestInit = {}) {
 
 Deno.test("sse wire format: one event per frame, JSON that cannot read as markup", () => {
   assert.equal(
-    formatEvent({ id: "abcd1234-7", event: "delta", data: "{}", retry: 1000 }),
+    new TextDecoder().decode(
+      encodeEvent({ id: "abcd1234-7", event: "delta", data: "{}", retry: 1000 }),
+    ),
     "retry: 1000\nid: abcd1234-7\nevent: delta\ndata: {}\n\n",
   );
-  assert.throws(() => formatEvent({ data: "a\nb" }));
+  assert.throws(() => encodeEvent({ data: "a\nb" }));
   const text = safeJson({ symbol: XSS, note: "a & b" });
   assert.ok(!/[<>&]/.test(text), text);
   assert.deepEqual(JSON.parse(text), { symbol: XSS, note: "a & b" });
-  assert.deepEqual(parseEventId("abcd1234-42"), { boot: "abcd1234", revision: 42 });
-  assert.equal(parseEventId("42"), null);
-  assert.equal(parseEventId(null), null);
 });
 
 Deno.test("a client gets a snapshot of its window, then deltas that rebuild the same candles", async () => {
@@ -108,14 +116,14 @@ Deno.test("a client gets a snapshot of its window, then deltas that rebuild the 
     assert.equal(view.rows.size, 60);
 
     // New trades, one of them late (it lands in an older candle), then a notify.
-    let id = parseEventId(snapshot.id)!.revision;
+    let id = revisionOf(snapshot.id);
     for (let round = 0; round < 5; round++) {
       aggregator.apply(trade("AAPL", 200 + round, 3, last + 1000 * (round + 1)));
       aggregator.apply(trade("AAPL", 150, 1, last - 10_000));
       dashboard.notify(["AAPL"]);
       const delta = await reader.next();
       assert.equal(delta.event, "delta");
-      const revision = parseEventId(delta.id)!.revision;
+      const revision = revisionOf(delta.id);
       assert.ok(revision > id, "event ids grow with the aggregator revision");
       id = revision;
       // Only what changed travels: the new candle and the late one.
@@ -159,12 +167,15 @@ Deno.test("a reconnect with Last-Event-ID resumes without gaps or doubled points
     assert.ok(resume.data.stats.some((s: { symbol: string }) => s.symbol === "MSFT"));
     await second.cancel();
 
-    // An id from another server process (a restarted consumer) gets a snapshot.
-    const third = new EventReader(
-      await events(dashboard, "symbol=AAPL&window=5m&since=00000000-5"),
-    );
-    assert.equal((await third.next()).event, "snapshot");
-    await third.cancel();
+    // An id from another server process (a restarted consumer) gets a snapshot,
+    // and so does one that is no event id at all.
+    for (const since of ["00000000-5", "42"]) {
+      const third = new EventReader(
+        await events(dashboard, `symbol=AAPL&window=5m&since=${since}`),
+      );
+      assert.equal((await third.next()).event, "snapshot", since);
+      await third.cancel();
+    }
   });
 });
 
@@ -198,7 +209,7 @@ Deno.test("pushes are coalesced to at most ~20/s per client under 10,000 trades/
       const event = await reader.next();
       view.apply(event);
       if (performance.now() - start <= durationMs) pushes++;
-      if (done && parseEventId(event.id)!.revision === aggregator.revision()) break;
+      if (done && revisionOf(event.id) === aggregator.revision()) break;
     }
     await producer;
     assert.ok(applied >= 15_000, `applied ${applied}`);
@@ -317,27 +328,21 @@ Deno.test("the JSON API answers with the aggregator's data and clear errors", as
     await t.step("/api/candles", async () => {
       const all = await (await get("/api/candles?symbol=AAPL&interval=1000")).json();
       assert.equal(all.candles.length, 90);
-      assert.deepEqual(all.candles[0], {
-        start: T0,
-        open: 100,
-        high: 100,
-        low: 100,
-        close: 100,
-        volume: 2,
-        trades: 1,
-        vwap: 100,
-      });
+      // Rows, in the order /events sends them too.
+      assert.equal(all.fields.join(), "time,open,high,low,close,volume,vwap,trades");
+      assert.deepEqual(all.candles[0], [T0, 100, 100, 100, 100, 2, 100, 1]);
+      assert.deepEqual(all.candles, expected(aggregator, "AAPL"));
       const from = await (await get(`/api/candles?symbol=AAPL&interval=1m&from=${T0 + 60_000}`))
         .json();
       assert.equal(from.interval, 60_000);
-      assert.deepEqual(from.candles.map((c: { start: number }) => c.start), [T0 + 60_000]);
+      assert.deepEqual(from.candles.map((row: Row) => row[0]), [T0 + 60_000]);
       const iso = await (await get(
         `/api/candles?symbol=AAPL&from=${new Date(T0 + 80_000).toISOString()}`,
       )).json();
       assert.equal(iso.candles.length, 10);
       const symbol = encodeURIComponent("BINANCE:BTCUSDT");
       const btc = await (await get(`/api/candles?symbol=${symbol}`)).json();
-      assert.equal(btc.candles[0].close, 67_000);
+      assert.equal(btc.candles[0][4], 67_000, "close");
     });
 
     await t.step("errors name the parameter", async () => {
@@ -414,11 +419,14 @@ Deno.test("symbols reach the page as text: escaped JSON, no markup in HTML, no i
 });
 
 Deno.test("every response carries the CSP; the page has no inline script or style", async () => {
-  assert.match(CONTENT_SECURITY_POLICY, /script-src 'self'/);
-  assert.ok(!CONTENT_SECURITY_POLICY.includes("unsafe"));
   const aggregator = newAggregator();
   aggregator.apply(trade("AAPL", 1, 1, T0));
   await withDashboard(aggregator, {}, async (dashboard) => {
+    const page = await fetch(dashboard.url);
+    await page.body?.cancel();
+    const csp = page.headers.get("content-security-policy") ?? "";
+    assert.match(csp, /script-src 'self'/);
+    assert.ok(!csp.includes("unsafe"), csp);
     const paths = [
       "/",
       "/app.js",
@@ -435,7 +443,7 @@ Deno.test("every response carries the CSP; the page has no inline script or styl
     ];
     for (const path of paths) {
       const response = await fetch(new URL(path, dashboard.url));
-      assert.equal(response.headers.get("content-security-policy"), CONTENT_SECURITY_POLICY, path);
+      assert.equal(response.headers.get("content-security-policy"), csp, path);
       assert.equal(response.headers.get("x-content-type-options"), "nosniff", path);
       await response.body?.cancel();
     }

@@ -1,7 +1,7 @@
 /** format.ts: the one rule for counts, ages and clock times that every view shares. */
 
 import assert from "node:assert/strict";
-import { formatAge, formatClock, formatCount } from "../lib/format_old.ts";
+import { formatAge, formatClock, formatCount } from "../lib/format.js";
 
 Deno.test("counts get thousands separators and no fraction", () => {
   assert.equal(formatCount(0), "0");

@@ -4,8 +4,8 @@
 // Every value from the stream reaches the DOM through textContent or an <option>'s
 // text, never as HTML: symbols are user-controlled strings.
 
-import { createCandleChart, createPriceChart, fitToBox } from "/charts.js";
-import { decimalsFor, formatDuration, formatTime } from "/format.js";
+import { createCandleChart, createPriceChart, fitToBox } from "./charts.js";
+import { formatClock, formatInterval, priceDecimals } from "./format.js";
 import {
   $,
   candleLegend,
@@ -16,7 +16,7 @@ import {
   updateQuote,
   updateStats,
   updateWatchlist,
-} from "/panels.js";
+} from "./panels.js";
 
 /** The windows the page offers, and the candle width of the candlestick view in each. */
 const WINDOWS = { "1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000 };
@@ -24,13 +24,17 @@ const CANDLES_PER_WINDOW = 60;
 const RETRY_MAX_MS = 15_000;
 
 /**
- * @typedef {[number, number, number, number, number, number, number, number | null]} Row
- * start, open, high, low, close, volume, trades, vwap — as the server sends them.
+ * @typedef {[number, number, number, number, number, number, number | null, number]} Row
+ * A candle as the server sends it (dashboard/wire.ts):
+ * time, open, high, low, close, volume, vwap, trades.
  */
 
-/** Candles of the chosen symbol as columns, sorted by start, bounded by the window. */
+/** The column each field of a Row goes to, in the Row's order. */
+const COLUMNS = ["t", "o", "h", "l", "c", "v", "w", "n"];
+
+/** Candles of the chosen symbol as columns, sorted by time, bounded by the window. */
 function emptySeries() {
-  return { t: [], o: [], h: [], l: [], c: [], v: [], n: [], w: [] };
+  return { t: [], o: [], h: [], l: [], c: [], v: [], w: [], n: [] };
 }
 
 const state = {
@@ -76,17 +80,16 @@ function lowerBound(list, value) {
 
 /** Inserts or replaces one candle. The server sends whole candles: a repeat is harmless. */
 function upsert(series, /** @type {Row} */ row) {
-  const start = row[0];
+  const time = row[0];
   const last = series.t.length - 1;
   let i;
-  if (last < 0 || start > series.t[last]) i = last + 1;
-  else if (start === series.t[last]) i = last;
-  else i = lowerBound(series.t, start);
-  const keys = ["t", "o", "h", "l", "c", "v", "n", "w"];
-  if (series.t[i] === start) {
-    for (let k = 1; k < keys.length; k++) series[keys[k]][i] = row[k];
+  if (last < 0 || time > series.t[last]) i = last + 1;
+  else if (time === series.t[last]) i = last;
+  else i = lowerBound(series.t, time);
+  if (series.t[i] === time) {
+    for (let k = 1; k < COLUMNS.length; k++) series[COLUMNS[k]][i] = row[k];
   } else {
-    for (let k = 0; k < keys.length; k++) series[keys[k]].splice(i, 0, row[k]);
+    for (let k = 0; k < COLUMNS.length; k++) series[COLUMNS[k]].splice(i, 0, row[k]);
   }
 }
 
@@ -207,7 +210,7 @@ function draw() {
   const windowMs = WINDOWS[state.window];
   const right = count > 0 ? s.t[count - 1] + state.interval : Date.now() + state.clockOffset;
   const xRange = { min: right - windowMs, max: right };
-  const decimals = decimalsFor(count > 0 ? s.c[count - 1] : 100);
+  const decimals = priceDecimals(count > 0 ? s.c[count - 1] : 100);
 
   // VWAP over the window: sum(price * volume) / sum(volume), from each candle's own VWAP.
   const vwap = new Array(count);
@@ -253,7 +256,7 @@ function draw() {
   priceEl.dataset.last = String(count > 0 ? s.t[count - 1] : 0);
   candleEl.dataset.points = String(candles.t.length);
   priceEl.dataset.draws = String(Number(priceEl.dataset.draws ?? 0) + 1);
-  $("candle-width").textContent = `${formatDuration(candles.width)} candles`;
+  $("candle-width").textContent = `${formatInterval(candles.width)} candles`;
   updateQuote(state, drawn);
   priceLegend(state, drawn);
   candleLegend(state, drawn);
@@ -310,7 +313,7 @@ function selectWindow(name) {
 }
 
 function tick() {
-  setText($("clock"), formatTime(Date.now() + state.clockOffset));
+  setText($("clock"), formatClock(Date.now() + state.clockOffset));
   updateStats(state);
 }
 

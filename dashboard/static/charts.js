@@ -2,8 +2,8 @@
 // Plain browser ES module (no build step); the server's CSP allows only same-origin
 // scripts, so uPlot comes from /vendor, served out of the npm package.
 
-import uPlot from "/vendor/uPlot.esm.js";
-import { formatPrice } from "/format.js";
+import uPlot from "./vendor/uPlot.esm.js";
+import { formatClock, formatPrice } from "./format.js";
 
 export const COLORS = {
   up: "#16c784",
@@ -19,15 +19,10 @@ export const COLORS = {
 const AXIS_FONT =
   '11px "JetBrains Mono", "SF Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace';
 
+/** Local clock times; seconds only when the ticks are less than a minute apart. */
 function timeAxisValues(_u, splits, _axis, _space, increment) {
   const withSeconds = increment < 60_000;
-  return splits.map((ms) => {
-    const d = new Date(ms);
-    const hh = String(d.getHours()).padStart(2, "0");
-    const mm = String(d.getMinutes()).padStart(2, "0");
-    const ss = String(d.getSeconds()).padStart(2, "0");
-    return withSeconds ? `${hh}:${mm}:${ss}` : `${hh}:${mm}`;
-  });
+  return splits.map((ms) => formatClock(ms, undefined, withSeconds));
 }
 
 function baseOptions(width, height, decimalsRef, onCursor) {

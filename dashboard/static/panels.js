@@ -3,19 +3,26 @@
 // new Option): symbols are user-controlled strings and never become markup.
 
 import {
-  decimalsFor,
   formatAge,
+  formatClock,
   formatCompact,
   formatMs,
+  formatPct,
   formatPrice,
   formatRate,
   formatSigned,
-  formatTime,
-  splitSymbol,
-} from "/format.js";
+  MISSING,
+  sourceMark,
+} from "./format.js";
 
 /** No frame for this long (the server sends one a second) means the stream stalled. */
 const STALE_AFTER_MS = 3_500;
+
+/** "BINANCE:BTCUSDT" shows as BTCUSDT over BINANCE; a plain ticker has no venue line. */
+function splitSymbol(symbol) {
+  const colon = symbol.indexOf(":");
+  return colon > 0 ? [symbol.slice(colon + 1), symbol.slice(0, colon)] : [symbol, ""];
+}
 
 export const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -45,7 +52,7 @@ export function priceLegend(state, drawn) {
   const i = state.cursor.price ?? p.t.length - 1;
   if (i < 0 || i >= p.t.length) return;
   legendItems($("price-legend"), [
-    ["", formatTime(p.t[i])],
+    ["", formatClock(p.t[i])],
     ["Last ", formatPrice(p.c[i], drawn.decimals), "key-price"],
     ["VWAP ", formatPrice(p.vwap[i], drawn.decimals), "key-vwap"],
   ]);
@@ -59,7 +66,7 @@ export function candleLegend(state, drawn) {
   const d = drawn.decimals;
   const cls = c.c[i] >= c.o[i] ? "up" : "down";
   legendItems($("candle-legend"), [
-    ["", formatTime(c.t[i])],
+    ["", formatClock(c.t[i])],
     ["O ", formatPrice(c.o[i], d), cls],
     ["H ", formatPrice(c.h[i], d), cls],
     ["L ", formatPrice(c.l[i], d), cls],
@@ -68,7 +75,8 @@ export function candleLegend(state, drawn) {
   ]);
 }
 
-const SOURCE_LABEL = { sim: "SIMULATED", replay: "REPLAY", finnhub: "LIVE · FINNHUB" };
+/** The badge for a source: the terminal's mark for prices that are not live, else LIVE. */
+const sourceLabel = (source) => sourceMark(source) || "LIVE · FINNHUB";
 const SOURCE_NOTE = {
   sim: "Prices are simulated by the producer (no FINNHUB_TOKEN): they are not market data.",
   replay: "Prices are replayed from a recording: they are not live.",
@@ -77,12 +85,12 @@ const SOURCE_NOTE = {
 function setBadge(el, source) {
   el.hidden = source === undefined;
   el.dataset.source = source ?? "none";
-  setText(el, source === undefined ? "" : SOURCE_LABEL[source]);
+  setText(el, source === undefined ? "" : sourceLabel(source));
 }
 
 export function updateQuote(state, drawn) {
   const stats = state.symbol === null ? undefined : state.stats.get(state.symbol);
-  setText($("quote-symbol"), state.symbol ?? "—");
+  setText($("quote-symbol"), state.symbol ?? MISSING);
   setBadge($("quote-badge"), stats?.source);
   const s = state.series;
   const decimals = drawn.decimals;
@@ -97,14 +105,14 @@ export function updateQuote(state, drawn) {
         "quote-tps",
       ]
     ) {
-      setText($(id), "—");
+      setText($(id), MISSING);
     }
   } else {
     const direction = Math.sign(stats.change);
     setText($("quote-last"), formatPrice(stats.last, decimals), direction);
     setText(
       $("quote-change"),
-      `${formatSigned(stats.change, decimals)} (${formatSigned(stats.changePct, 2)}%)`,
+      `${formatSigned(stats.change, decimals)} (${formatPct(stats.changePct)})`,
       direction,
     );
     setText($("quote-vwap"), formatPrice(stats.sessionVwap, decimals));
@@ -112,13 +120,13 @@ export function updateQuote(state, drawn) {
     setText($("quote-trades"), formatCompact(stats.trades));
     setText($("quote-tps"), formatRate(stats.tradesPerSecond));
   }
-  setText($("quote-high"), s.t.length ? formatPrice(Math.max(...s.h), decimals) : "—");
-  setText($("quote-low"), s.t.length ? formatPrice(Math.min(...s.l), decimals) : "—");
+  setText($("quote-high"), s.t.length ? formatPrice(Math.max(...s.h), decimals) : MISSING);
+  setText($("quote-low"), s.t.length ? formatPrice(Math.min(...s.l), decimals) : MISSING);
   for (const id of ["price-watermark", "candle-watermark"]) {
     const mark = $(id);
-    const label = stats?.source === "finnhub" ? undefined : SOURCE_LABEL[stats?.source];
-    mark.hidden = label === undefined;
-    setText(mark, label ?? "");
+    const label = stats === undefined ? "" : sourceMark(stats.source);
+    mark.hidden = label === "";
+    setText(mark, label);
   }
   // Say why a chart is empty instead of showing a blank plot.
   const empty = $("chart-empty");
@@ -147,8 +155,8 @@ export function updateWatchlist(state, changed) {
       entry.tick = Math.sign(stats.last - entry.price);
     }
     entry.price = stats.last;
-    setText(entry.last, formatPrice(stats.last, decimalsFor(stats.last)), entry.tick);
-    setText(entry.change, `${formatSigned(stats.changePct, 2)}%`, Math.sign(stats.change));
+    setText(entry.last, formatPrice(stats.last), entry.tick);
+    setText(entry.change, formatPct(stats.changePct), Math.sign(stats.change));
     setText(entry.tps, formatRate(stats.tradesPerSecond));
     entry.tag.hidden = stats.source === "finnhub";
     entry.tag.dataset.source = stats.source;
@@ -235,10 +243,10 @@ export function updateStats(state) {
   setText($("stat-stream"), stalled ? "stalled" : state.connection);
   $("stat-stream").dataset.state = stalled ? "stalled" : state.connection;
   if (status === null) return;
-  setText($("stat-tps"), formatCompact(status.tradesPerSecond));
+  setText($("stat-tps"), formatRate(status.tradesPerSecond));
   setText($("stat-p50"), formatMs(status.latencyP50Ms));
   setText($("stat-p99"), formatMs(status.latencyP99Ms));
-  setText($("stat-lag"), status.lag === null ? "—" : formatCompact(status.lag));
+  setText($("stat-lag"), formatCompact(status.lag));
   setText($("stat-kafka"), status.connected ? "connected" : "disconnected");
   $("stat-kafka").dataset.state = status.connected ? "live" : "offline";
   setText($("stat-applied"), formatCompact(status.applied));
@@ -248,6 +256,6 @@ export function updateStats(state) {
     $("stat-age"),
     status.lastTradeAt === null
       ? "none yet"
-      : formatAge(now + state.clockOffset - status.lastTradeAt),
+      : `${formatAge(now + state.clockOffset - status.lastTradeAt)} ago`,
   );
 }

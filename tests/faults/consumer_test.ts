@@ -12,6 +12,7 @@ import {
   DEFAULT_MAX_SYMBOLS,
 } from "../../consumer/candles.ts";
 import type { Candle } from "../../consumer/candles.ts";
+import type { CandleRow } from "../../dashboard/wire.ts";
 import type { TradeRecord } from "../../lib/trade.ts";
 import { assertCandlesEqual, reference } from "../helpers/candles_reference.ts";
 import { FakeFinnhub } from "../helpers/fake_finnhub.ts";
@@ -39,11 +40,23 @@ async function health(url: string): Promise<Health> {
   return await response.json();
 }
 
+/** /api/candles as candles: its rows are [time, open, high, low, close, volume, vwap, trades]. */
 async function candles(url: string, symbol: string, interval: number): Promise<Candle[]> {
   const query = new URLSearchParams({ symbol, interval: String(interval) });
   const response = await fetch(new URL(`/api/candles?${query}`, url));
   assert.equal(response.status, 200, `candles of ${symbol}`);
-  return (await response.json()).candles;
+  const rows: CandleRow[] = (await response.json()).candles;
+  return rows.map(([start, open, high, low, close, volume, vwap, trades]) => ({
+    start,
+    open,
+    high,
+    low,
+    close,
+    volume,
+    vwap,
+    trades,
+    revision: 0,
+  }));
 }
 
 Deno.test("fault 3: consumer SIGKILLed and restarted: its candles equal the reference", async () => {

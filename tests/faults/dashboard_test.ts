@@ -22,6 +22,7 @@ import {
   waitUntil,
 } from "../helpers/processes.ts";
 import { BROKERS, uniqueName, withTopic } from "../helpers/kafka.ts";
+import { ClientView, type Event, eventParser } from "../helpers/sse.ts";
 
 /** As many symbols as the consumer keeps (DEFAULT_MAX_SYMBOLS), with long names: big pushes. */
 const SYMBOLS = Array.from(
@@ -32,18 +33,16 @@ const READERS = 40;
 const SILENT = 10;
 /** Readers that also parse every event and rebuild the candles they follow. */
 const CHECKED = 5;
-const CAP = 100; // dashboard.ts's default maxStreams
-const CLIENT_BUFFER = 1024 * 1024; // dashboard.ts's default per-client buffer
-
-type Row = [number, number, number, number, number, number, number, number | null];
+const CAP = 100; // serveDashboard's default maxStreams
+const CLIENT_BUFFER = 1024 * 1024; // serveDashboard's default per-client buffer
 
 /** An SSE client that reads everything; the checked ones rebuild their candles. */
 class Reader {
   bytes = 0;
-  events = 0;
   lastAt = Date.now();
   maxGapMs = 0;
-  readonly candles = new Map<number, Row>();
+  /** The candles a checked reader holds, kept as the page keeps them. */
+  readonly view = new ClientView();
   /** Resolves when the stream ends, with the error that ended it, if any. */
   readonly done: Promise<unknown>;
   readonly #controller = new AbortController();
@@ -59,35 +58,23 @@ class Reader {
   async #run(url: string): Promise<void> {
     const response = await fetch(url, { signal: this.#controller.signal });
     assert.equal(response.status, 200, `stream of ${this.symbol}`);
-    const decoder = new TextDecoder();
-    let text = "";
+    const feed = eventParser((event) => this.#apply(event));
     try {
       for await (const chunk of response.body!) {
         const now = Date.now();
         this.maxGapMs = Math.max(this.maxGapMs, now - this.lastAt);
         this.lastAt = now;
         this.bytes += chunk.byteLength;
-        if (!this.checked) continue;
-        text += decoder.decode(chunk, { stream: true });
-        let end: number;
-        while ((end = text.indexOf("\n\n")) >= 0) {
-          this.#apply(text.slice(0, end));
-          text = text.slice(end + 2);
-        }
+        if (this.checked) feed(chunk);
       }
     } catch (error) {
       if (!this.#controller.signal.aborted) throw error;
     }
   }
 
-  #apply(event: string): void {
-    const data = event.split("\n").find((line) => line.startsWith("data: "));
-    if (data === undefined) return; // a keep-alive comment
-    this.events++;
-    const body = JSON.parse(data.slice(6)) as { symbol: string; candles: Row[] };
-    assert.equal(body.symbol, this.symbol);
-    if (event.includes("event: snapshot")) this.candles.clear();
-    for (const row of body.candles) this.candles.set(row[0], row);
+  #apply(event: Event): void {
+    assert.equal(event.data.symbol, this.symbol);
+    this.view.apply(event);
   }
 
   close(): void {
@@ -203,10 +190,9 @@ Deno.test("fault 5: 50 SSE clients, 10 never read: bounded, live, capped, stoppa
       for (const reader of readers.slice(0, CHECKED)) {
         const query = new URLSearchParams({ symbol: reader.symbol, interval: "1000" });
         const response = await fetch(new URL(`/api/candles?${query}`, dashboard.url));
-        const server = (await response.json()).candles as Record<string, number | null>[];
         assert.deepEqual(
-          [...reader.candles.values()].sort((a, b) => a[0] - b[0]),
-          server.map((c) => [c.start, c.open, c.high, c.low, c.close, c.volume, c.trades, c.vwap]),
+          reader.view.sorted(),
+          (await response.json()).candles,
           `${reader.symbol}: what the page holds is what the server holds`,
         );
       }

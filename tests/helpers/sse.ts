@@ -1,65 +1,84 @@
 /**
- * A test's view of an SSE stream: EventReader parses events as EventSource does,
- * ClientView keeps candles the way app.js does, and stuckClient is a browser tab
- * that stopped reading.
+ * A test's view of the dashboard's event stream: events parsed by
+ * `eventsource-parser` (the parser the bench uses too) with their JSON data,
+ * ClientView keeps candles the way the page (app.js) does, and stuckClient is a
+ * browser tab that stopped reading.
  */
 
 import assert from "node:assert/strict";
+import { createParser } from "eventsource-parser";
+import { withTimeout } from "../../lib/async.ts";
+import type { ConsumerStatus, SymbolStats } from "../../consumer/candles.ts";
+import type { CandleRow } from "../../dashboard/wire.ts";
 
-export type Row = [number, number, number, number, number, number, number, number | null];
+export type Row = CandleRow;
+
+/** The data of a snapshot or delta event, as the hub sends it. */
+export interface Frame {
+  symbol: string | null;
+  interval: number;
+  rev: number;
+  candles: Row[];
+  stats: SymbolStats[];
+  status: ConsumerStatus;
+  streams: number;
+  now: number;
+  /** Snapshots: the window and the intervals there are. */
+  window?: number;
+  intervals?: number[];
+  /** Deltas: the revision the candles changed after. */
+  from?: number;
+}
+
 export interface Event {
   id: string;
+  /** "snapshot" or "delta"; "message" when the event names none. */
   event: string;
-  // deno-lint-ignore no-explicit-any
-  data: any;
+  data: Frame;
+  /** The data field as it came over the wire, before JSON.parse. */
   raw: string;
 }
 
-/** Reads SSE events from a response body, as EventSource would. */
+/** The aggregator revision an event id names (`<boot>-<revision>`). */
+export function revisionOf(id: string): number {
+  const match = /^[0-9a-f]{8}-(\d+)$/.exec(id);
+  assert.ok(match, `"${id}" is not an event id`);
+  return Number(match[1]);
+}
+
+/** Bytes of an event stream in, events out (in order), as EventSource parses them. */
+export function eventParser(onEvent: (event: Event) => void): (chunk: Uint8Array) => void {
+  const decoder = new TextDecoder();
+  const parser = createParser({
+    onEvent: ({ id, event, data }) =>
+      onEvent({ id: id ?? "", event: event ?? "message", data: JSON.parse(data), raw: data }),
+  });
+  return (chunk) => parser.feed(decoder.decode(chunk, { stream: true }));
+}
+
+/** Reads events from a response body one at a time. */
 export class EventReader {
-  readonly #reader: ReadableStreamDefaultReader<string>;
-  #buffer = "";
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #events: Event[] = [];
+  readonly #feed = eventParser((event) => this.#events.push(event));
+  /** Bytes read so far. */
   bytes = 0;
 
   constructor(response: Response) {
     assert.equal(response.status, 200);
-    this.#reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    this.#reader = response.body!.getReader();
   }
 
+  /** The next event; throws when none comes in `timeoutMs` or the stream ends. */
   async next(timeoutMs = 5000): Promise<Event> {
     const deadline = Date.now() + timeoutMs;
-    while (true) {
-      const end = this.#buffer.indexOf("\n\n");
-      if (end >= 0) {
-        const raw = this.#buffer.slice(0, end);
-        this.#buffer = this.#buffer.slice(end + 2);
-        if (raw.startsWith(":")) continue; // a comment
-        const fields = new Map<string, string>();
-        for (const line of raw.split("\n")) {
-          const colon = line.indexOf(":");
-          fields.set(line.slice(0, colon), line.slice(colon + 1).trimStart());
-        }
-        return {
-          id: fields.get("id") ?? "",
-          event: fields.get("event") ?? "message",
-          data: JSON.parse(fields.get("data") ?? "null"),
-          raw,
-        };
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const read = await Promise.race([
-        this.#reader.read(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error("no SSE event in time")),
-            deadline - Date.now(),
-          );
-        }),
-      ]).finally(() => clearTimeout(timer));
+    while (this.#events.length === 0) {
+      const read = await withTimeout(this.#reader.read(), Math.max(0, deadline - Date.now()));
       if (read.done) throw new Error("stream ended");
-      this.bytes += read.value.length;
-      this.#buffer += read.value;
+      this.bytes += read.value.byteLength;
+      this.#feed(read.value);
     }
+    return this.#events.shift()!;
   }
 
   async cancel(): Promise<void> {
@@ -67,7 +86,7 @@ export class EventReader {
   }
 }
 
-/** What app.js keeps: candles by start, replaced whole by every newer copy. */
+/** What app.js keeps: candles by time, replaced whole by every newer copy. */
 export class ClientView {
   readonly rows = new Map<number, Row>();
   snapshots = 0;
@@ -77,7 +96,7 @@ export class ClientView {
       this.rows.clear();
       this.snapshots++;
     }
-    for (const row of event.data.candles as Row[]) this.rows.set(row[0], row);
+    for (const row of event.data.candles) this.rows.set(row[0], row);
   }
 
   sorted(): Row[] {

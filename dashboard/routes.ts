@@ -1,0 +1,157 @@
+/**
+ * The dashboard's routes: which request gets which answer. Query parameters are
+ * checked here, one clear error per mistake, before anything reads the aggregation.
+ *
+ *   GET /                 the page: dashboard/static/index.html, its modules and stylesheet
+ *   GET /format.js        lib/format.js, the formatting rules the terminal uses too
+ *   GET /vendor/uPlot.*   uPlot's ES module and stylesheet, served from node_modules
+ *   GET /events           SSE: a snapshot of one symbol's window, then deltas (hub.ts)
+ *   GET /api/symbols      every symbol with its stats
+ *   GET /api/candles      ?symbol=&interval=&from= candle rows, oldest first, with `fields`
+ *   GET /healthz          200 when the consumer is connected, else 503
+ */
+
+import type { ConsumerStatus } from "../consumer/candles.ts";
+import { parseDuration, parseTime } from "../lib/cli.ts";
+import { isLoopback } from "../lib/net.ts";
+import { MAX_SYMBOL_LENGTH } from "../lib/trade.ts";
+import { headers, json, StaticFiles, text } from "./http.ts";
+import type { AggregatorView, Hub, Subscription } from "./hub.ts";
+import { CANDLE_FIELDS, candleRow } from "./wire.ts";
+
+const DEFAULT_WINDOW_MS = 5 * 60_000;
+const MIN_WINDOW_MS = 10_000;
+const MAX_WINDOW_MS = 24 * 3600_000;
+
+export interface RouteContext {
+  readonly aggregator: AggregatorView;
+  readonly status: () => ConsumerStatus;
+  readonly hub: Hub;
+  /** The stream cap, named in the 503 answer. */
+  readonly maxStreams: number;
+  /** Answer only to localhost names (the server is bound to loopback). */
+  readonly loopbackOnly: boolean;
+}
+
+/** A query parameter the client got wrong: 400 with the message. */
+class BadRequest extends Error {}
+
+/** The interval asked for, or the finest one the aggregator keeps. */
+function pickInterval(aggregator: AggregatorView, raw: string | null): number {
+  const intervals = aggregator.intervals();
+  if (raw === null || raw === "") return Math.min(...intervals);
+  const ms = parseDuration(raw);
+  if (ms === undefined || !intervals.includes(ms)) {
+    throw new BadRequest(`interval: "${raw}" is not one of ${intervals.join(", ")} (ms)`);
+  }
+  return ms;
+}
+
+function pickSymbol(raw: string | null): string | null {
+  if (raw === null || raw === "") return null;
+  if (raw.length > MAX_SYMBOL_LENGTH) {
+    throw new BadRequest(`symbol: over ${MAX_SYMBOL_LENGTH} characters`);
+  }
+  return raw;
+}
+
+function pickWindow(raw: string | null): number {
+  if (raw === null || raw === "") return DEFAULT_WINDOW_MS;
+  const ms = parseDuration(raw);
+  if (ms === undefined || ms < MIN_WINDOW_MS || ms > MAX_WINDOW_MS) {
+    throw new BadRequest(`window: "${raw}" is not a duration from 10s to 24h (example: 5m)`);
+  }
+  return ms;
+}
+
+function pickFrom(raw: string | null): number | undefined {
+  if (raw === null || raw === "") return undefined;
+  const from = parseTime(raw);
+  if (from === undefined) {
+    throw new BadRequest(`from: "${raw}" is not ms since the epoch or an ISO time`);
+  }
+  return from;
+}
+
+function events(context: RouteContext, request: Request, url: URL): Response {
+  const symbol = pickSymbol(url.searchParams.get("symbol"));
+  const sub: Subscription = {
+    symbol,
+    explicit: symbol !== null,
+    intervalMs: pickInterval(context.aggregator, url.searchParams.get("interval")),
+    windowMs: pickWindow(url.searchParams.get("window")),
+  };
+  // A browser's own reconnect sends Last-Event-ID; the page's manual retry uses ?since=.
+  const lastId = request.headers.get("last-event-id") ?? url.searchParams.get("since");
+  const stream = context.hub.open(sub, lastId);
+  if (stream === "full") {
+    return text(
+      `too many live streams: this dashboard serves at most ${context.maxStreams} at once; ` +
+        "close another tab",
+      503,
+      { "retry-after": "5" },
+    );
+  }
+  return new Response(stream, {
+    headers: headers("text/event-stream; charset=utf-8", {
+      "cache-control": "no-store",
+      "x-accel-buffering": "no",
+    }),
+  });
+}
+
+function symbols({ aggregator }: RouteContext): Response {
+  const now = Date.now();
+  const list = aggregator.symbols().map((symbol) => aggregator.stats(symbol, now))
+    .filter((stats) => stats !== undefined);
+  return json({ intervals: aggregator.intervals(), symbols: list });
+}
+
+function candles({ aggregator }: RouteContext, url: URL): Response {
+  const symbol = pickSymbol(url.searchParams.get("symbol"));
+  if (symbol === null) throw new BadRequest("symbol: missing (example: ?symbol=AAPL)");
+  const interval = pickInterval(aggregator, url.searchParams.get("interval"));
+  const from = pickFrom(url.searchParams.get("from"));
+  const stats = aggregator.stats(symbol);
+  if (stats === undefined) return json({ error: `symbol: no trades seen for ${symbol}` }, 404);
+  const rows = aggregator.candles(symbol, interval, from).map(candleRow);
+  return json({ symbol, source: stats.source, interval, fields: CANDLE_FIELDS, candles: rows });
+}
+
+function health(context: RouteContext): Response {
+  const status = context.status();
+  const body = { ok: status.connected, consumer: status, dashboard: context.hub.metrics() };
+  return json(body, status.connected ? 200 : 503);
+}
+
+/** The request handler for Deno.serve. */
+export function router(context: RouteContext): (request: Request) => Promise<Response> {
+  const files = new StaticFiles();
+  return async (request) => {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return text("only GET is served here", 405, { allow: "GET, HEAD" });
+    }
+    // A page on another site must not read a loopback dashboard by DNS rebinding.
+    if (context.loopbackOnly && !isLoopback(request.headers.get("host") ?? "")) {
+      return text("this dashboard answers only to localhost names", 421);
+    }
+    const url = new URL(request.url);
+    try {
+      if (files.has(url.pathname)) return await files.serve(url.pathname);
+      switch (url.pathname) {
+        case "/events":
+          return events(context, request, url);
+        case "/api/symbols":
+          return symbols(context);
+        case "/api/candles":
+          return candles(context, url);
+        case "/healthz":
+          return health(context);
+      }
+      return text("not found", 404);
+    } catch (error) {
+      if (error instanceof BadRequest) return json({ error: error.message }, 400);
+      throw error;
+    }
+  };
+}
