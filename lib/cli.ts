@@ -59,7 +59,7 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
     if (seen.has(token.name)) throw new UsageError(`--${token.name} is given twice`);
     seen.add(token.name);
   }
-  return parsed.values as Values<S>;
+  return { ...parsed.values } as Values<S>;
 }
 
 /** A number > 0 (or >= 0 with `allowZero`), whole with `integer`. */

@@ -1,27 +1,29 @@
 /**
  * `deno task bench`: its parts (the consumer's --limit summary, the whole-run
  * latency histogram, SSE push accounting, RSS growth, the table), and the quick
- * run end to end with the task's own flags against the real broker: every row is
- * there, with numbers a reader could believe.
+ * run end to end with the task's own permission set against the real broker: every
+ * row is there, with numbers a reader could believe.
  */
 
 import assert from "node:assert/strict";
+import { type ConsumerCounts } from "../consumer/apply.ts";
+import { parseConsumerFlags } from "../consumer/flags.ts";
 import { LatencyHistogram } from "../consumer/latency.ts";
-import { limitSummary, parseFlags as consumerFlags } from "../consumer.ts";
-import type { ConsumerCounts } from "../consumer/topic_reader.ts";
+import { limitSummary } from "../consumer/report.ts";
 import { parseConsumerSummary, parseProducerSummary } from "../tools/bench/context.ts";
 import { parseWatchLine, quantile, rssSlopeMbPerMin } from "../tools/bench/lib.ts";
 import {
+  type Push,
   pushLatencies,
   receivedAtByKey,
-  splitEvents,
   tradeCounts,
+  watchPushes,
 } from "../tools/bench/sse_probe.ts";
-import { parseFlags } from "../tools/bench/bench.ts";
+import { parseBenchFlags } from "../tools/bench/bench.ts";
 import { renderTable, throughputRow } from "../tools/bench/table.ts";
 import { readRecords } from "../tools/bench/kafkajs_baseline.ts";
 import { packageOf, summarize } from "../tools/bench/profile.ts";
-import { readTasks, taskCommand } from "../tools/demo.ts";
+import { ROOT } from "../tools/scripts.ts";
 import { createCounters, formatSummary } from "../producer/status.ts";
 import { cachedDefaultPartitioner } from "../producer/publisher.ts";
 import { Partitioners } from "kafkajs";
@@ -42,9 +44,9 @@ function counts(applied: number): ConsumerCounts {
 
 Deno.test("consumer --limit: flag, whole-run quantiles, and the summary the bench reads", async (t) => {
   await t.step("--limit takes a positive whole number", () => {
-    assert.equal(consumerFlags(["--limit=1000000"]).limit, 1_000_000);
-    assert.throws(() => consumerFlags(["--limit=0"]), /not a positive whole number/);
-    assert.throws(() => consumerFlags(["--limit=1e6"]), /not a positive whole number/);
+    assert.equal(parseConsumerFlags(["--limit=1000000"]).limit, 1_000_000);
+    assert.throws(() => parseConsumerFlags(["--limit=0"]), /not a positive whole number/);
+    assert.throws(() => parseConsumerFlags(["--limit=1e6"]), /not a positive whole number/);
   });
 
   await t.step("the histogram keeps every sample of a run, exact below 100 ms", () => {
@@ -133,21 +135,47 @@ Deno.test("the producer's cached partitioner picks the default partitioner's par
 });
 
 Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table", async (t) => {
-  await t.step("events split on blank lines; stats give trades per symbol", () => {
-    const { events, rest } = splitEvents(
-      'id: a-1\nevent: delta\ndata: {"stats":[{"symbol":"A","trades":3}]}\n\nevent: del',
-    );
-    assert.equal(rest, "event: del");
-    assert.deepEqual(events, [{ event: "delta", data: '{"stats":[{"symbol":"A","trades":3}]}' }]);
-    assert.deepEqual(tradeCounts(events[0].data), new Map([["A", 3]]));
-    assert.equal(tradeCounts("not json"), null);
-  });
+  await t.step(
+    "an event stream read in odd chunks gives each push's trades per symbol",
+    async () => {
+      // Events cut mid-line and mid-event, a comment, and an event without stats.
+      const chunks = [
+        'id: a-1\nevent: delta\ndata: {"stats":[{"symbol":"A","trades":3},',
+        '{"symbol":"B","trades":1}]}\n\n: keep-alive\n\nevent: snapshot\ndata: {"candles":[]}\n\n',
+        'event: delta\ndata: {"stats":[{"symbol":"A","tr',
+        'ades":5}]}\n\n',
+      ];
+      await using server = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen() {} },
+        () =>
+          new Response(
+            ReadableStream.from(chunks).pipeThrough(new TextEncoderStream()),
+            { headers: { "content-type": "text/event-stream" } },
+          ),
+      );
+      const pushes: Push[] = [];
+      await watchPushes(`http://127.0.0.1:${server.addr.port}/events`, {
+        signal: AbortSignal.timeout(5_000),
+        onPush: (push) => pushes.push(push),
+      });
+      assert.deepEqual(
+        pushes.map((push) => push.trades),
+        [
+          new Map([["A", 3], ["B", 1]]),
+          new Map([["A", 5]]),
+        ],
+      );
+      assert.equal(tradeCounts("not json"), null);
+    },
+  );
 
   await t.step("each trade is charged to the first push that counts it", () => {
-    const received = receivedAtByKey(
-      "A\treceived-at=100,source=sim\nB\treceived-at=105,source=sim\n" +
-        "A\treceived-at=110,source=sim\nA\tsource=sim,received-at=120\n",
-    );
+    const received = receivedAtByKey([
+      "A\treceived-at=100,source=sim",
+      "B\treceived-at=105,source=sim",
+      "A\treceived-at=110,source=sim",
+      "A\tsource=sim,received-at=120",
+    ]);
     assert.deepEqual(received, new Map([["A", [100, 110, 120]], ["B", [105]]]));
     const pushes = [
       { at: 130, trades: new Map([["A", 2]]) }, // A#1 30 ms, A#2 20 ms
@@ -173,21 +201,22 @@ Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table"
 
   await t.step("ratios are ours over each baseline, and targets are judged on them", () => {
     const base = { seconds: 1, records: 1, machineBusyPercent: 50 };
-    const row = throughputRow("p", "producer", "trades/s", [
+    const spec = { id: "p", label: "producer", unit: "trades/s" };
+    const row = throughputRow([
       { ...base, client: "ours", rate: 100_000 },
       { ...base, client: "kcat", rate: 400_000 },
       { ...base, client: "kafka-python", rate: 10_000 },
-    ], { kcat: 0.5, "kafka-python": 5 });
+    ], { ...spec, targets: { kcat: 0.5, "kafka-python": 5 } });
     assert.equal(row.ratios.kcat, 0.25);
     assert.equal(row.ratios["kafka-python"], 10);
     assert.equal(row.met, false); // 0.25x kcat misses the 0.5x target
     // Rounds: each client's best counts; a client whose every round failed has none.
-    const rounds = throughputRow("p", "producer", "trades/s", [
+    const rounds = throughputRow([
       { ...base, client: "ours", rate: 90_000 },
       { ...base, client: "kcat", rate: null, error: "timed out" },
       { ...base, client: "ours", rate: 100_000 },
       { ...base, client: "kcat", rate: null, error: "timed out" },
-    ], { kcat: 0.5 });
+    ], { ...spec, targets: { kcat: 0.5 } });
     assert.equal(rounds.ours, 100_000);
     assert.equal(rounds.baselines.kcat, null);
     assert.equal(rounds.met, null); // not judged without a baseline
@@ -227,10 +256,14 @@ Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table"
   });
 
   await t.step("flags: a quick run never overwrites the committed results", () => {
-    assert.equal(parseFlags([]).out, "tools/bench/results.json");
-    assert.equal(parseFlags(["--quick"]).out, "tools/bench/out/results-quick.json");
-    assert.equal(parseFlags(["--long"]).plan.memorySeconds, 600);
-    assert.throws(() => parseFlags(["--only=nothing"]), /not one of/);
+    assert.equal(parseBenchFlags([]).out, "tools/bench/results.json");
+    assert.equal(parseBenchFlags(["--quick"]).out, "tools/bench/out/results-quick.json");
+    assert.equal(parseBenchFlags(["--long"]).plan.memorySeconds, 600);
+    assert.equal(parseBenchFlags(["--repeat=3"]).plan.repeat, 3);
+    assert.deepEqual([...parseBenchFlags(["--only=sse,producer"]).only], ["sse", "producer"]);
+    assert.throws(() => parseBenchFlags(["--only=nothing"]), /not one of/);
+    assert.throws(() => parseBenchFlags(["--quick", "--long"]), /exclude each other/);
+    assert.throws(() => parseBenchFlags(["--fast"]), /^UsageError: unknown flag --fast/);
   });
 });
 
@@ -248,12 +281,19 @@ const ROW_IDS = [
 
 Deno.test("deno task bench --quick: every row, sane numbers, in under a minute", async () => {
   const out = `tools/bench/out/test-${crypto.randomUUID().slice(0, 8)}.json`;
-  // The task's own flags (after `deno task kafka &&`): a missing permission fails here.
-  const line = ((await readTasks()).bench as string).split("&&").at(-1)!.trim();
-  const argv = taskCommand({ bench: line }, "bench");
+  // The task's own permission set (after `deno task kafka &&`): a missing permission fails here.
   const started = Date.now();
-  const output = await new Deno.Command(argv[0], {
-    args: [...argv.slice(1), "--quick", `--out=${out}`],
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-q",
+      "--no-prompt",
+      "-P=bench",
+      "tools/bench/bench.ts",
+      "--quick",
+      `--out=${out}`,
+    ],
+    cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -263,7 +303,7 @@ Deno.test("deno task bench --quick: every row, sane numbers, in under a minute",
   try {
     assert.equal(output.code, 0, `bench --quick failed:\n${stderr}\n${stdout}`);
     assert.ok(seconds < 60, `took ${seconds} s`);
-    const results = JSON.parse(await Deno.readTextFile(out));
+    const results = JSON.parse(await Deno.readTextFile(`${ROOT}${out}`));
     assert.equal(results.mode, "quick");
     assert.ok(results.machine.cores >= 1 && results.machine.kafka && results.machine.deno);
     const rows = new Map(results.rows.map((row: { id: string }) => [row.id, row]));
@@ -291,6 +331,6 @@ Deno.test("deno task bench --quick: every row, sane numbers, in under a minute",
       assert.ok(stdout.includes(label), `the table has no row "${label}"`);
     }
   } finally {
-    await Deno.remove(out).catch(() => {});
+    await Deno.remove(`${ROOT}${out}`).catch(() => {});
   }
 });

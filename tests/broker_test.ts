@@ -1,42 +1,25 @@
+/**
+ * The broker launcher (`deno task kafka`, `kafka:status`) as a user runs it, with
+ * its task's own permission set, and the compose files it falls back to.
+ */
+
 import assert from "node:assert/strict";
 import { KAFKA_VERSION, probeKafka } from "../tools/broker/native.ts";
+import { ROOT } from "../tools/scripts.ts";
 import { BROKERS } from "./helpers/kafka.ts";
-import { readTasks, taskCommand } from "../tools/demo.ts";
+import { freePortPair } from "./helpers/ports.ts";
 
-const ROOT = new URL("../", import.meta.url);
-
-/** A port nobody listens on, with the port after it free as well (the controller's). */
-function freePortPair(): number {
-  for (;;) {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (listener.addr as Deno.NetAddr).port;
-    listener.close();
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port: port + 1 }).close();
-      return port;
-    } catch { /* taken: try another */ }
-  }
-}
-
-/** Runs the launcher with exactly the flags of its deno.json task (`kafka`, `kafka:status`). */
+/** The launcher with the permission set of its task: `kafka`, `kafka-status`, `kafka-stop`. */
 async function runLauncher(args: string[], env: Record<string, string>) {
-  const task = args[0] === "status" ? "kafka:status" : "kafka";
-  const argv = taskCommand(await readTasks(), task);
-  const flags = argv.slice(1, argv.indexOf("broker.ts"));
+  const set = { status: "kafka-status", stop: "kafka-stop" }[args[0]] ?? "kafka";
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [...flags, "broker.ts", ...args],
+    args: ["run", "-q", "--no-prompt", `-P=${set}`, "tools/broker/launcher.ts", ...args],
     cwd: ROOT,
     env: { NO_COLOR: "1", ...env },
     stdin: "null",
   }).output();
   const text = new TextDecoder();
-  return {
-    code,
-    stdout: text.decode(stdout),
-    // Deno's own notes (no .env for --env-file; an --allow-run program not on PATH)
-    // are not the launcher's words.
-    stderr: text.decode(stderr).replace(/^.*(--env-file|Info Failed to resolve).*\n/gm, ""),
-  };
+  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
 }
 
 Deno.test("probeKafka tells Kafka, nothing, and something else apart", async () => {
@@ -95,13 +78,19 @@ Deno.test("launcher errors are one line and exit code 2", async (t) => {
     assert.equal(result.code, 2);
     assert.equal(
       result.stderr,
-      "error: KAFKA_BROKERS: no permission to reach kafka.invalid:9092: add it to the task's --allow-net in deno.json\n",
+      'error: KAFKA_BROKERS: no permission to reach kafka.invalid:9092: add it to the task\'s "net" permissions in deno.json\n',
     );
   });
   await t.step("an unknown command", async () => {
     const result = await runLauncher(["restart"], {});
     assert.equal(result.code, 2);
     assert.match(result.stderr, /^error: unknown command "restart": use start, stop or status/);
+  });
+  await t.step("an unknown flag (stop, with its own permission set, stops nothing)", async () => {
+    const result = await runLauncher(["stop", "--now"], {});
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, "error: unknown flag --now (see --help)\n");
+    assert.equal(result.stdout, "");
   });
 });
 
@@ -114,6 +103,11 @@ Deno.test("status says what answers where", async () => {
   assert.match(idle.stdout, /: nothing listens$/m);
 });
 
+Deno.test("the native broker's pom pins the same Kafka as the launcher", async () => {
+  const pom = await Deno.readTextFile(`${ROOT}tools/broker/pom.xml`);
+  assert.equal(/<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom)?.[1], KAFKA_VERSION);
+});
+
 /** The compose files, parsed by a real YAML parser (PyYAML, Debian's python3-yaml). */
 async function readCompose(name: string): Promise<{ services: Record<string, Service> }> {
   const { code, stdout, stderr } = await new Deno.Command("/usr/bin/python3", {
@@ -122,7 +116,7 @@ async function readCompose(name: string): Promise<{ services: Record<string, Ser
       "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)",
       name,
     ],
-    cwd: new URL("docker/", ROOT),
+    cwd: `${ROOT}docker/`,
   }).output();
   assert.equal(code, 0, new TextDecoder().decode(stderr));
   return JSON.parse(new TextDecoder().decode(stdout));

@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
-import {
-  ConfigError,
-  DEFAULTS,
-  describeConfig,
-  loadConfig,
-  parseDuration,
-  parseTime,
-  redact,
-  requireFinnhubToken,
-} from "../config.ts";
+import { ConfigError, DEFAULTS, loadConfig } from "../config.ts";
+import { parseDuration, parseTime } from "../lib/cli.ts";
+import { redact } from "../lib/redact.ts";
+import { requireFinnhubToken } from "../producer/flags.ts";
 
 function configError(env: Record<string, string>): string {
   try {
@@ -134,15 +128,6 @@ Deno.test("secrets never show: tokens in URLs, SASL passwords, the token itself"
     "connecting to wss://h/?a=1&TOKEN=***",
   );
   assert.equal(redact("https://user:pass@host/x"), "https://user:***@host/x");
-  const config = loadConfig({
-    FINNHUB_TOKEN: "c0ffee123",
-    FINNHUB_WS_URL: "wss://proxy.example/?token=c0ffee123",
-    KAFKA_SASL_MECHANISM: "plain",
-    KAFKA_SASL_USERNAME: "app",
-    KAFKA_SASL_PASSWORD: "hunter2",
-  });
-  const shown = JSON.stringify(describeConfig(config));
-  assert.ok(!shown.includes("c0ffee123") && !shown.includes("hunter2"), shown);
   assert.match(
     configError({ FINNHUB_WS_URL: "http://x/?token=c0ffee123" }),
     /"http:" is not one of ws: wss:/,

@@ -332,7 +332,8 @@ Deno.test("the CLI prints plain lines when piped and stops cleanly on SIGTERM", 
         lines.push(value);
       }
       child.kill("SIGTERM");
-      while (!(await reader.read()).done) { /* drain */ }
+      // The rest of that print (one line per symbol), and the last print on the stop.
+      for (let r = await reader.read(); !r.done; r = await reader.read()) lines.push(r.value);
     } finally {
       reader.releaseLock();
     }

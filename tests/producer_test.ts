@@ -5,11 +5,15 @@
  */
 
 import assert from "node:assert/strict";
-import type { Admin } from "kafkajs";
-import { decodeTrade, isRejection, type TradeRecord } from "../lib/trade.ts";
 import { FakeFinnhub, type WireTrade } from "./helpers/fake_finnhub.ts";
 import { BROKERS, withTopic } from "./helpers/kafka.ts";
-import { Proc, readTopic, startProducer, tradesOf, waitForCount } from "./helpers/processes.ts";
+import {
+  type Proc,
+  readTopic,
+  startProducer,
+  tradesOf,
+  waitForCount,
+} from "./helpers/processes.ts";
 import { startNativeBroker } from "../tools/broker/native.ts";
 import { loadConfig } from "../config.ts";
 import { createKafka } from "../lib/kafka.ts";

@@ -2,253 +2,267 @@
  * `deno task demo`: the whole pipeline with one command.
  *
  * 1. Makes sure a broker runs: reuses the one at KAFKA_BROKERS, or starts the local
- *    one with the launcher (`deno task kafka`).
- *    Creates the topic if it is missing (with kafka.ts, as the producer does).
+ *    one (`deno task kafka`), and creates the topic if it is missing.
  * 2. Starts the dashboard (`deno task dashboard`) and, once it listens, the producer
  *    (`deno task produce`: the simulated market without FINNHUB_TOKEN, Finnhub with
- *    one), each as its own process with exactly the permissions its task grants.
+ *    one). Each child is `deno task -q <task>`, so it runs with exactly its task's
+ *    permission set; `deno task` passes SIGINT and SIGTERM on and exits with its code.
  * 3. Prints the dashboard's URL, and the children's lines, prefixed with their name.
  * 4. Ctrl+C (or SIGTERM) stops what it started: the producer flushes, the consumer
  *    commits, and a broker the demo started is stopped again (unless --keep-broker).
+ *    A second Ctrl+C, or a child still running after 20 s, makes the children quit
+ *    at once (a second signal means that to them).
+ *
+ * Exit codes: 0 after a clean stop, 2 for a bad flag or variable (or a port that is
+ * not Kafka), 1 when a step or a child failed.
  */
 
-import { configOrExit, exitWithError, parseHostPort, redact } from "../config.ts";
-import { probeKafka } from "./broker/native.ts";
+import { type Config, loadConfig, parseHostPort, readEnv } from "../config.ts";
+import { unlessAborted } from "../lib/async.ts";
+import { exitCodeFor, parseFlags, stopOnSignals, UsageError } from "../lib/cli.ts";
 import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { lines } from "../lib/lines.ts";
+import { isLoopback } from "../lib/net.ts";
+import { probeKafka } from "./broker/native.ts";
+import { ROOT } from "./scripts.ts";
 
 const USAGE = `usage: deno task demo [--keep-broker]
 
   --keep-broker  leave a broker this demo started running after Ctrl+C
   --help         this text`;
 
-/** How long the children get to flush and commit before they are killed. */
+const FLAGS = { "keep-broker": { type: "boolean" }, help: { type: "boolean" } } as const;
+
+/** How long the children get to flush and commit before they are told to quit now. */
 const STOP_DEADLINE_MS = 20_000;
+/** How long a child told to quit now may take before it is killed. */
+const KILL_AFTER_MS = 5_000;
 const URL_WAIT_MS = 60_000;
 
+export async function main(args: string[]): Promise<number> {
+  try {
+    const flags = parseFlags(args, FLAGS);
+    if (flags.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const config = loadConfig(readEnv());
+    // The second Ctrl+C: the children quit now (a second signal means that to them too).
+    using stop = stopOnSignals(() => children.signalAll("SIGTERM"));
+    const children = new Children(stop.signal);
+    const startedBroker = await ensureBroker(config);
+    if (stop.signal.aborted) return 0;
+    await ensureDemoTopic(config);
+    console.log(describeSource(config));
+    const url = await startDashboard(children);
+    if (!children.stopping.aborted) children.start("produce");
+    if (url !== undefined && !children.stopping.aborted) printUrl(url, config);
+    await untilAborted(children.stopping);
+    const failure = await children.stop();
+    if (startedBroker && !flags["keep-broker"]) await stopBroker();
+    if (failure !== undefined) throw new Error(failure);
+    console.log("demo: stopped");
+    return 0;
+  } catch (error) {
+    return exitCodeFor(error);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The steps
+
 /**
- * The argv of a deno.json task, so a child runs with that task's flags and nothing
- * more. Only a plain `deno run …` line is accepted: no shell operators or quotes.
+ * A broker at KAFKA_BROKERS: one that answers is reused; a remote one is not ours
+ * to start (the children connect, and report, themselves); else the local one is
+ * started with `deno task kafka`. True when this demo started it.
  */
-export function taskCommand(tasks: Record<string, unknown>, name: string): string[] {
-  const line = tasks[name];
-  if (typeof line !== "string") throw new Error(`deno.json has no task "${name}"`);
-  if (/[|&;<>()$`'"\\]/.test(line)) {
-    throw new Error(`task "${name}" is not a plain deno command: ${line}`);
+async function ensureBroker(config: Config): Promise<boolean> {
+  const first = config.brokers[0];
+  const { host, port } = parseHostPort(first, "KAFKA_BROKERS", "127.0.0.1:9092");
+  const probe = isLoopback(host) ? await probeKafka(host, port) : "kafka";
+  if (probe === "other") {
+    throw new UsageError(`${first} answers, but not as Kafka: set KAFKA_BROKERS`);
   }
-  const argv = line.trim().split(/\s+/);
-  if (argv[0] !== "deno" || argv[1] !== "run") {
-    throw new Error(`task "${name}" does not start with "deno run": ${line}`);
+  if (probe === "kafka") {
+    console.log(`broker: Kafka at ${config.brokers.join(",")}`);
+    return false;
   }
-  return argv;
+  console.log(`broker: none at ${first}; starting one (deno task kafka)`);
+  const { code } = await startTask("kafka").done;
+  if (code !== 0) {
+    const message = "the broker did not start (see the lines above)";
+    throw code === 2 ? new UsageError(message) : new Error(message);
+  }
+  return true;
 }
 
-export async function readTasks(): Promise<Record<string, unknown>> {
-  const text = await Deno.readTextFile(new URL("../deno.json", import.meta.url));
-  const tasks = (JSON.parse(text) as { tasks?: unknown }).tasks;
-  if (typeof tasks !== "object" || tasks === null) throw new Error("deno.json has no tasks");
-  return tasks as Record<string, unknown>;
+/** The topic before the consumer: a consumer that starts first must not find none. */
+async function ensureDemoTopic(config: Config): Promise<void> {
+  const admin = createKafka(config, "demo").admin();
+  try {
+    await admin.connect();
+    await ensureTopic(admin, config.topic, config.partitions, config.replicationFactor);
+  } catch (error) {
+    throw new Error(`cannot create topic ${config.topic}: ${String(error)}`);
+  } finally {
+    await admin.disconnect();
+  }
 }
 
-const colors = Deno.stdout.isTerminal() && !Deno.noColor;
-const paint = (code: number, text: string) => colors ? `\x1b[${code}m${text}\x1b[0m` : text;
+function describeSource(config: Config): string {
+  const symbols = config.symbols.join(", ");
+  if (config.source === "finnhub") return `source: Finnhub live trades for ${symbols}`;
+  if (config.source === "sim") {
+    return `source: SIMULATED market for ${symbols} (set FINNHUB_TOKEN for live trades)`;
+  }
+  return `source: ${config.source} (SOURCE)`;
+}
+
+/**
+ * The dashboard first: it replays the topic's recent history and listens before the
+ * first new trade arrives, so the page opens full and nothing waits on a join.
+ * Resolves with the URL it serves at, or undefined (stopped, or silent for 60 s).
+ */
+async function startDashboard(children: Children): Promise<string | undefined> {
+  const url = Promise.withResolvers<string>();
+  children.start("dashboard", (line) => {
+    const match = /^dashboard: (https?:\/\/\S+)/.exec(line);
+    if (match) url.resolve(match[1]);
+  });
+  const waited = AbortSignal.any([children.stopping, AbortSignal.timeout(URL_WAIT_MS)]);
+  const address = await unlessAborted(url.promise, waited);
+  if (address !== "stopped") return address;
+  if (!children.stopping.aborted) {
+    console.error("note: the dashboard has not said where it listens after 60 s");
+  }
+  return undefined;
+}
+
+function printUrl(url: string, config: Config): void {
+  const live = config.source === "finnhub";
+  console.log("");
+  console.log(`  ${paint(1, "market-stream is running:")} ${paint(4, url)}`);
+  console.log(`  ${live ? "live Finnhub trades" : "SIMULATED prices"} · Ctrl+C stops it all`);
+  console.log("");
+}
+
+async function stopBroker(): Promise<void> {
+  console.log("demo: stopping the broker it started (keep it with --keep-broker)");
+  await startTask("kafka:stop").done;
+}
+
+/** Resolves once `signal` aborts. */
+function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The children
 
 interface Child {
   readonly name: string;
   readonly process: Deno.ChildProcess;
   /** Resolves with the exit status once the process has ended and its output is read. */
   readonly done: Promise<Deno.CommandStatus>;
+  /** Stops copying its output (after a SIGKILL, the script `deno task` ran may hold it open). */
+  abandon(): void;
 }
 
-/** Copies a child's output line by line with its name in front; `onLine` sees each line. */
-async function pipeLines(
-  stream: ReadableStream<Uint8Array>,
-  prefix: string,
-  out: typeof console.log,
-  onLine?: (line: string) => void,
-): Promise<void> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    const lines = (rest + chunk).split("\n");
-    rest = lines.pop() ?? "";
-    for (const line of lines) {
-      onLine?.(line);
-      // Every task loads .env when there is one; the demo's own line already said so.
-      if (!line.includes("flag was used, but the environment file")) out(`${prefix}${line}`);
-    }
-  }
-  if (rest !== "") out(`${prefix}${rest}`);
-}
+/** The name in front of a child's lines, where it is not the task's. */
+const NAMES: Readonly<Record<string, string>> = { produce: "producer", "kafka:stop": "kafka" };
 
-function spawn(name: string, argv: string[], onLine?: (line: string) => void): Child {
-  const process = new Deno.Command(argv[0], {
-    args: argv.slice(1),
+/** `deno task -q <task>` in the project root, its lines shown with its name in front. */
+function startTask(task: string, onLine?: (line: string) => void): Child {
+  const name = NAMES[task] ?? task;
+  const process = new Deno.Command("deno", {
+    args: ["task", "-q", task],
+    cwd: ROOT,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
   const prefix = paint(name === "producer" ? 36 : 35, `${name.padEnd(9)}│ `);
+  const reading = new AbortController();
+  const copy = (stream: ReadableStream<Uint8Array>, out: typeof console.log) =>
+    lines(stream).pipeTo(
+      new WritableStream({
+        write(line) {
+          onLine?.(line);
+          out(`${prefix}${line}`);
+        },
+      }),
+      { signal: reading.signal },
+    ).catch(() => {});
   const output = Promise.all([
-    pipeLines(process.stdout, prefix, console.log, onLine),
-    pipeLines(process.stderr, prefix, console.error, onLine),
+    copy(process.stdout, console.log),
+    copy(process.stderr, console.error),
   ]);
-  const done = output.then(() => process.status);
-  return { name, process, done };
+  return { name, process, done: output.then(() => process.status), abandon: () => reading.abort() };
 }
 
-/** Runs a task to its end (the broker launcher), its lines shown as they come. */
-async function runTask(name: string, argv: string[]): Promise<number> {
-  const { code } = await spawn(name, argv).done;
-  return code;
-}
+/**
+ * The long-running children, and the demo's end: `stopping` aborts on the process's
+ * stop signal or when a child ends by itself (then the rest are stopped too).
+ */
+class Children {
+  readonly stopping: AbortSignal;
+  readonly #list: Child[] = [];
+  readonly #ended = new AbortController();
+  #failed?: string;
 
-function kill(child: Child, signal: Deno.Signal): void {
-  try {
-    child.process.kill(signal);
-  } catch {
-    // Already gone.
-  }
-}
-
-export async function main(args: string[]): Promise<void> {
-  for (const arg of args) {
-    if (arg === "--help") {
-      console.log(USAGE);
-      return;
-    }
-    if (arg !== "--keep-broker") exitWithError(`unknown argument "${arg}"\n${USAGE}`);
-  }
-  const keepBroker = args.includes("--keep-broker");
-  const config = configOrExit();
-  let tasks: Record<string, unknown>;
-  let commands: { kafka: string[]; kafkaStop: string[]; produce: string[]; dashboard: string[] };
-  try {
-    tasks = await readTasks();
-    commands = {
-      kafka: taskCommand(tasks, "kafka"),
-      kafkaStop: taskCommand(tasks, "kafka:stop"),
-      produce: taskCommand(tasks, "produce"),
-      dashboard: taskCommand(tasks, "dashboard"),
-    };
-  } catch (error) {
-    exitWithError((error as Error).message);
+  constructor(stop: AbortSignal) {
+    this.stopping = AbortSignal.any([stop, this.#ended.signal]);
   }
 
-  // One AbortController for the process: Ctrl+C and SIGTERM end the demo.
-  const controller = new AbortController();
-  const onSignal = () => controller.abort();
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
-
-  // 1. A broker.
-  const broker = parseHostPort(config.brokers[0], "KAFKA_BROKERS", "127.0.0.1:9092");
-  const local = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/i.test(broker.host);
-  // A remote cluster is not ours to start: the children connect (and report) themselves.
-  const probe = local ? await probeKafka(broker.host, broker.port) : "kafka";
-  let startedBroker = false;
-  if (probe === "other") {
-    exitWithError(`${config.brokers[0]} answers, but not as Kafka: set KAFKA_BROKERS`);
-  } else if (probe === "kafka") {
-    console.log(`broker: Kafka at ${config.brokers.join(",")}`);
-  } else {
-    console.log(`broker: none at ${config.brokers[0]}; starting one (deno task kafka)`);
-    const code = await runTask("kafka", commands.kafka);
-    if (code !== 0) exitWithError("the broker did not start (see the lines above)", code);
-    startedBroker = true;
-  }
-  if (controller.signal.aborted) return;
-  // The topic before the consumer: a consumer that starts first must not find none.
-  const admin = createKafka(config, "demo").admin();
-  try {
-    await admin.connect();
-    await ensureTopic(admin, config.topic, config.partitions, config.replicationFactor);
-  } catch (error) {
-    exitWithError(`cannot create topic ${config.topic}: ${redact(String(error))}`, 1);
-  } finally {
-    await admin.disconnect();
-  }
-
-  // 2. The producer and the dashboard.
-  const live = config.source === "finnhub";
-  console.log(
-    live
-      ? `source: Finnhub live trades for ${config.symbols.join(", ")}`
-      : config.source === "sim"
-      ? `source: SIMULATED market for ${
-        config.symbols.join(", ")
-      } (set FINNHUB_TOKEN for live trades)`
-      : `source: ${config.source} (SOURCE)`,
-  );
-  const stopped = new Promise<void>((resolve) => {
-    if (controller.signal.aborted) resolve();
-    controller.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  const children: Child[] = [];
-  let failed: { name: string; code: number } | undefined;
-  const watch = (child: Child) => {
-    children.push(child);
-    child.done.then((status) => {
-      if (!controller.signal.aborted) {
-        failed ??= { name: child.name, code: status.code };
-        controller.abort();
-      }
+  start(task: string, onLine?: (line: string) => void): void {
+    const child = startTask(task, onLine);
+    this.#list.push(child);
+    child.done.then(({ code }) => {
+      if (this.stopping.aborted) return;
+      this.#failed = `${child.name} exited with code ${code}; stopped the rest`;
+      this.#ended.abort();
     });
-  };
-  // The dashboard first: it replays the topic's recent history and listens before
-  // the first new trade arrives, so the page opens full and nothing waits on a join.
-  const url = Promise.withResolvers<string>();
-  watch(spawn("dashboard", commands.dashboard, (line) => {
-    const match = /^dashboard: (https?:\/\/\S+)/.exec(line);
-    if (match) url.resolve(match[1]);
-  }));
-  let urlTimer: ReturnType<typeof setTimeout> | undefined;
-  const address = await Promise.race([
-    url.promise,
-    stopped.then(() => undefined),
-    new Promise<undefined>((resolve) =>
-      urlTimer = setTimeout(() => resolve(undefined), URL_WAIT_MS)
-    ),
-  ]);
-  clearTimeout(urlTimer);
-  if (!controller.signal.aborted) {
-    if (address === undefined) {
-      console.error("note: the dashboard has not said where it listens after 60 s");
+  }
+
+  signalAll(signal: Deno.Signal): void {
+    for (const { process } of this.#list) {
+      try {
+        process.kill(signal);
+      } catch { /* already gone */ }
     }
-    watch(spawn("producer", commands.produce));
   }
 
-  // 3. The URL.
-  if (address !== undefined && !controller.signal.aborted) {
-    console.log("");
-    console.log(`  ${paint(1, "market-stream is running:")} ${paint(4, address)}`);
-    console.log(`  ${live ? "live Finnhub trades" : "SIMULATED prices"} · Ctrl+C stops it all`);
-    console.log("");
+  /**
+   * SIGTERM to each (the producer flushes, the consumer commits); a second SIGTERM
+   * after STOP_DEADLINE_MS, which the scripts take as "quit now"; SIGKILL as the
+   * last resort. Resolves with what went wrong, if anything.
+   */
+  async stop(): Promise<string | undefined> {
+    console.log("demo: stopping (producer flushes, consumer commits)…");
+    this.signalAll("SIGTERM");
+    const late = setTimeout(() => {
+      console.error("demo: a child did not stop in time; telling it to quit now");
+      this.signalAll("SIGTERM");
+    }, STOP_DEADLINE_MS);
+    const kill = setTimeout(() => {
+      console.error("demo: a child still runs; killing it");
+      this.signalAll("SIGKILL");
+      for (const child of this.#list) child.abandon();
+    }, STOP_DEADLINE_MS + KILL_AFTER_MS);
+    const statuses = await Promise.all(this.#list.map((child) => child.done));
+    clearTimeout(late);
+    clearTimeout(kill);
+    if (this.#failed !== undefined) return this.#failed;
+    const bad = statuses.findIndex((status) => status.code !== 0);
+    return bad < 0 ? undefined : `${this.#list[bad].name} stopped with code ${statuses[bad].code}`;
   }
-
-  // 4. Stop: wait for Ctrl+C (or a child that ended), then end the rest cleanly.
-  await stopped;
-  console.log("demo: stopping (producer flushes, consumer commits)…");
-  for (const child of children) kill(child, "SIGTERM");
-  const deadline = setTimeout(() => {
-    console.error("demo: a child did not stop in time; killing it");
-    for (const child of children) kill(child, "SIGKILL");
-  }, STOP_DEADLINE_MS);
-  const statuses = await Promise.all(children.map((child) => child.done));
-  clearTimeout(deadline);
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
-
-  if (startedBroker && !keepBroker) {
-    console.log("demo: stopping the broker it started (keep it with --keep-broker)");
-    await runTask("kafka", commands.kafkaStop);
-  }
-  if (failed !== undefined) {
-    exitWithError(`${failed.name} exited with code ${failed.code}; stopped the rest`, 1);
-  }
-  const bad = statuses.findIndex((status) => status.code !== 0);
-  if (bad >= 0) {
-    exitWithError(`${children[bad].name} stopped with code ${statuses[bad].code}`, 1);
-  }
-  console.log("demo: stopped");
 }
 
-if (import.meta.main) await main(Deno.args);
+function paint(code: number, text: string): string {
+  return Deno.stdout.isTerminal() && !Deno.noColor ? `\x1b[${code}m${text}\x1b[0m` : text;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

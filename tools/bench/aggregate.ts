@@ -2,7 +2,7 @@
  * Aggregation throughput: records/s through the consumer's hot path (decodeTrade
  * on the record bytes, then Aggregator.apply), in process, no Kafka.
  *
- *   deno run tools/bench/aggregate.ts [records=1000000] [symbols=50]
+ *   deno run tools/bench/aggregate.ts [--records=1000000] [--symbols=50]
  *
  * The records are encoded up front with the shared codec (as the producer writes
  * them) and held as bytes (as kafkajs hands them over), 1 s apart per symbol on
@@ -10,9 +10,12 @@
  */
 
 import { Aggregator, DEFAULT_INTERVALS_MS, DEFAULT_MAX_CANDLES } from "../../consumer/candles.ts";
+import { exitCodeFor, parseFlags, positive } from "../../lib/cli.ts";
 import { decodeTrade, encodeTrade } from "../../lib/trade.ts";
 
-export function makeRecords(count: number, symbols: number): Uint8Array[] {
+const USAGE = "usage: deno run tools/bench/aggregate.ts [--records=1000000] [--symbols=50]";
+
+function makeRecords(count: number, symbols: number): Uint8Array[] {
   const encoder = new TextEncoder();
   const names = Array.from({ length: symbols }, (_, i) => `SYM${i}`);
   const prices = names.map((_, i) => 10 + i * 7.5);
@@ -35,7 +38,8 @@ export function makeRecords(count: number, symbols: number): Uint8Array[] {
   return records;
 }
 
-export function run(records: readonly Uint8Array[]): { ms: number; applied: number } {
+/** Decodes and applies every record once: the time it took, and how many were applied. */
+function applyAll(records: readonly Uint8Array[]): { ms: number; applied: number } {
   const aggregator = new Aggregator({
     intervalsMs: DEFAULT_INTERVALS_MS,
     maxCandles: DEFAULT_MAX_CANDLES,
@@ -50,18 +54,34 @@ export function run(records: readonly Uint8Array[]): { ms: number; applied: numb
   return { ms: performance.now() - started, applied };
 }
 
-if (import.meta.main) {
-  const count = Number(Deno.args[0] ?? 1_000_000);
-  const symbols = Number(Deno.args[1] ?? 50);
-  const records = makeRecords(count, symbols);
-  run(records.slice(0, 100_000)); // warm-up
-  for (let round = 1; round <= 3; round++) {
-    const { ms, applied } = run(records);
-    const rate = Math.round(count / (ms / 1000));
-    console.log(
-      `round ${round}: ${count} records (${applied} applied) in ${ms.toFixed(0)} ms = ${
-        rate.toLocaleString("en")
-      } records/s`,
-    );
+export function main(args: string[]): Promise<number> {
+  try {
+    const flags = parseFlags(args, {
+      records: { type: "string" },
+      symbols: { type: "string" },
+      help: { type: "boolean" },
+    });
+    if (flags.help) {
+      console.log(USAGE);
+      return Promise.resolve(0);
+    }
+    const count = positive("records", flags.records ?? "1000000", { integer: true });
+    const symbols = positive("symbols", flags.symbols ?? "50", { integer: true });
+    const records = makeRecords(count, symbols);
+    applyAll(records.slice(0, 100_000)); // warm-up
+    for (let round = 1; round <= 3; round++) {
+      const { ms, applied } = applyAll(records);
+      const rate = Math.round(count / (ms / 1000));
+      console.log(
+        `round ${round}: ${count} records (${applied} applied) in ${ms.toFixed(0)} ms = ${
+          rate.toLocaleString("en")
+        } records/s`,
+      );
+    }
+    return Promise.resolve(0);
+  } catch (error) {
+    return Promise.resolve(exitCodeFor(error));
   }
 }
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

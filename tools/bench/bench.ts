@@ -4,53 +4,62 @@
  * bare: the client alone, the ceiling for anything built on it), in the same
  * run, on the same broker, on fresh topics, with the same records.
  *
- *   deno task bench            the full run (a few minutes), writes tools/bench/results.json
- *   deno task bench --quick    small counts, well under a minute (CI runs it)
- *   deno task bench --long     the full run, with a 10-minute memory run at 5,000/s
- *   --only=producer,consumer,latency,sse,memory   some measurements only
- *   --out=FILE                 where the JSON goes
- *   --repeat=N                 rounds of each throughput run, best counts (default
- *                              2; 1 with --quick)
+ * Ours is always the real scripts, run with their tasks' permission sets
+ * (tools/scripts.ts): producer.ts (`--source=sim --rate=max|N --limit=N`, or
+ * `--replay` of a steady recording) and consumer.ts (`--limit=N`, which stops after
+ * N records and prints records/s and latency quantiles, or `--dashboard`, read
+ * through its SSE stream). The steps: the plan, the tools, the context
+ * (context.ts), each phase (throughput.ts, live.ts), the report (table.ts).
  *
- * Ours is always the real scripts, spawned with their deno.json tasks' flags:
- * producer.ts (`--source=sim --rate=max|N --limit=N`) and consumer.ts (`--limit=N`,
- * which stops after N records and prints records/s and latency quantiles, or
- * `--dashboard`, read through its SSE stream). See tools/bench/throughput.ts and tools/bench/live.ts
- * for each run, tools/bench/table.ts for the rows of the report.
+ * Exit codes: 0 when every run worked, 1 when one failed (or Kafka or a baseline
+ * tool is missing), 2 for a bad flag, 130 when stopped by a signal (nothing written).
  */
 
-import { DEFAULTS, loadConfig, readEnv } from "../../config.ts";
-import { createKafka } from "../../lib/kafka.ts";
-import { KAFKA_VERSION, probeKafka } from "../broker/launcher.ts";
-import { readTasks, taskCommand } from "../demo.ts";
-import { createMarket } from "../../producer/market_sim.ts";
-import { encodeTrade } from "../../lib/trade.ts";
-import { formatCount } from "../../lib/format_old.ts";
+import kafkajs from "kafkajs/package.json" with { type: "json" };
+import { type Config, loadConfig, parseHostPort, readEnv } from "../../config.ts";
+import { exitCodeFor, parseFlags, positive, stopOnSignals, UsageError } from "../../lib/cli.ts";
+import { formatCount } from "../../lib/format.js";
+import { KAFKA_VERSION, probeKafka } from "../broker/native.ts";
+import { ROOT } from "../scripts.ts";
+import { type Context, type OpenContext, openContext, OUT_DIR } from "./context.ts";
 import {
+  type BusyProcess,
   busyProcesses,
   describeMachine,
+  type Machine,
   type OtherLoad,
   PYTHON,
-  type Running,
   watchOthers,
 } from "./lib.ts";
-import type { Context } from "./context.ts";
+import { type Latency, latencyAt, memoryAt, ssePushAt } from "./live.ts";
+import { latencyRow, memoryRows, renderTable, type Row, throughputRow } from "./table.ts";
 import {
   consumeKafkajsBare,
   consumeKafkaPython,
   consumeKcat,
   consumeOurs,
+  type ConsumeRun,
   prefilledTopic,
   produceKafkajs,
   produceKafkaPython,
   produceKcat,
   produceOurs,
+  type ProduceRun,
   type Throughput,
 } from "./throughput.ts";
-import { type Latency, latencyAt, memoryAt, ssePushAt } from "./live.ts";
-import { latencyRow, memoryRows, renderTable, type Row, throughputRow } from "./table.ts";
 
-export interface Plan {
+const USAGE = `usage: deno task bench [--quick | --long] [--only=PHASES] [--out=FILE] [--repeat=N]
+
+  (none)        the full run (a few minutes), writes tools/bench/results.json
+  --quick       small counts, well under a minute (CI runs it)
+  --long        the full run, with a 10-minute memory run at 5,000/s
+  --only=LIST   some measurements only: producer,consumer,latency,sse,memory
+  --out=FILE    where the JSON goes (default: results.json; ${OUT_DIR}/results-quick.json
+                with --quick, so a quick run never overwrites the committed results)
+  --repeat=N    rounds of each throughput run, best counts (1-9; default 2, 1 with --quick)
+  --help        this text`;
+
+interface Plan {
   readonly mode: "quick" | "full" | "long";
   /** Records in the bench file: what ours and kcat produce, and the consumer's topic. */
   readonly records: number;
@@ -80,7 +89,7 @@ const FULL: Plan = {
   repeat: 2,
 };
 
-export const PLANS: Readonly<Record<Plan["mode"], Plan>> = {
+const PLANS: Readonly<Record<Plan["mode"], Plan>> = {
   quick: {
     mode: "quick",
     records: 20_000,
@@ -102,75 +111,63 @@ export const PLANS: Readonly<Record<Plan["mode"], Plan>> = {
 const PHASES = ["producer", "consumer", "latency", "sse", "memory"] as const;
 type Phase = typeof PHASES[number];
 
-export interface Flags {
-  plan: Plan;
-  out: string;
-  only: ReadonlySet<Phase>;
+interface Flags {
+  readonly plan: Plan;
+  readonly out: string;
+  readonly only: ReadonlySet<Phase>;
+  readonly help: boolean;
 }
 
-export function parseFlags(args: readonly string[]): Flags {
-  let mode: Plan["mode"] = "full";
-  let out: string | undefined;
-  let repeat: number | undefined;
-  let only: Set<Phase> = new Set(PHASES);
-  for (const arg of args) {
-    if (arg === "--quick" || arg === "--long") {
-      if (mode !== "full") throw new Error("--quick and --long exclude each other");
-      mode = arg === "--quick" ? "quick" : "long";
-    } else if (arg.startsWith("--out=") && arg.length > 6) out = arg.slice(6);
-    else if (/^--repeat=[1-9]$/.test(arg)) repeat = Number(arg.slice(9));
-    else if (arg.startsWith("--only=")) {
-      only = new Set();
-      for (const name of arg.slice(7).split(",")) {
-        if (!PHASES.includes(name as Phase)) {
-          throw new Error(`--only: "${name}" is not one of ${PHASES.join(", ")}`);
-        }
-        only.add(name as Phase);
-      }
-    } else throw new Error(`unknown argument "${arg}" (see the top of bench.ts)`);
+const FLAGS = {
+  quick: { type: "boolean" },
+  long: { type: "boolean" },
+  only: { type: "string" },
+  out: { type: "string" },
+  repeat: { type: "string" },
+  help: { type: "boolean" },
+} as const;
+
+/** The bench's flags as a plan; a UsageError for a mistake. */
+export function parseBenchFlags(args: readonly string[]): Flags {
+  const flags = parseFlags(args, FLAGS);
+  if (flags.quick && flags.long) throw new UsageError("--quick and --long exclude each other");
+  const mode = flags.quick ? "quick" : flags.long ? "long" : "full";
+  const repeat = flags.repeat === undefined
+    ? PLANS[mode].repeat
+    : positive("repeat", flags.repeat, { integer: true });
+  if (repeat > 9) throw new UsageError(`--repeat: ${repeat} rounds is more than 9`);
+  const only = flags.only?.split(",") ?? PHASES;
+  for (const name of only) {
+    if (!PHASES.includes(name as Phase)) {
+      throw new UsageError(`--only: "${name}" is not one of ${PHASES.join(", ")}`);
+    }
   }
-  // A quick run must not overwrite the committed results of a full one.
-  out ??= mode === "quick" ? "tools/bench/out/results-quick.json" : "tools/bench/results.json";
-  return { plan: { ...PLANS[mode], repeat: repeat ?? PLANS[mode].repeat }, out, only };
+  if (flags.out === "") throw new UsageError("--out needs a file name");
+  return {
+    plan: { ...PLANS[mode], repeat },
+    // A quick run must not overwrite the committed results of a full one.
+    out: flags.out ??
+      (mode === "quick" ? `${OUT_DIR}/results-quick.json` : "tools/bench/results.json"),
+    only: new Set(only as Phase[]),
+    help: flags.help ?? false,
+  };
 }
 
 // ---------------------------------------------------------------------------
+// Before measuring: Kafka, and the baselines' tools
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-const OUT_DIR = "tools/bench/out";
-
-/** The file kcat, kafka-python and naive kafkajs send: what ours generates, encoded. */
-async function writeRecords(path: string, count: number, seed: number): Promise<void> {
-  const market = createMarket({
-    symbols: DEFAULTS.SYMBOLS.split(","),
-    seed,
-    rate: 100_000, // the simulated clock of producer.ts --rate=max
-    start: Date.now(),
-  });
-  using file = await Deno.open(path, { write: true, create: true, truncate: true });
-  const encoder = new TextEncoder();
-  for (let done = 0; done < count;) {
-    let chunk = "";
-    const time = Date.now();
-    for (let i = 0; i < 10_000 && done < count; i++, done++) {
-      const trade = { ...market.next(), time };
-      chunk += `${trade.symbol}\t${encodeTrade(trade, "sim")}\n`;
-    }
-    const bytes = encoder.encode(chunk);
-    for (let written = 0; written < bytes.length;) {
-      written += await file.write(bytes.subarray(written));
-    }
+/** KAFKA_BROKERS (one broker), answering as Kafka. */
+async function requireKafka(): Promise<Config> {
+  const config = loadConfig({ KAFKA_BROKERS: readEnv().KAFKA_BROKERS });
+  const broker = config.brokers[0];
+  const { host, port } = parseHostPort(broker, "KAFKA_BROKERS", "127.0.0.1:9092");
+  if (await probeKafka(host, port) !== "kafka") {
+    throw new Error(`no Kafka at ${broker} (start it with: deno task kafka)`);
   }
-}
-
-/** The kafkajs version deno.json pins (`npm:kafkajs@2.2.4`). */
-async function kafkajsVersion(): Promise<string> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  return /@([^@]+)$/.exec(config?.imports?.kafkajs ?? "")?.[1] ?? "unknown";
+  return config;
 }
 
 async function checkTools(): Promise<void> {
-  const missing: string[] = [];
   const works = async (command: string, args: string[]) => {
     try {
       return (await new Deno.Command(command, { args, stdout: "null", stderr: "null" }).output())
@@ -179,6 +176,7 @@ async function checkTools(): Promise<void> {
       return false;
     }
   };
+  const missing: string[] = [];
   if (!await works("kcat", ["-V"])) missing.push("kcat (apt-get install kcat)");
   if (!await works(PYTHON, ["-c", "import kafka"])) {
     missing.push(`kafka-python for ${PYTHON} (apt-get install python3-kafka)`);
@@ -186,266 +184,186 @@ async function checkTools(): Promise<void> {
   if (missing.length > 0) throw new Error(`the baselines need ${missing.join(" and ")}`);
 }
 
-/** Runs the bench; resolves to the exit code (1 when any run failed). */
-export async function run(args: readonly string[]): Promise<number> {
-  let flags: Flags;
-  try {
-    flags = parseFlags(args);
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}`);
-    return 2;
-  }
-  const { plan, only } = flags;
-  const config = loadConfig({ KAFKA_BROKERS: readEnv().KAFKA_BROKERS });
-  const brokers = config.brokers[0];
-  const [host, port] = [brokers.slice(0, brokers.lastIndexOf(":")), brokers.split(":").at(-1)];
-  if (await probeKafka(host, Number(port)) !== "kafka") {
-    console.error(`error: no Kafka at ${brokers} (start it with: deno task kafka)`);
-    return 1;
-  }
-  try {
-    await checkTools();
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}`);
-    return 1;
-  }
-  const tasks = await readTasks();
-  // Each task's own flags. --env-file is left out: the bench sets every variable
-  // its children read, so a .env aimed at another broker cannot split the run.
-  const argvOf = (task: string) => {
-    const argv = taskCommand(tasks, task);
-    const script = argv.findIndex((word) => word.endsWith(".ts"));
-    return argv.slice(1, script).filter((flag) => flag !== "--env-file");
-  };
-  const consume = argvOf("consume");
-  const runId = crypto.randomUUID().slice(0, 8);
-  const topics: string[] = [];
-  const groups: string[] = [];
-  const kafka = createKafka(config, "bench");
-  const admin = kafka.admin();
-  await admin.connect();
-  const children = new Set<Running>();
-  const log = (line: string) => console.error(line);
+// ---------------------------------------------------------------------------
+// The phases: each measures, logs a line a run, and returns its rows
 
-  const onSignal = async () => {
-    log("stopping: killing the runs, deleting the bench topics");
-    for (const child of children) child.kill("SIGTERM");
-    await admin.deleteTopics({ topics }).catch(() => {});
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+interface Measured {
+  readonly rows: Row[];
+  readonly runs: Record<string, unknown>;
+}
 
-  await Deno.mkdir(`${ROOT}${OUT_DIR}`, { recursive: true });
-  const recordsFile = `${OUT_DIR}/records-${runId}.tsv`;
-  const seed = 42;
-  log(`bench (${plan.mode}): machine and what else is running…`);
-  const [machine, busyBefore] = await Promise.all([
-    describeMachine(KAFKA_VERSION, await kafkajsVersion()),
-    busyProcesses(plan.mode === "quick" ? 500 : 2_000),
-  ]);
-  await writeRecords(`${ROOT}${recordsFile}`, plan.records, seed);
-  const others = watchOthers(plan.mode === "quick" ? 2_000 : 5_000);
-  const ctx: Context = {
-    root: ROOT,
-    brokers,
-    python: PYTHON,
-    recordsFile,
-    recordsInFile: plan.records,
-    seed,
-    symbols: DEFAULTS.SYMBOLS.split(","),
-    argv: {
-      produce: argvOf("produce"),
-      consume,
-      dashboard: argvOf("dashboard"),
-      // The kafkajs baselines need what a consumer needs (network, kafkajs' variables)
-      // and to read the records file.
-      kafkajs: [...consume.filter((f) => !f.startsWith("--allow-read")), `--allow-read=${OUT_DIR}`],
-    },
-    env: { KAFKA_BROKERS: brokers, SYMBOLS: DEFAULTS.SYMBOLS, NO_COLOR: "1" },
-    async newTopic(partitions) {
-      const topic = `bench-${runId}-${topics.length + 1}`;
-      topics.push(topic);
-      await admin.createTopics({
-        topics: [{ topic, numPartitions: partitions }],
-        waitForLeaders: true,
-      });
-      return topic;
-    },
-    newGroup() {
-      const group = `bench-${runId}-g${groups.length + 1}`;
-      groups.push(group);
-      return group;
-    },
-    async recordsOn(topic) {
-      const offsets = await admin.fetchTopicOffsets(topic);
-      return offsets.reduce((sum, { high }) => sum + Number(high), 0);
-    },
-    log,
-    children,
-  };
+function showRate(ctx: Context, what: string, run: Throughput): void {
+  ctx.log(`  ${what}: ${run.error ? `FAILED (${run.error})` : `${formatCount(run.rate ?? 0)}/s`}`);
+}
 
-  const rows: Row[] = [];
-  const runs: Record<string, unknown> = {};
-  let otherLoad: OtherLoad | undefined;
-  const show = (what: string, run: { rate?: number | null; error?: string }) =>
-    log(`  ${what}: ${run.error ? `FAILED (${run.error})` : `${formatCount(run.rate ?? 0)}/s`}`);
-  try {
-    if (only.has("producer")) {
-      for (const partitions of [1, 3]) {
-        log(`producer throughput, ${partitions} partition${partitions > 1 ? "s" : ""}:`);
-        const results: Throughput[] = [];
-        const measure = async (what: string, run: () => Promise<Throughput>) => {
-          const result = await run();
-          show(what, result);
-          results.push(result);
-        };
-        // Rounds of every client in turn, so each sees the machine as the others did.
-        for (let round = 1; round <= plan.repeat; round++) {
-          await measure(
-            `ours (${formatCount(plan.records)})`,
-            () => produceOurs(ctx, partitions, plan.records),
-          );
-          await measure(`kcat (${formatCount(plan.records)})`, async () => {
-            const { topic: _, ...result } = await produceKcat(ctx, partitions);
-            return result;
-          });
-          await measure(
-            `kafka-python (${formatCount(plan.pythonRecords)})`,
-            () => produceKafkaPython(ctx, partitions, plan.pythonRecords),
-          );
-          await measure(
-            `kafkajs naive (${formatCount(plan.naiveRecords)})`,
-            () => produceKafkajs(ctx, "naive", partitions, plan.naiveRecords),
-          );
-          await measure(
-            `kafkajs bare (${formatCount(plan.records)})`,
-            () => produceKafkajs(ctx, "bare", partitions, plan.records),
-          );
-        }
-        runs[`producer-${partitions}p`] = results;
-        rows.push(throughputRow(
-          `producer-${partitions}p`,
-          `producer, ${partitions} partition${partitions > 1 ? "s" : ""} (trades/s)`,
-          "trades/s",
-          results,
-          { kcat: 0.5, "kafka-python": 5 },
-        ));
-      }
-    }
-    if (only.has("consumer")) {
-      log(`consumer throughput, ${formatCount(plan.records)} records on 3 partitions:`);
-      const topic = await prefilledTopic(ctx, 3);
-      const results: Throughput[] = [];
-      for (let round = 1; round <= plan.repeat; round++) {
-        for (
-          const consume of [consumeOurs, consumeKcat, consumeKafkaPython, consumeKafkajsBare]
-        ) {
-          const result = await consume(ctx, topic, plan.records);
-          show(result.client, result);
-          results.push(result);
-        }
-      }
-      runs.consumer = results;
-      rows.push(throughputRow(
-        "consumer",
-        `consumer, ${formatCount(plan.records)} records (records/s)`,
-        "records/s",
-        results,
-        { kcat: 0.5 },
-      ));
-    }
-    if (only.has("latency")) {
-      const targets: Record<number, number> = { 1_000: 20, 10_000: 100 };
-      const results: Latency[] = [];
-      for (const rate of plan.latencyRates) {
-        log(`end-to-end latency at ${formatCount(rate)} trades/s for ${plan.latencySeconds} s:`);
-        const result = await latencyAt(ctx, rate, plan.latencySeconds);
-        log(
-          `  ${
-            result.error
-              ? `FAILED (${result.error})`
-              : `p50/p99/p99.9 ${result.p50}/${result.p99}/${result.p999} ms`
-          }`,
-        );
+function showLatency(ctx: Context, run: Latency): void {
+  const { error, p50, p99, p999 } = run;
+  ctx.log(`  ${error ? `FAILED (${error})` : `p50/p99/p99.9 ${p50}/${p99}/${p999} ms`}`);
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n > 1 ? "s" : ""}`;
+
+async function producerPhase(ctx: Context, plan: Plan): Promise<Measured> {
+  const n = formatCount;
+  const clients: [string, (run: ProduceRun) => Promise<Throughput>][] = [
+    [`ours (${n(plan.records)})`, (run) => produceOurs(ctx, run)],
+    [`kcat (${n(plan.records)})`, (run) => produceKcat(ctx, run)],
+    [
+      `kafka-python (${n(plan.pythonRecords)})`,
+      (run) => produceKafkaPython(ctx, { ...run, count: plan.pythonRecords }),
+    ],
+    [
+      `kafkajs naive (${n(plan.naiveRecords)})`,
+      (run) => produceKafkajs(ctx, { ...run, mode: "naive", count: plan.naiveRecords }),
+    ],
+    [`kafkajs bare (${n(plan.records)})`, (run) => produceKafkajs(ctx, { ...run, mode: "bare" })],
+  ];
+  const measured: Measured = { rows: [], runs: {} };
+  for (const partitions of [1, 3]) {
+    ctx.log(`producer throughput, ${plural(partitions, "partition")}:`);
+    const results: Throughput[] = [];
+    // Rounds of every client in turn, so each sees the machine as the others did.
+    for (let round = 1; round <= plan.repeat; round++) {
+      for (const [what, produce] of clients) {
+        const result = await produce({ partitions, count: plan.records });
+        showRate(ctx, what, result);
         results.push(result);
-        rows.push(latencyRow(
-          `e2e-${rate}`,
-          `e2e latency, steady ${formatCount(rate)}/s (reached ${
-            formatCount(result.achievedRate ?? 0)
-          }/s${result.dropped > 0 ? `, ${formatCount(result.dropped)} dropped` : ""})`,
-          result,
-          targets[rate],
-        ));
       }
-      runs.latency = results;
     }
-    if (only.has("sse")) {
-      log(
-        `dashboard push latency at ${formatCount(plan.sseRate)} trades/s for ${plan.sseSeconds} s:`,
-      );
-      const result = await ssePushAt(ctx, plan.sseRate, plan.sseSeconds);
-      log(
-        `  ${
-          result.error
-            ? `FAILED (${result.error})`
-            : `p50/p99/p99.9 ${result.p50}/${result.p99}/${result.p999} ms`
-        }`,
-      );
-      runs.sse = result;
-      rows.push(latencyRow(
-        "sse-push",
-        `SSE push latency, steady ${formatCount(plan.sseRate)}/s`,
-        result,
-        100,
-      ));
-    }
-    if (only.has("memory")) {
-      log(`memory at ${formatCount(plan.memoryRate)} trades/s for ${plan.memorySeconds} s:`);
-      const result = await memoryAt(ctx, plan.memoryRate, plan.memorySeconds);
-      const peak = (mb: number | null) => mb === null ? "?" : `${Math.round(mb)} MB`;
-      log(
-        `  ${
-          result.error
-            ? `FAILED (${result.error})`
-            : `peak RSS producer ${peak(result.producer.peakMb)}, consumer ${
-              peak(result.consumer.peakMb)
-            }`
-        }`,
-      );
-      runs.memory = result;
-      rows.push(...memoryRows(result, 150, plan.memorySeconds >= 300 ? 1 : 5));
-    }
-  } finally {
-    otherLoad = await others.stop();
-    await admin.deleteTopics({ topics }).catch(() => {});
-    await admin.deleteGroups(groups).catch(() => {});
-    await admin.disconnect();
-    await Deno.remove(`${ROOT}${recordsFile}`).catch(() => {});
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    const id = `producer-${partitions}p`;
+    measured.runs[id] = results;
+    measured.rows.push(throughputRow(results, {
+      id,
+      label: `producer, ${plural(partitions, "partition")} (trades/s)`,
+      unit: "trades/s",
+      targets: { kcat: 0.5, "kafka-python": 5 },
+    }));
   }
+  return measured;
+}
 
-  const table = renderTable(rows);
-  const before = busyBefore.map((p) => `${p.name} ${p.cpuPercent}%`).join(", ") || "nothing";
-  const during = otherLoad === undefined || otherLoad.windows === 0
-    ? "not sampled"
-    : `mean ${otherLoad.meanPercent}%, worst ${
-      otherLoad.windowMs / 1000
-    } s ${otherLoad.maxPercent}%` +
-      ` (${
-        otherLoad.byCommand.slice(0, 4).map((c) => `${c.name} ${c.meanPercent}%`).join(", ") ||
-        "nothing"
-      })`;
-  console.log(
-    `\n${table}\n\nmachine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, ` +
-      `${machine.os}; Deno ${machine.deno}, Kafka ${machine.kafka} (local, 1 broker), ` +
-      `kcat ${machine.kcat} (librdkafka ${machine.librdkafka}), kafka-python ${machine.kafkaPython}\n` +
-      `CPU of other processes, % of one core (the broker counts here too, whoever it served):\n` +
-      `  before the run: ${before}\n  during the run: ${during}`,
+async function consumerPhase(ctx: Context, plan: Plan): Promise<Measured> {
+  ctx.log(`consumer throughput, ${formatCount(plan.records)} records on 3 partitions:`);
+  const run: ConsumeRun = { topic: await prefilledTopic(ctx, 3), count: plan.records };
+  const results: Throughput[] = [];
+  for (let round = 1; round <= plan.repeat; round++) {
+    for (const consume of [consumeOurs, consumeKcat, consumeKafkaPython, consumeKafkajsBare]) {
+      const result = await consume(ctx, run);
+      showRate(ctx, result.client, result);
+      results.push(result);
+    }
+  }
+  const row = throughputRow(results, {
+    id: "consumer",
+    label: `consumer, ${formatCount(plan.records)} records (records/s)`,
+    unit: "records/s",
+    targets: { kcat: 0.5 },
+  });
+  return { rows: [row], runs: { consumer: results } };
+}
+
+async function latencyPhase(ctx: Context, plan: Plan): Promise<Measured> {
+  const maxP99: Record<number, number> = { 1_000: 20, 10_000: 100 };
+  const measured = { rows: [] as Row[], runs: { latency: [] as Latency[] } };
+  for (const rate of plan.latencyRates) {
+    ctx.log(`end-to-end latency at ${formatCount(rate)} trades/s for ${plan.latencySeconds} s:`);
+    const result = await latencyAt(ctx, { rate, seconds: plan.latencySeconds });
+    showLatency(ctx, result);
+    measured.runs.latency.push(result);
+    const dropped = result.dropped > 0 ? `, ${formatCount(result.dropped)} dropped` : "";
+    measured.rows.push(latencyRow(result, {
+      id: `e2e-${rate}`,
+      label: `e2e latency, steady ${formatCount(rate)}/s (reached ${
+        formatCount(result.achievedRate ?? 0)
+      }/s${dropped})`,
+      maxP99: maxP99[rate],
+    }));
+  }
+  return measured;
+}
+
+async function ssePhase(ctx: Context, plan: Plan): Promise<Measured> {
+  const rate = plan.sseRate;
+  ctx.log(`dashboard push latency at ${formatCount(rate)} trades/s for ${plan.sseSeconds} s:`);
+  const result = await ssePushAt(ctx, { rate, seconds: plan.sseSeconds });
+  showLatency(ctx, result);
+  const label = `SSE push latency, steady ${formatCount(rate)}/s`;
+  return {
+    rows: [latencyRow(result, { id: "sse-push", label, maxP99: 100 })],
+    runs: { sse: result },
+  };
+}
+
+async function memoryPhase(ctx: Context, plan: Plan): Promise<Measured> {
+  const { memoryRate: rate, memorySeconds: seconds } = plan;
+  ctx.log(`memory at ${formatCount(rate)} trades/s for ${seconds} s:`);
+  const result = await memoryAt(ctx, { rate, seconds });
+  const peak = (mb: number | null) => mb === null ? "?" : `${Math.round(mb)} MB`;
+  const { producer, consumer } = result;
+  ctx.log(
+    `  ${
+      result.error
+        ? `FAILED (${result.error})`
+        : `peak RSS producer ${peak(producer.peakMb)}, consumer ${peak(consumer.peakMb)}`
+    }`,
   );
-  const failed = rows.flatMap((row) => row.errors.map((error) => `${row.id}: ${error}`));
+  const rows = memoryRows(result, { maxMb: 150, flatMbPerMin: seconds >= 300 ? 1 : 5 });
+  return { rows, runs: { memory: result } };
+}
+
+const PHASE_RUNS: Readonly<Record<Phase, (ctx: Context, plan: Plan) => Promise<Measured>>> = {
+  producer: producerPhase,
+  consumer: consumerPhase,
+  latency: latencyPhase,
+  sse: ssePhase,
+  memory: memoryPhase,
+};
+
+/** Runs the chosen phases in order; a stop signal ends it between runs. */
+async function measure(ctx: Context, flags: Flags): Promise<Measured> {
+  const measured: Measured = { rows: [], runs: {} };
+  for (const phase of PHASES) {
+    if (!flags.only.has(phase)) continue;
+    const { rows, runs } = await PHASE_RUNS[phase](ctx, flags.plan);
+    ctx.signal.throwIfAborted();
+    measured.rows.push(...rows);
+    Object.assign(measured.runs, runs);
+  }
+  return measured;
+}
+
+// ---------------------------------------------------------------------------
+// The report
+
+interface Report extends Measured {
+  readonly plan: Plan;
+  readonly machine: Machine;
+  readonly busyBefore: readonly BusyProcess[];
+  readonly otherLoad: OtherLoad;
+}
+
+function describeReport(report: Report): string {
+  const { machine, busyBefore, otherLoad: load } = report;
+  const before = busyBefore.map((p) => `${p.name} ${p.cpuPercent}%`).join(", ") || "nothing";
+  const busiest = load.byCommand.slice(0, 4).map((c) => `${c.name} ${c.meanPercent}%`);
+  const during = load.windows === 0
+    ? "not sampled"
+    : `mean ${load.meanPercent}%, worst ${load.windowMs / 1000} s ${load.maxPercent}%` +
+      ` (${busiest.join(", ") || "nothing"})`;
+  return `\n${renderTable(report.rows)}\n\n` +
+    `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, ` +
+    `${machine.os}; Deno ${machine.deno}, Kafka ${machine.kafka} (local, 1 broker), ` +
+    `kcat ${machine.kcat} (librdkafka ${machine.librdkafka}), kafka-python ${machine.kafkaPython}\n` +
+    `CPU of other processes, % of one core (the broker counts here too, whoever it served):\n` +
+    `  before the run: ${before}\n  during the run: ${during}`;
+}
+
+/** Prints the table, writes the JSON to `out`; the exit code (1 when a run failed). */
+async function writeReport(report: Report, out: string): Promise<number> {
+  console.log(describeReport(report));
+  const failed = report.rows.flatMap((row) => row.errors.map((error) => `${row.id}: ${error}`));
   for (const line of failed) console.error(`error: ${line}`);
+  const { plan, machine, busyBefore, otherLoad, rows, runs } = report;
   const results = {
     benchmark: "market-stream pipeline vs kcat, kafka-python, kafkajs (naive and bare)",
     mode: plan.mode,
@@ -457,15 +375,50 @@ export async function run(args: readonly string[]): Promise<number> {
     rows,
     runs,
   };
-  const outPath = flags.out.startsWith("/") ? flags.out : `${ROOT}${flags.out}`;
-  await Deno.writeTextFile(outPath, JSON.stringify(results, null, 2) + "\n");
-  console.log(`\nwrote ${flags.out}`);
+  const path = out.startsWith("/") ? out : `${ROOT}${out}`;
+  await Deno.writeTextFile(path, JSON.stringify(results, null, 2) + "\n");
+  console.log(`\nwrote ${out}`);
   return failed.length > 0 ? 1 : 0;
 }
 
-export async function main(args: string[]): Promise<void> {
-  // kafkajs keeps timers of its own: leave as soon as the report is written.
-  Deno.exit(await run(args));
+// ---------------------------------------------------------------------------
+
+export async function main(args: string[]): Promise<number> {
+  let ctx: OpenContext | undefined;
+  // The second Ctrl+C: the runs are killed outright.
+  using stop = stopOnSignals(() => ctx?.killAll("SIGKILL"));
+  try {
+    const flags = parseBenchFlags(args);
+    if (flags.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const { plan } = flags;
+    const config = await requireKafka();
+    await checkTools();
+    const log = (line: string) => console.error(line);
+    log(`bench (${plan.mode}): machine and what else is running…`);
+    const [machine, busyBefore] = await Promise.all([
+      describeMachine(KAFKA_VERSION, kafkajs.version),
+      busyProcesses(plan.mode === "quick" ? 500 : 2_000),
+    ]);
+    ctx = await openContext({ config, records: plan.records, signal: stop.signal, log });
+    const others = watchOthers(plan.mode === "quick" ? 2_000 : 5_000);
+    let measured: Measured;
+    let otherLoad: OtherLoad;
+    try {
+      measured = await measure(ctx, flags);
+    } finally {
+      otherLoad = await others.stop();
+      await ctx.close();
+    }
+    return await writeReport({ ...measured, plan, machine, busyBefore, otherLoad }, flags.out);
+  } catch (error) {
+    if (!stop.signal.aborted) return exitCodeFor(error);
+    console.error("bench: stopped; no results written");
+    return 130;
+  }
 }
 
-if (import.meta.main) await main(Deno.args);
+// kafkajs keeps timers of its own: the entry line exits as soon as the report is written.
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -20,6 +20,7 @@ import { loadConfig, readEnv } from "../../config.ts";
 import { createKafka } from "../../lib/kafka.ts";
 import { createIdempotentProducer } from "../../producer/publisher.ts";
 import { HEADER_RECEIVED_AT, HEADER_SOURCE } from "../../lib/trade.ts";
+import { exitCodeFor, positive, UsageError } from "../../lib/cli.ts";
 
 /** The first `count` records of a bench file, as [key, value] pairs. */
 export function readRecords(text: string, count: number): [string, string][] {
@@ -37,7 +38,8 @@ export function readRecords(text: string, count: number): [string, string][] {
 
 const BARE_BATCH = 2_500;
 
-async function produce(mode: string, topic: string, path: string, count: number) {
+async function produce(run: { mode: string; topic: string; path: string; count: number }) {
+  const { mode, topic, path, count } = run;
   const records = readRecords(await Deno.readTextFile(path), count);
   const kafka = createKafka(loadConfig(readEnv()), `bench-${mode}`);
   const producer = mode === "naive"
@@ -59,7 +61,8 @@ async function produce(mode: string, topic: string, path: string, count: number)
   return { records: messages.length, seconds };
 }
 
-async function consume(topic: string, groupId: string, count: number) {
+async function consume(run: { topic: string; groupId: string; count: number }) {
+  const { topic, groupId, count } = run;
   const kafka = createKafka(loadConfig(readEnv()), "bench-bare");
   // The fetch settings of ours (topic_reader.ts).
   const consumer = kafka.consumer({
@@ -91,22 +94,26 @@ async function consume(topic: string, groupId: string, count: number) {
   return { records: seen, seconds: (last - first) / 1000 };
 }
 
-export async function main(args: string[]): Promise<void> {
-  const [mode, topic, ...rest] = args;
-  const count = Number(rest.at(-1));
-  const ok = topic && Number.isSafeInteger(count) && count > 0 &&
-    (mode === "naive" || mode === "bare" || mode === "bare-consume") && rest.length === 2;
-  if (!ok) {
-    console.error(
-      "usage: kafkajs_baseline.ts naive|bare TOPIC FILE COUNT | bare-consume TOPIC GROUP COUNT",
-    );
-    Deno.exit(2);
+const USAGE =
+  "usage: kafkajs_baseline.ts naive|bare TOPIC FILE COUNT | bare-consume TOPIC GROUP COUNT";
+
+export async function main(args: string[]): Promise<number> {
+  try {
+    const [mode, topic, source, countText, ...extra] = args;
+    const known = mode === "naive" || mode === "bare" || mode === "bare-consume";
+    if (!known || !topic || !source || !countText || extra.length > 0) {
+      throw new UsageError(USAGE);
+    }
+    const count = positive("COUNT", countText, { integer: true });
+    const result = mode === "bare-consume"
+      ? await consume({ topic, groupId: source, count })
+      : await produce({ mode, topic, path: source, count });
+    console.log(JSON.stringify(result));
+    return 0;
+  } catch (error) {
+    return exitCodeFor(error);
   }
-  const result = mode === "bare-consume"
-    ? await consume(topic, rest[0], count)
-    : await produce(mode, topic, rest[0], count);
-  console.log(JSON.stringify(result));
-  Deno.exit(0);
 }
 
-if (import.meta.main) await main(Deno.args);
+// kafkajs keeps timers of its own: the entry line exits once the result is printed.
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,10 +1,12 @@
 /**
  * The pieces `bench.ts` is built from: child processes watched from outside (lines,
- * wall time, RSS from /proc), the machine and what else keeps it busy, quantiles,
- * and the table. Pure functions are exported for the tests.
+ * wall time, RSS from /proc), the machine and what else keeps it busy, quantiles
+ * and RSS growth.
  *
  * /proc is read by tools/bench/procstat.py: Deno grants /proc only with --allow-all.
  */
+
+import { lines } from "../../lib/lines.ts";
 
 /** The Python of Debian's python3-kafka (not whatever `python3` is first on PATH). */
 export const PYTHON = "/usr/bin/python3";
@@ -30,7 +32,7 @@ export interface Finished {
   readonly lines?: { count: number; firstAt: number | null; lastAt: number | null };
 }
 
-export interface SpawnOptions {
+interface SpawnOptions {
   readonly env?: Record<string, string>;
   readonly cwd?: string;
   /** Killed (SIGKILL after SIGTERM) past this; `timedOut` says so. */
@@ -42,7 +44,7 @@ export interface SpawnOptions {
   readonly keepLines?: number;
 }
 
-export type LineListener = (line: string, stream: "out" | "err") => void;
+type LineListener = (line: string, stream: "out" | "err") => void;
 
 export interface Running {
   readonly pid: number;
@@ -63,28 +65,24 @@ export function parseWatchLine(line: string): { t: number; rssMb: number; hwmMb:
   };
 }
 
+/** Calls `onLine` with each line of `stream`, keeping the last `max` of them in `keep`. */
 async function readLines(
   stream: ReadableStream<Uint8Array>,
   keep: string[],
   max: number,
   onLine: (line: string) => void,
 ): Promise<void> {
-  const decoder = new TextDecoder();
-  let rest = "";
-  for await (const chunk of stream) {
-    const text = rest + decoder.decode(chunk, { stream: true });
-    const parts = text.split("\n");
-    rest = parts.pop()!;
-    for (const line of parts) {
-      keep.push(line);
-      if (keep.length > max) keep.shift();
-      onLine(line);
-    }
+  for await (const line of lines(stream)) {
+    keep.push(line);
+    if (keep.length > max) keep.shift();
+    onLine(line);
   }
-  if (rest !== "") {
-    keep.push(rest);
-    onLine(rest);
-  }
+}
+
+/** Writes `chunks` of text to a new file at `path`, as they are made. */
+export async function writeChunks(path: string, chunks: Iterable<string>): Promise<void> {
+  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+  await ReadableStream.from(chunks).pipeThrough(new TextEncoderStream()).pipeTo(file.writable);
 }
 
 async function countStreamLines(
@@ -317,7 +315,7 @@ export interface OtherLoad {
 }
 
 /** Folds the sampler's windows into one account of what else ran. */
-export function summarizeOthers(windows: readonly BusyProcess[][], windowMs: number): OtherLoad {
+function summarizeOthers(windows: readonly BusyProcess[][], windowMs: number): OtherLoad {
   const totals = windows.map((list) => list.reduce((sum, p) => sum + p.cpuPercent, 0));
   const byCommand = new Map<string, number>();
   for (const list of windows) {
@@ -361,26 +359,4 @@ export function watchOthers(windowMs: number): { stop(): Promise<OtherLoad> } {
       return summarizeOthers(windows, windowMs);
     },
   };
-}
-
-// ---------------------------------------------------------------------------
-// The table.
-
-export function formatRatio(ours: number, baseline: number, higherIsBetter = true): string {
-  if (!(ours > 0) || !(baseline > 0)) return "";
-  const ratio = higherIsBetter ? ours / baseline : baseline / ours;
-  return ratio >= 10 ? `${Math.round(ratio)}x` : `${ratio.toFixed(2)}x`;
-}
-
-/** Pads a table of cells into aligned columns; the first column left, the rest right. */
-export function formatTable(rows: readonly (readonly string[])[]): string {
-  const widths: number[] = [];
-  for (const row of rows) {
-    row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  }
-  const line = (row: readonly string[]) =>
-    row.map((cell, i) => i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i])).join("  ")
-      .trimEnd();
-  const rule = widths.map((w) => "-".repeat(w)).join("  ");
-  return [line(rows[0]), rule, ...rows.slice(1).map(line)].join("\n");
 }

@@ -5,19 +5,22 @@
  * is trusted.
  */
 
+import { sleep } from "../../lib/async.ts";
+import { lines } from "../../lib/lines.ts";
+import { createMarket } from "../../producer/market_sim.ts";
+import { toFinnhubFrame } from "../../producer/recording.ts";
 import {
   busyPercent,
   cpuTimes,
   type Finished,
   quantile,
   rssSlopeMbPerMin,
-  spawnWatched,
+  type Running,
   waitForLine,
+  writeChunks,
 } from "./lib.ts";
 import { type Push, pushLatencies, receivedAtByKey, watchPushes } from "./sse_probe.ts";
 import { type Context, failure, parseConsumerSummary, parseProducerSummary } from "./context.ts";
-import { createMarket } from "../../producer/market_sim.ts";
-import { toFinnhubFrame } from "../../producer/recording.ts";
 
 export interface Latency {
   readonly rate: number;
@@ -44,19 +47,25 @@ export interface Memory {
   readonly error?: string;
 }
 
+/** A live run: trades at `rate` per second for `seconds`. */
+export interface LiveRun {
+  readonly rate: number;
+  readonly seconds: number;
+}
+
 /**
  * What feeds the producer: the simulated market at an average rate (bursty, like a
  * market), or a recording of it replayed at a steady rate.
  */
-export type Feed = { readonly sim: number } | { readonly replay: string };
+type Feed = { readonly sim: number } | { readonly replay: string };
 
-function producerArgs(ctx: Context, feed: Feed, count: number, topic: string): string[] {
+function producerArgs(ctx: Context, run: { feed: Feed; count: number; topic: string }): string[] {
+  const { feed, count, topic } = run;
   const source = "sim" in feed
     ? ["--source=sim", `--rate=${feed.sim}`, `--seed=${ctx.seed}`]
     : [`--replay=${feed.replay}`];
   return [
     ...ctx.argv.produce,
-    "producer.ts",
     ...source,
     `--limit=${count}`,
     `--topic=${topic}`,
@@ -68,62 +77,57 @@ function producerArgs(ctx: Context, feed: Feed, count: number, topic: string): s
 const STEADY_FRAME_MS = 5;
 
 /**
- * A recording of the simulated market at exactly `rate` trades per second: a
- * frame every 5 ms, the trades spread evenly. Marked `sim`, so are its records.
+ * A recording of the simulated market at exactly `rate` trades per second: a frame
+ * every 5 ms, the trades spread evenly, in chunks of about 1 MB. Marked `sim`, so are
+ * its records. `made.count` is the number of trades once it is written.
  */
-export async function writeSteadyRecording(
-  path: string,
-  symbols: readonly string[],
-  seed: number,
-  rate: number,
-  seconds: number,
-): Promise<number> {
+function* steadyFrames(ctx: Context, run: LiveRun, made: { count: number }): Generator<string> {
   const start = Date.now();
-  const market = createMarket({ symbols, seed, rate, start });
-  const frames = Math.round(seconds * 1000 / STEADY_FRAME_MS);
-  const perFrame = rate * STEADY_FRAME_MS / 1000;
-  using file = await Deno.open(path, { write: true, create: true, truncate: true });
-  const encoder = new TextEncoder();
-  let made = 0;
+  const market = createMarket({ symbols: ctx.symbols, seed: ctx.seed, rate: run.rate, start });
+  const frames = Math.round(run.seconds * 1000 / STEADY_FRAME_MS);
+  const perFrame = run.rate * STEADY_FRAME_MS / 1000;
   let chunk = "";
   for (let i = 0; i < frames; i++) {
     const at = start + i * STEADY_FRAME_MS;
     const trades = [];
-    for (const end = Math.round((i + 1) * perFrame); made < end; made++) {
+    for (const end = Math.round((i + 1) * perFrame); made.count < end; made.count++) {
       trades.push({ ...market.next(), time: at });
     }
     if (trades.length > 0) {
       chunk += JSON.stringify({ at, source: "sim", frame: toFinnhubFrame(trades) }) + "\n";
     }
     if (chunk.length > 1_000_000 || i === frames - 1) {
-      const bytes = encoder.encode(chunk);
-      for (let written = 0; written < bytes.length;) {
-        written += await file.write(bytes.subarray(written));
-      }
+      yield chunk;
       chunk = "";
     }
   }
-  return made;
+}
+
+/** A steady recording for `run` in the bench's folder, removed on dispose. */
+async function steadyFeed(ctx: Context, run: LiveRun) {
+  const path = `${ctx.outDir}/steady-${crypto.randomUUID().slice(0, 8)}.ndjson`;
+  const made = { count: 0 };
+  await writeChunks(`${ctx.root}${path}`, steadyFrames(ctx, run, made));
+  return {
+    feed: { replay: path },
+    count: made.count,
+    [Symbol.asyncDispose]: () => Deno.remove(`${ctx.root}${path}`).catch(() => {}),
+  };
 }
 
 /** A consumer with --limit, started and joined; then the producer with `feed`. */
 async function pipeline(
   ctx: Context,
-  feed: Feed,
-  rate: number,
-  count: number,
-  rssEveryMs = 200,
+  run: { feed: Feed; rate: number; count: number; rssEveryMs?: number },
 ) {
+  const { feed, rate, count, rssEveryMs = 200 } = run;
   const topic = await ctx.newTopic(3);
   const timeoutMs = 90_000 + count / rate * 3_000;
-  const consumer = spawnWatched("deno", [...ctx.argv.consume, "consumer.ts", `--limit=${count}`], {
-    env: { ...ctx.env, KAFKA_TOPIC: topic, KAFKA_GROUP_ID: ctx.newGroup() },
-    cwd: ctx.root,
+  const consumer = ctx.spawn("deno", [...ctx.argv.consume, `--limit=${count}`], {
+    env: { KAFKA_TOPIC: topic, KAFKA_GROUP_ID: ctx.newGroup() },
     timeoutMs,
     rssEveryMs,
   });
-  ctx.children.add(consumer);
-  consumer.finished.finally(() => ctx.children.delete(consumer));
   try {
     await waitForLine(consumer, (line) => line.startsWith("ready: "), 60_000);
   } catch (error) {
@@ -132,14 +136,10 @@ async function pipeline(
     throw new Error(`consumer.ts did not join: ${(error as Error).message}`);
   }
   const before = await cpuTimes();
-  const producer = spawnWatched("deno", producerArgs(ctx, feed, count, topic), {
-    env: ctx.env,
-    cwd: ctx.root,
+  const producer = ctx.spawn("deno", producerArgs(ctx, { feed, count, topic }), {
     timeoutMs,
     rssEveryMs,
   });
-  ctx.children.add(producer);
-  producer.finished.finally(() => ctx.children.delete(producer));
   const produced = await producer.finished;
   // Everything is on the topic now: the consumer has a bounded time to read it. When
   // the producer dropped trades (queue full) the consumer's --limit is out of reach:
@@ -152,34 +152,18 @@ async function pipeline(
   return { produced, consumed, busy: busyPercent(before, await cpuTimes()) };
 }
 
-/** A steady recording for `rate` x `seconds` under recordings/ (the produce task reads there). */
-async function steadyFeed(ctx: Context, rate: number, seconds: number) {
-  const path = `recordings/bench-${crypto.randomUUID().slice(0, 8)}.ndjson`;
-  const count = await writeSteadyRecording(
-    `${ctx.root}${path}`,
-    ctx.symbols,
-    ctx.seed,
-    rate,
-    seconds,
-  );
-  return {
-    feed: { replay: path },
-    count,
-    [Symbol.asyncDispose]: () => Deno.remove(`${ctx.root}${path}`).catch(() => {}),
-  };
-}
-
 /** received-at -> applied, at a steady `rate` (a replayed recording of the simulated market). */
-export async function latencyAt(ctx: Context, rate: number, seconds: number): Promise<Latency> {
-  await using steady = await steadyFeed(ctx, rate, seconds);
+export async function latencyAt(ctx: Context, run: LiveRun): Promise<Latency> {
+  const { rate } = run;
+  await using steady = await steadyFeed(ctx, run);
   const count = steady.count;
-  let run;
+  let result;
   try {
-    run = await pipeline(ctx, steady.feed, rate, count);
+    result = await pipeline(ctx, { feed: steady.feed, rate, count });
   } catch (error) {
     return failedLatency(rate, (error as Error).message);
   }
-  const { produced, consumed, busy } = run;
+  const { produced, consumed, busy } = result;
   const producerSummary = parseProducerSummary(produced.stdout);
   const summary = parseConsumerSummary(consumed.stdout);
   const error = produced.code !== 0 || !producerSummary
@@ -207,18 +191,19 @@ export async function latencyAt(ctx: Context, rate: number, seconds: number): Pr
 }
 
 /** RSS of both scripts with the simulated market at `rate` on average (bursts included). */
-export async function memoryAt(ctx: Context, rate: number, seconds: number): Promise<Memory> {
+export async function memoryAt(ctx: Context, run: LiveRun): Promise<Memory> {
+  const { rate, seconds } = run;
   const count = Math.round(rate * seconds);
-  const every = seconds > 60 ? 1_000 : 250;
-  let run;
+  const rssEveryMs = seconds > 60 ? 1_000 : 250;
+  let result;
   try {
-    run = await pipeline(ctx, { sim: rate }, rate, count, every);
+    result = await pipeline(ctx, { feed: { sim: rate }, rate, count, rssEveryMs });
   } catch (error) {
     const none = { peakMb: null, slopeMbPerMin: null, samples: [] };
     const message = (error as Error).message;
     return { rate, seconds, producer: none, consumer: none, machineBusyPercent: 0, error: message };
   }
-  const { produced, consumed, busy } = run;
+  const { produced, consumed, busy } = result;
   const summary = parseConsumerSummary(consumed.stdout);
   const acked = parseProducerSummary(produced.stdout)?.acked;
   const error = produced.code !== 0 || acked === undefined
@@ -261,111 +246,117 @@ function failedLatency(rate: number, error: string): Latency {
   };
 }
 
+/** The dashboard's URL, once its consumer has joined: from then on every trade is charted. */
+async function dashboardUrl(dashboard: Running): Promise<string> {
+  const line = await waitForLine(dashboard, (l) => l.startsWith("dashboard: "), 60_000);
+  const url = line.slice("dashboard: ".length).trim();
+  const deadline = Date.now() + 60_000;
+  while ((await fetch(`${url}healthz`).then((r) => (r.body?.cancel(), r.status))) !== 200) {
+    if (Date.now() > deadline) throw new Error("the dashboard never reported a connected consumer");
+    await sleep(100);
+  }
+  return url;
+}
+
+/** Trades the pushes have counted so far: the last count of each symbol, summed. */
+function tradesPushed(pushes: readonly Push[]): number {
+  const last = new Map<string, number>();
+  for (const push of pushes) for (const [symbol, n] of push.trades) last.set(symbol, n);
+  return [...last.values()].reduce((sum, n) => sum + n, 0);
+}
+
 /** Trade received by the producer -> the dashboard's SSE push read by a client (steady rate). */
-export async function ssePushAt(ctx: Context, rate: number, seconds: number): Promise<Latency> {
-  await using steady = await steadyFeed(ctx, rate, seconds);
-  const count = steady.count;
+export async function ssePushAt(ctx: Context, run: LiveRun): Promise<Latency> {
+  const { rate, seconds } = run;
+  await using steady = await steadyFeed(ctx, run);
   const topic = await ctx.newTopic(3);
-  const consumer = spawnWatched("deno", [...ctx.argv.dashboard, "consumer.ts", "--dashboard"], {
+  const dashboard = ctx.spawn("deno", ctx.argv.dashboard, {
     env: {
-      ...ctx.env,
       KAFKA_TOPIC: topic,
       KAFKA_GROUP_ID: ctx.newGroup(),
       DASHBOARD_HOST: "127.0.0.1",
       DASHBOARD_PORT: "0",
     },
-    cwd: ctx.root,
     timeoutMs: 120_000 + seconds * 3_000,
   });
-  ctx.children.add(consumer);
-  consumer.finished.finally(() => ctx.children.delete(consumer));
-  const stopWatching = new AbortController();
+  const watching = new AbortController();
   const pushes: Push[] = [];
-  let error: string | undefined;
   let produced: Finished | undefined;
   let busy = 0;
   try {
-    const line = await waitForLine(consumer, (l) => l.startsWith("dashboard: "), 60_000);
-    const url = line.slice("dashboard: ".length).trim();
-    // Connected means joined: from then on, every trade produced is charted.
-    const deadline = Date.now() + 60_000;
-    while ((await fetch(`${url}healthz`).then((r) => (r.body?.cancel(), r.status))) !== 200) {
-      if (Date.now() > deadline) {
-        throw new Error("the dashboard never reported a connected consumer");
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const watching = watchPushes(`${url}events`, stopWatching.signal, (push) => pushes.push(push));
-    const before = await cpuTimes();
-    const producer = spawnWatched("deno", producerArgs(ctx, steady.feed, count, topic), {
-      env: ctx.env,
-      cwd: ctx.root,
-      timeoutMs: 90_000 + seconds * 3_000,
+    const url = await dashboardUrl(dashboard);
+    const reading = watchPushes(`${url}events`, {
+      signal: watching.signal,
+      onPush: (push) => pushes.push(push),
     });
-    ctx.children.add(producer);
-    produced = await producer.finished;
-    ctx.children.delete(producer);
+    reading.catch(() => {}); // a failed stream is reported where it is awaited, below
+    const before = await cpuTimes();
+    const args = producerArgs(ctx, { feed: steady.feed, count: steady.count, topic });
+    produced = await ctx.spawn("deno", args, { timeoutMs: 90_000 + seconds * 3_000 }).finished;
     busy = busyPercent(before, await cpuTimes());
     if (produced.code !== 0) throw new Error(failure(produced, "producer.ts"));
     // The last pushes: wait until every trade is counted (or give up after 10 s).
-    const total = () => {
-      const last = new Map<string, number>();
-      for (const push of pushes) for (const [s, n] of push.trades) last.set(s, n);
-      return [...last.values()].reduce((sum, n) => sum + n, 0);
-    };
     const until = Date.now() + 10_000;
-    while (total() < count && Date.now() < until) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    stopWatching.abort();
-    await watching;
-  } catch (e) {
-    error = e instanceof Error ? e.message : String(e);
-  } finally {
-    stopWatching.abort();
-    consumer.kill("SIGTERM");
-  }
-  const stopped = await consumer.finished;
-  if (error) {
+    while (tradesPushed(pushes) < steady.count && Date.now() < until) await sleep(50);
+    watching.abort();
+    await reading;
+    const { peakRssMb } = await stop(dashboard);
+    const acked = parseProducerSummary(produced.stdout)?.acked ?? steady.count;
+    const received = await receivedAtOf(ctx, topic, acked);
+    return pushLatency({ rate, produced, busy, pushes, received, consumerPeakRssMb: peakRssMb });
+  } catch (error) {
+    watching.abort();
+    const stopped = await stop(dashboard);
     return {
-      ...failedLatency(rate, error),
+      ...failedLatency(rate, error instanceof Error ? error.message : String(error)),
       producerPeakRssMb: produced?.peakRssMb ?? null,
       consumerPeakRssMb: stopped.peakRssMb,
       machineBusyPercent: busy,
     };
   }
-  const producerSummary = parseProducerSummary(produced!.stdout);
-  let received: Map<string, number[]>;
-  try {
-    received = await receivedAtOf(ctx, topic, producerSummary?.acked ?? count);
-  } catch (e) {
-    received = new Map();
-    error = e instanceof Error ? e.message : String(e);
-  }
-  const { latencies, missing } = pushLatencies(pushes, received);
+}
+
+function stop(child: Running): Promise<Finished> {
+  child.kill("SIGTERM");
+  return child.finished;
+}
+
+/** The latency figures of an SSE run whose pushes and records are all in. */
+function pushLatency(run: {
+  rate: number;
+  produced: Finished;
+  busy: number;
+  pushes: readonly Push[];
+  received: ReadonlyMap<string, readonly number[]>;
+  consumerPeakRssMb: number | null;
+}): Latency {
+  const producerSummary = parseProducerSummary(run.produced.stdout);
+  const { latencies, missing } = pushLatencies(run.pushes, run.received);
   return {
-    rate,
+    rate: run.rate,
     achievedRate: producerSummary?.rate ?? null,
     dropped: producerSummary?.dropped ?? 0,
     samples: latencies.length,
     p50: quantile(latencies, 0.5),
     p99: quantile(latencies, 0.99),
     p999: quantile(latencies, 0.999),
-    producerPeakRssMb: produced!.peakRssMb,
-    consumerPeakRssMb: stopped.peakRssMb,
-    machineBusyPercent: busy,
-    error: error ?? (missing > 0 ? `${missing} trades never reached a push` : undefined),
+    producerPeakRssMb: run.produced.peakRssMb,
+    consumerPeakRssMb: run.consumerPeakRssMb,
+    machineBusyPercent: run.busy,
+    error: missing > 0 ? `${missing} trades never reached a push` : undefined,
   };
 }
 
 /** Every record's key and received-at header, read back with kcat. */
 async function receivedAtOf(ctx: Context, topic: string, count: number) {
-  const output = await new Deno.Command("kcat", {
+  const kcat = new Deno.Command("kcat", {
     args: ["-C", "-b", ctx.brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%h\n"],
+    stdin: "null",
     stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const byKey = receivedAtByKey(new TextDecoder().decode(output.stdout));
+    stderr: "null",
+  }).spawn();
+  const byKey = receivedAtByKey(await Array.fromAsync(lines(kcat.stdout)));
+  await kcat.status;
   const total = [...byKey.values()].reduce((sum, list) => sum + list.length, 0);
   if (total !== count) throw new Error(`kcat read back ${total} records, not ${count}`);
   return byKey;

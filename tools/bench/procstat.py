@@ -13,6 +13,7 @@ this small reader instead and keeps its own permissions narrow.
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -76,15 +77,22 @@ def process_times(tree_of=None):
     return out
 
 
+SCRIPT = re.compile(r"\.(ts|js|mjs|py)$")
+
+
 def command_line(pid, name):
-    """The command a process runs, shortened: `deno test ... tests/x_test.ts` says more than `deno`."""
+    """The program a process runs and the scripts it names (`deno tests/x_test.ts` says more
+    than `deno`); no other argument, since the results are committed and arguments may
+    carry anything."""
     words = read(f"/proc/{pid}/cmdline").split("\0")
     if "kafka.Kafka" in words:  # a classpath says nothing; its config file says which broker
         config = words[-2] if words[-1] == "" else words[-1]
         return f"kafka broker ({os.path.dirname(config)})"
     words = [w for w in words if w and not w.startswith("-")]
-    text = " ".join(w.rsplit("/", 1)[-1] if i == 0 else w for i, w in enumerate(words))
-    return (text or name)[:80]
+    if not words:
+        return name
+    scripts = [w for w in words[1:] if SCRIPT.search(w)]
+    return " ".join([words[0].rsplit("/", 1)[-1], *scripts])[:80]
 
 
 def busy(ms, exclude, tree_of=None):

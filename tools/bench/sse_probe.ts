@@ -9,30 +9,13 @@
  * counts k or more. Its latency is that push's arrival minus its `received-at`.
  */
 
+import { EventSourceParserStream } from "eventsource-parser/stream";
+
 export interface Push {
   /** Date.now() when the event was read. */
   readonly at: number;
   /** Trades applied per symbol, for the symbols the event carries stats for. */
   readonly trades: ReadonlyMap<string, number>;
-}
-
-/** Splits SSE text into complete events; returns them and the unfinished rest. */
-export function splitEvents(
-  text: string,
-): { events: { event: string; data: string }[]; rest: string } {
-  const events: { event: string; data: string }[] = [];
-  const blocks = text.split("\n\n");
-  const rest = blocks.pop() ?? "";
-  for (const block of blocks) {
-    let event = "message";
-    const data: string[] = [];
-    for (const line of block.split("\n")) {
-      if (line.startsWith("event: ")) event = line.slice(7);
-      else if (line.startsWith("data: ")) data.push(line.slice(6));
-    }
-    if (data.length > 0) events.push({ event, data: data.join("\n") });
-  }
-  return { events, rest };
 }
 
 /** The per-symbol trade counts of one event's data, or null when it carries none. */
@@ -55,28 +38,25 @@ export function tradeCounts(data: string): Map<string, number> | null {
 
 /**
  * Reads `url` as an event stream until `signal` aborts; `onPush` sees every event
- * with stats, stamped with its arrival time.
+ * with stats, stamped with the time it was parsed.
  */
 export async function watchPushes(
   url: string,
-  signal: AbortSignal,
-  onPush: (push: Push) => void,
+  options: { readonly signal: AbortSignal; readonly onPush: (push: Push) => void },
 ): Promise<void> {
+  const { signal, onPush } = options;
   const response = await fetch(url, { signal, headers: { accept: "text/event-stream" } });
   if (!response.ok || response.body === null) {
+    await response.body?.cancel();
     throw new Error(`GET ${url}: ${response.status}`);
   }
-  const decoder = new TextDecoder();
-  let rest = "";
+  const events = response.body
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(new EventSourceParserStream());
   try {
-    for await (const chunk of response.body) {
-      const at = Date.now();
-      const split = splitEvents(rest + decoder.decode(chunk, { stream: true }));
-      rest = split.rest;
-      for (const { data } of split.events) {
-        const trades = tradeCounts(data);
-        if (trades !== null && trades.size > 0) onPush({ at, trades });
-      }
+    for await (const { data } of events) {
+      const trades = tradeCounts(data);
+      if (trades !== null && trades.size > 0) onPush({ at: Date.now(), trades });
     }
   } catch (error) {
     if (!signal.aborted) throw error;
@@ -106,9 +86,9 @@ export function pushLatencies(
 }
 
 /** Key and `received-at` of `kcat -f '%k\t%h\n'` lines, grouped by key in topic order. */
-export function receivedAtByKey(lines: string): Map<string, number[]> {
+export function receivedAtByKey(lines: Iterable<string>): Map<string, number[]> {
   const out = new Map<string, number[]>();
-  for (const line of lines.split("\n")) {
+  for (const line of lines) {
     const tab = line.indexOf("\t");
     if (tab <= 0) continue;
     const match = /(?:^|,)received-at=(\d+)/.exec(line.slice(tab + 1));

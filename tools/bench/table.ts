@@ -3,8 +3,7 @@
  * each baseline and whether its target is met; and the table they are shown as.
  */
 
-import { formatCount } from "../../lib/format_old.ts";
-import { formatRatio, formatTable } from "./lib.ts";
+import { formatCount } from "../../lib/format.js";
 import type { Throughput } from "./throughput.ts";
 import type { Latency, Memory } from "./live.ts";
 
@@ -27,7 +26,7 @@ export interface Row {
 const BASELINES = ["kcat", "kafka-python", "kafkajs naive", "kafkajs bare"] as const;
 
 /** Each client's best rate over its rounds (null when every round failed). */
-export function bestRates(runs: readonly Throughput[]): Map<string, number | null> {
+function bestRates(runs: readonly Throughput[]): Map<string, number | null> {
   const best = new Map<string, number | null>();
   for (const run of runs) {
     const before = best.get(run.client) ?? null;
@@ -36,13 +35,17 @@ export function bestRates(runs: readonly Throughput[]): Map<string, number | nul
   return best;
 }
 
-export function throughputRow(
-  id: string,
-  label: string,
-  unit: string,
-  runs: readonly Throughput[],
-  targets: Readonly<Record<string, number>>,
-): Row {
+/** Which row, and the least ratio of ours to each baseline it must reach. */
+interface ThroughputRowSpec {
+  readonly id: string;
+  readonly label: string;
+  readonly unit: string;
+  readonly targets: Readonly<Record<string, number>>;
+}
+
+/** The row of a throughput measurement: each client's best round, and ours against each. */
+export function throughputRow(runs: readonly Throughput[], spec: ThroughputRowSpec): Row {
+  const { id, label, unit, targets } = spec;
   const best = bestRates(runs);
   const ours = best.get("ours") ?? null;
   const baselines: Record<string, number | null> = {};
@@ -70,7 +73,12 @@ export function throughputRow(
   };
 }
 
-export function latencyRow(id: string, label: string, run: Latency, maxP99?: number): Row {
+/** The row of a latency measurement, judged on its p99 when `maxP99` is given. */
+export function latencyRow(
+  run: Latency,
+  spec: { readonly id: string; readonly label: string; readonly maxP99?: number },
+): Row {
+  const { id, label, maxP99 } = spec;
   const shown = run.p99 === null ? "failed" : `${run.p50} / ${run.p99} / ${run.p999} ms`;
   return {
     id,
@@ -89,7 +97,12 @@ export function latencyRow(id: string, label: string, run: Latency, maxP99?: num
 /** Runs shorter than this say nothing about a slope: start-up growth is all they see. */
 const MIN_FLAT_SECONDS = 60;
 
-export function memoryRows(run: Memory, maxMb: number, flatMbPerMin: number): Row[] {
+/** A row for each script's peak RSS, and its growth on runs long enough to show one. */
+export function memoryRows(
+  run: Memory,
+  limits: { readonly maxMb: number; readonly flatMbPerMin: number },
+): Row[] {
+  const { maxMb, flatMbPerMin } = limits;
   const judgeSlope = run.seconds >= MIN_FLAT_SECONDS;
   return (["producer", "consumer"] as const).map((who) => {
     const { peakMb, slopeMbPerMin } = run[who];
@@ -115,6 +128,7 @@ export function memoryRows(run: Memory, maxMb: number, flatMbPerMin: number): Ro
   });
 }
 
+/** The rows as an aligned table: ours, each baseline with its ratio, the target, met. */
 export function renderTable(rows: readonly Row[]): string {
   const header = ["measure", "ours", ...BASELINES, "target", "met"];
   const body = rows.map((row) => [
@@ -130,4 +144,24 @@ export function renderTable(rows: readonly Row[]): string {
     row.met === null ? "-" : row.met ? "yes" : "NO",
   ]);
   return formatTable([header, ...body]);
+}
+
+/** ours / baseline as a short factor: `0.25x`, `10x`. Empty when either is missing. */
+function formatRatio(ours: number, baseline: number): string {
+  if (!(ours > 0) || !(baseline > 0)) return "";
+  const ratio = ours / baseline;
+  return ratio >= 10 ? `${Math.round(ratio)}x` : `${ratio.toFixed(2)}x`;
+}
+
+/** Pads a table of cells into aligned columns; the first column left, the rest right. */
+function formatTable(rows: readonly (readonly string[])[]): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  }
+  const line = (row: readonly string[]) =>
+    row.map((cell, i) => i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i])).join("  ")
+      .trimEnd();
+  const rule = widths.map((w) => "-".repeat(w)).join("  ");
+  return [line(rows[0]), rule, ...rows.slice(1).map(line)].join("\n");
 }

@@ -1,12 +1,18 @@
 /**
  * Throughput measurements of `deno task bench`: producing and consuming as fast as
- * possible, ours (the real scripts, spawned with their tasks' flags) and the baselines
- * (kcat, kafka-python, kafkajs), on fresh topics. Every run is checked (exit code,
- * records on the topic) before its figure is trusted.
+ * possible, ours (the real scripts, run with their tasks' permission sets) and the
+ * baselines (kcat, kafka-python, kafkajs), on fresh topics. Every run is checked
+ * (exit code, records on the topic) before its figure is trusted.
  */
 
-import { busyPercent, cpuTimes, spawnWatched } from "./lib.ts";
-import { type Context, failure, parseConsumerSummary, parseProducerSummary } from "./context.ts";
+import { busyPercent, cpuTimes, type Finished } from "./lib.ts";
+import {
+  type ChildOptions,
+  type Context,
+  failure,
+  parseConsumerSummary,
+  parseProducerSummary,
+} from "./context.ts";
 
 export interface Throughput {
   readonly client: string;
@@ -20,15 +26,36 @@ export interface Throughput {
   readonly error?: string;
 }
 
-function spawn(ctx: Context, command: string, args: string[], timeoutMs: number, env = {}) {
-  const running = spawnWatched(command, args, {
-    env: { ...ctx.env, ...env },
-    cwd: ctx.root,
-    timeoutMs,
-  });
-  ctx.children.add(running);
-  running.finished.finally(() => ctx.children.delete(running));
-  return running;
+/** A producer run: `count` records onto a fresh topic of `partitions`. */
+export interface ProduceRun {
+  readonly partitions: number;
+  readonly count: number;
+}
+
+/** A consumer run: `count` records read from `topic`. */
+export interface ConsumeRun {
+  readonly topic: string;
+  readonly count: number;
+}
+
+interface Child extends Omit<ChildOptions, "timeoutMs"> {
+  readonly command: string;
+  readonly args: readonly string[];
+  /** Records it handles, and the slowest rate it could be expected to reach. */
+  readonly count: number;
+  readonly slowRate: number;
+}
+
+/**
+ * Runs a child to its end: how it ended, and the machine's CPU use meanwhile. Its
+ * timeout is generous: the time at a tenth of the expected rate, plus a minute.
+ */
+async function runChild(ctx: Context, child: Child): Promise<{ done: Finished; busy: number }> {
+  const { command, args, count, slowRate, ...options } = child;
+  const before = await cpuTimes();
+  const timeoutMs = 60_000 + count / slowRate * 1000;
+  const done = await ctx.spawn(command, args, { ...options, timeoutMs }).finished;
+  return { done, busy: busyPercent(before, await cpuTimes()) };
 }
 
 async function checkOnTopic(
@@ -40,25 +67,16 @@ async function checkOnTopic(
   return on === expected ? undefined : `${on} records on the topic, not ${expected}`;
 }
 
-/** Generous: a tenth of the expected rate, and a minute for start-up. */
-const timeoutFor = (records: number, slowRate: number) => 60_000 + records / slowRate * 1000;
-
 // ---------------------------------------------------------------------------
 // Producer throughput
 
-export async function produceOurs(
-  ctx: Context,
-  partitions: number,
-  count: number,
-): Promise<Throughput> {
+export async function produceOurs(ctx: Context, run: ProduceRun): Promise<Throughput> {
+  const { partitions, count } = run;
   const topic = await ctx.newTopic(partitions);
-  const before = await cpuTimes();
-  const done = await spawn(
-    ctx,
-    "deno",
-    [
+  const { done, busy } = await runChild(ctx, {
+    command: "deno",
+    args: [
       ...ctx.argv.produce,
-      "producer.ts",
       "--source=sim",
       "--rate=max",
       `--limit=${count}`,
@@ -66,10 +84,10 @@ export async function produceOurs(
       `--seed=${ctx.seed}`,
       "--status-interval=0",
     ],
-    timeoutFor(count, 2_000),
-    { KAFKA_PARTITIONS: String(partitions) },
-  ).finished;
-  const busy = busyPercent(before, await cpuTimes());
+    env: { KAFKA_PARTITIONS: String(partitions) },
+    count,
+    slowRate: 2_000,
+  });
   const summary = parseProducerSummary(done.stdout);
   const error = done.code !== 0 || !summary
     ? failure(done, "producer.ts")
@@ -87,34 +105,44 @@ export async function produceOurs(
   };
 }
 
-export async function produceKcat(
+/** kcat sends the whole records file (`run.count` is its length). */
+export async function produceKcat(ctx: Context, run: ProduceRun): Promise<Throughput> {
+  const { topic: _, ...result } = await kcatOnto(ctx, run.partitions);
+  return result;
+}
+
+/** The records file onto a fresh topic with kcat: the run, and the topic. */
+async function kcatOnto(
   ctx: Context,
   partitions: number,
 ): Promise<Throughput & { topic: string }> {
   const topic = await ctx.newTopic(partitions);
   const count = ctx.recordsInFile;
-  const before = await cpuTimes();
   // Same guarantees as ours: idempotent, acks from all in-sync replicas, both headers.
-  const done = await spawn(ctx, "kcat", [
-    "-P",
-    "-b",
-    ctx.brokers,
-    "-t",
-    topic,
-    "-K",
-    "\t",
-    "-X",
-    "enable.idempotence=true",
-    "-X",
-    "acks=all",
-    "-H",
-    `received-at=${Date.now()}`,
-    "-H",
-    "source=sim",
-    "-l",
-    ctx.recordsFile,
-  ], timeoutFor(count, 20_000)).finished;
-  const busy = busyPercent(before, await cpuTimes());
+  const { done, busy } = await runChild(ctx, {
+    command: "kcat",
+    args: [
+      "-P",
+      "-b",
+      ctx.brokers,
+      "-t",
+      topic,
+      "-K",
+      "\t",
+      "-X",
+      "enable.idempotence=true",
+      "-X",
+      "acks=all",
+      "-H",
+      `received-at=${Date.now()}`,
+      "-H",
+      "source=sim",
+      "-l",
+      ctx.recordsFile,
+    ],
+    count,
+    slowRate: 20_000,
+  });
   const error = done.code !== 0 ? failure(done, "kcat") : await checkOnTopic(ctx, topic, count);
   const seconds = done.wallMs / 1000;
   return {
@@ -129,19 +157,16 @@ export async function produceKcat(
   };
 }
 
-/** Runs a baseline that prints {"records", "seconds"} and checks it against the topic. */
+/**
+ * Runs a baseline that prints {"records", "seconds"} and checks its count (and,
+ * for a producer, the records on `topic`).
+ */
 async function jsonBaseline(
   ctx: Context,
-  client: string,
-  command: string,
-  args: string[],
-  count: number,
-  topic: string | null,
-  slowRate: number,
+  baseline: Child & { readonly client: string; readonly topic?: string },
 ): Promise<Throughput> {
-  const before = await cpuTimes();
-  const done = await spawn(ctx, command, args, timeoutFor(count, slowRate)).finished;
-  const busy = busyPercent(before, await cpuTimes());
+  const { client, topic, count } = baseline;
+  const { done, busy } = await runChild(ctx, baseline);
   let result: { records: number; seconds: number } | undefined;
   try {
     result = JSON.parse(done.stdout.findLast((l) => l.startsWith("{")) ?? "");
@@ -164,45 +189,35 @@ async function jsonBaseline(
   };
 }
 
-export async function produceKafkaPython(ctx: Context, partitions: number, count: number) {
-  const topic = await ctx.newTopic(partitions);
-  const args = ["tools/bench/kafka_python.py", `--brokers=${ctx.brokers}`, "produce", topic];
-  return jsonBaseline(
-    ctx,
-    "kafka-python",
-    ctx.python,
-    [...args, ctx.recordsFile, String(count)],
-    count,
+const KAFKA_PYTHON = "tools/bench/kafka_python.py";
+
+export async function produceKafkaPython(ctx: Context, run: ProduceRun): Promise<Throughput> {
+  const topic = await ctx.newTopic(run.partitions);
+  const count = String(run.count);
+  return jsonBaseline(ctx, {
+    client: "kafka-python",
+    command: ctx.python,
+    args: [KAFKA_PYTHON, `--brokers=${ctx.brokers}`, "produce", topic, ctx.recordsFile, count],
     topic,
-    500,
-  );
+    count: run.count,
+    slowRate: 500,
+  });
 }
 
 /** kafkajs alone: `naive` (one awaited send per trade) or `bare` (batches, nothing else). */
 export async function produceKafkajs(
   ctx: Context,
-  mode: "naive" | "bare",
-  partitions: number,
-  count: number,
-) {
-  const topic = await ctx.newTopic(partitions);
-  const args = [
-    ...ctx.argv.kafkajs,
-    "tools/bench/kafkajs_baseline.ts",
-    mode,
+  run: ProduceRun & { readonly mode: "naive" | "bare" },
+): Promise<Throughput> {
+  const topic = await ctx.newTopic(run.partitions);
+  return jsonBaseline(ctx, {
+    client: `kafkajs ${run.mode}`,
+    command: "deno",
+    args: [...ctx.argv.kafkajs, run.mode, topic, ctx.recordsFile, String(run.count)],
     topic,
-    ctx.recordsFile,
-  ];
-  const slowRate = mode === "naive" ? 50 : 2_000;
-  return jsonBaseline(
-    ctx,
-    `kafkajs ${mode}`,
-    "deno",
-    [...args, String(count)],
-    count,
-    topic,
-    slowRate,
-  );
+    count: run.count,
+    slowRate: run.mode === "naive" ? 50 : 2_000,
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -210,21 +225,20 @@ export async function produceKafkajs(
 
 /** A topic holding every record of the bench file (written by kcat: it is fastest). */
 export async function prefilledTopic(ctx: Context, partitions: number): Promise<string> {
-  const result = await produceKcat(ctx, partitions);
+  const result = await kcatOnto(ctx, partitions);
   if (result.error) throw new Error(`filling the consumer's topic: ${result.error}`);
   return result.topic;
 }
 
-export async function consumeOurs(ctx: Context, topic: string, count: number): Promise<Throughput> {
-  const before = await cpuTimes();
-  const done = await spawn(
-    ctx,
-    "deno",
-    [...ctx.argv.consume, "consumer.ts", `--limit=${count}`],
-    timeoutFor(count, 5_000),
-    { KAFKA_TOPIC: topic, KAFKA_GROUP_ID: ctx.newGroup() },
-  ).finished;
-  const busy = busyPercent(before, await cpuTimes());
+export async function consumeOurs(ctx: Context, run: ConsumeRun): Promise<Throughput> {
+  const { topic, count } = run;
+  const { done, busy } = await runChild(ctx, {
+    command: "deno",
+    args: [...ctx.argv.consume, `--limit=${count}`],
+    env: { KAFKA_TOPIC: topic, KAFKA_GROUP_ID: ctx.newGroup() },
+    count,
+    slowRate: 5_000,
+  });
   const summary = parseConsumerSummary(done.stdout);
   const error = done.code !== 0 || !summary
     ? failure(done, "consumer.ts")
@@ -242,28 +256,20 @@ export async function consumeOurs(ctx: Context, topic: string, count: number): P
   };
 }
 
-export async function consumeKcat(ctx: Context, topic: string, count: number): Promise<Throughput> {
-  const before = await cpuTimes();
-  const running = spawnWatched("kcat", [
-    "-C",
-    "-b",
-    ctx.brokers,
-    "-t",
-    topic,
-    "-o",
-    "beginning",
-    // Exit after the last record, as ours and kafka-python do (-e would add the
+export async function consumeKcat(ctx: Context, run: ConsumeRun): Promise<Throughput> {
+  const { topic, count } = run;
+  const { done, busy } = await runChild(ctx, {
+    command: "kcat",
+    // Exit after the last record (-c), as ours and kafka-python do (-e would add the
     // broker's fetch wait at the end of each partition).
-    "-c",
-    String(count),
-    "-q",
-    "-f",
-    "%k\t%s\n",
-  ], { env: ctx.env, cwd: ctx.root, timeoutMs: timeoutFor(count, 20_000), countLines: true });
-  ctx.children.add(running);
-  const done = await running.finished;
-  ctx.children.delete(running);
-  const busy = busyPercent(before, await cpuTimes());
+    args: [
+      ...["-C", "-b", ctx.brokers, "-t", topic, "-o", "beginning", "-c", String(count)],
+      ...["-q", "-f", "%k\t%s\n"],
+    ],
+    countLines: true,
+    count,
+    slowRate: 20_000,
+  });
   const lines = done.lines!;
   const seconds = lines.firstAt !== null && lines.lastAt !== null
     ? (lines.lastAt - lines.firstAt) / 1000
@@ -284,32 +290,23 @@ export async function consumeKcat(ctx: Context, topic: string, count: number): P
   };
 }
 
-export function consumeKafkajsBare(ctx: Context, topic: string, count: number) {
-  const args = [
-    ...ctx.argv.kafkajs,
-    "tools/bench/kafkajs_baseline.ts",
-    "bare-consume",
-    topic,
-    ctx.newGroup(),
-  ];
-  return jsonBaseline(ctx, "kafkajs bare", "deno", [...args, String(count)], count, null, 5_000);
+export function consumeKafkajsBare(ctx: Context, run: ConsumeRun): Promise<Throughput> {
+  return jsonBaseline(ctx, {
+    client: "kafkajs bare",
+    command: "deno",
+    args: [...ctx.argv.kafkajs, "bare-consume", run.topic, ctx.newGroup(), String(run.count)],
+    count: run.count,
+    slowRate: 5_000,
+  });
 }
 
-export function consumeKafkaPython(ctx: Context, topic: string, count: number) {
-  const args = [
-    "tools/bench/kafka_python.py",
-    `--brokers=${ctx.brokers}`,
-    "consume",
-    topic,
-    ctx.newGroup(),
-  ];
-  return jsonBaseline(
-    ctx,
-    "kafka-python",
-    ctx.python,
-    [...args, String(count)],
+export function consumeKafkaPython(ctx: Context, run: ConsumeRun): Promise<Throughput> {
+  const { topic, count } = run;
+  return jsonBaseline(ctx, {
+    client: "kafka-python",
+    command: ctx.python,
+    args: [KAFKA_PYTHON, `--brokers=${ctx.brokers}`, "consume", topic, ctx.newGroup(), `${count}`],
     count,
-    null,
-    2_000,
-  );
+    slowRate: 2_000,
+  });
 }

@@ -3,16 +3,22 @@
  *
  * 1. If KAFKA_BROKERS already answers as Kafka, reuse it.
  * 2. Else, if a Docker engine answers, `docker compose -f docker/compose.yml up -d --wait`.
- * 3. Else run Apache Kafka natively: resolve the pinned jars from Maven Central
- *    (broker/pom.xml), format KRaft storage once, start `kafka.Kafka` as its own JVM
- *    with its pid, data and logs under `.kafka/`.
+ * 3. Else run Apache Kafka natively (native.ts): resolve the pinned jars from Maven
+ *    Central (tools/broker/pom.xml), format KRaft storage once, start `kafka.Kafka` as
+ *    its own JVM with its pid, data and logs under `.kafka/` at the project root.
  *
- * Every failure is one line on stderr and exit code 2.
+ * A mistake the user can fix (a bad KAFKA_BROKERS, a host the task may not reach, a
+ * port taken by something else, Docker or Java and Maven missing) is one line on
+ * stderr and exit code 2. A broker that does not come up is exit code 1, with the
+ * last lines of its log. `status` exits 0 when Kafka answers, 1 when not.
  */
 
-import { configOrExit, exitWithError, netAccessProblem, parseHostPort } from "../../config.ts";
+import { loadConfig, parseHostPort, readEnv } from "../../config.ts";
+import { sleep } from "../../lib/async.ts";
+import { exitCodeFor, parseFlags, UsageError } from "../../lib/cli.ts";
+import { isLoopback, netAccessProblem } from "../../lib/net.ts";
 import {
-  BrokerStartError,
+  KAFKA_HOME,
   KAFKA_VERSION,
   lastLines,
   type NativeBroker,
@@ -24,14 +30,18 @@ import {
   startNativeBroker,
 } from "./native.ts";
 
-// Until every importer names broker_native.ts itself.
-export { KAFKA_VERSION, type NativeBroker, probeKafka, startNativeBroker };
+const USAGE = `usage: deno task kafka | kafka:status | kafka:stop
+       (deno run … tools/broker/launcher.ts start|status|stop)
 
-const HOME = new URL("../../.kafka/", import.meta.url);
-const STATE_FILE = new URL("broker.json", HOME);
-const DATA_DIR = new URL("data/", HOME);
-const LOG_FILE = new URL("logs/server.log", HOME);
+  start   make sure a broker answers at KAFKA_BROKERS (default 127.0.0.1:9092)
+  status  what answers where; exit code 0 when Kafka answers
+  stop    stop the broker this project started`;
+
+const STATE_FILE = new URL("broker.json", KAFKA_HOME);
+const DATA_DIR = new URL("data/", KAFKA_HOME);
+const LOG_FILE = new URL("logs/server.log", KAFKA_HOME);
 const COMPOSE_FILE = new URL("../../docker/compose.yml", import.meta.url);
+const EXAMPLE = "127.0.0.1:9092";
 
 /** What the launcher left behind, so stop and status know what they own. */
 interface BrokerState {
@@ -41,12 +51,17 @@ interface BrokerState {
   startedAt: string;
 }
 
+/** The state file, or undefined when there is none (or it is not one the launcher wrote). */
 async function readState(): Promise<BrokerState | undefined> {
+  let state: Partial<BrokerState> | null;
   try {
-    return JSON.parse(await Deno.readTextFile(STATE_FILE)) as BrokerState;
+    state = JSON.parse(await Deno.readTextFile(STATE_FILE));
   } catch {
     return undefined;
   }
+  const known = (state?.mode === "native" || state?.mode === "docker") &&
+    Number.isSafeInteger(state.port) && typeof state.startedAt === "string";
+  return known ? state as BrokerState : undefined;
 }
 
 /** True if `pid` is a live JVM running our broker (a reused pid is not ours). */
@@ -56,8 +71,17 @@ async function isOurBroker(pid: number): Promise<boolean> {
     result.output.includes(".kafka/server.properties");
 }
 
-function isLocalHost(host: string): boolean {
-  return ["127.0.0.1", "localhost", "[::1]"].includes(host);
+async function writeState(state: BrokerState): Promise<void> {
+  await Deno.mkdir(KAFKA_HOME, { recursive: true });
+  await Deno.writeTextFile(STATE_FILE, JSON.stringify(state, null, 2) + "\n");
+}
+
+/** KAFKA_BROKERS, checked against the task's permissions. */
+function brokers(): readonly string[] {
+  const config = loadConfig(readEnv());
+  const denied = netAccessProblem("KAFKA_BROKERS", config.brokers);
+  if (denied) throw new UsageError(denied);
+  return config.brokers;
 }
 
 async function startNative(port: number): Promise<void> {
@@ -66,15 +90,9 @@ async function startNative(port: number): Promise<void> {
   try {
     broker = await startNativeBroker({
       port,
-      dir: HOME,
+      dir: KAFKA_HOME,
       async onSpawn(pid) {
-        const state: BrokerState = {
-          mode: "native",
-          port,
-          pid,
-          startedAt: new Date().toISOString(),
-        };
-        await Deno.writeTextFile(STATE_FILE, JSON.stringify(state, null, 2) + "\n");
+        await writeState({ mode: "native", port, pid, startedAt: new Date().toISOString() });
         console.log(
           `Starting Apache Kafka ${KAFKA_VERSION} natively on 127.0.0.1:${port} (pid ${pid})…`,
         );
@@ -82,7 +100,6 @@ async function startNative(port: number): Promise<void> {
     });
   } catch (error) {
     await Deno.remove(STATE_FILE).catch(() => {});
-    if (error instanceof BrokerStartError) exitWithError(error.message);
     throw error;
   }
   // Let the JVM outlive this script.
@@ -109,42 +126,36 @@ async function startDocker(port: number): Promise<void> {
     },
   );
   if (!result || result.code !== 0) {
-    exitWithError(`docker compose up failed:\n${lastLines(result?.output ?? "")}`);
+    throw new Error(`docker compose up failed:\n${lastLines(result?.output ?? "")}`);
   }
-  await Deno.mkdir(HOME, { recursive: true });
-  const state: BrokerState = { mode: "docker", port, startedAt: new Date().toISOString() };
-  await Deno.writeTextFile(STATE_FILE, JSON.stringify(state, null, 2) + "\n");
+  await writeState({ mode: "docker", port, startedAt: new Date().toISOString() });
   console.log(`Kafka is up at 127.0.0.1:${port} (docker). Stop: deno task kafka:stop`);
 }
 
 /** `deno task kafka`: make sure a broker answers at KAFKA_BROKERS. */
-export async function start(): Promise<void> {
-  const config = configOrExit();
-  const denied = netAccessProblem("KAFKA_BROKERS", config.brokers);
-  if (denied) exitWithError(denied);
-  for (const broker of config.brokers) {
-    const { host, port } = parseHostPort(broker, "KAFKA_BROKERS", "127.0.0.1:9092");
+async function start(): Promise<number> {
+  const list = brokers();
+  for (const broker of list) {
+    const { host, port } = parseHostPort(broker, "KAFKA_BROKERS", EXAMPLE);
     if (await probeKafka(host, port) === "kafka") {
       const state = await readState();
-      const ours = state?.port === port && isLocalHost(host)
+      const ours = state?.port === port && isLoopback(host)
         ? ` (started by this project, ${state.mode})`
         : "";
       console.log(`Kafka already answers at ${broker}${ours}; reusing it.`);
-      return;
+      return 0;
     }
   }
-  const { host, port } = parseHostPort(config.brokers[0], "KAFKA_BROKERS", "127.0.0.1:9092");
-  if (!isLocalHost(host)) {
-    exitWithError(
-      `no Kafka answers at KAFKA_BROKERS=${
-        config.brokers.join(",")
-      }, and the launcher only starts ` +
+  const { host, port } = parseHostPort(list[0], "KAFKA_BROKERS", EXAMPLE);
+  if (!isLoopback(host)) {
+    throw new UsageError(
+      `no Kafka answers at KAFKA_BROKERS=${list.join(",")}, and the launcher only starts ` +
         "a local broker: start yours, or unset KAFKA_BROKERS to use 127.0.0.1:9092",
     );
   }
   for (const taken of [port, port + 1]) {
     if (await probeKafka("127.0.0.1", taken) !== "closed") {
-      exitWithError(
+      throw new UsageError(
         `port ${taken} is taken by something that is not Kafka: stop it (find it with ` +
           `\`ss -ltnp 'sport = :${taken}'\`) or set KAFKA_BROKERS=127.0.0.1:<another port>`,
       );
@@ -152,56 +163,54 @@ export async function start(): Promise<void> {
   }
   if (port === 9092 && await dockerAnswers()) await startDocker(port);
   else await startNative(port);
+  return 0;
 }
 
 /** `deno task kafka:stop`: stops only the broker this project started. */
-export async function stop(): Promise<void> {
+async function stop(): Promise<number> {
   const state = await readState();
   if (!state) {
     console.log("No broker started by this project is running.");
-    return;
+    return 0;
   }
   if (state.mode === "docker") {
     const result = await run("docker", ["compose", "-f", COMPOSE_FILE.pathname, "down"], {
       timeoutMs: 120_000,
     });
     if (!result || result.code !== 0) {
-      exitWithError(`docker compose down failed:\n${lastLines(result?.output ?? "")}`);
+      throw new Error(`docker compose down failed:\n${lastLines(result?.output ?? "")}`);
     }
     await Deno.remove(STATE_FILE);
     console.log("Stopped the docker broker (its volume keeps the data).");
-    return;
+    return 0;
   }
   const pid = state.pid ?? 0;
   if (!(await isOurBroker(pid))) {
     await Deno.remove(STATE_FILE);
     console.log(`No broker started by this project is running (pid ${pid} is gone).`);
-    return;
+    return 0;
   }
   console.log(`Stopping the native broker (pid ${pid})…`);
   await run("kill", ["-TERM", String(pid)]);
   // A controlled shutdown flushes logs and takes a few seconds; then insist.
   const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline && await isOurBroker(pid)) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  while (Date.now() < deadline && await isOurBroker(pid)) await sleep(200);
   if (await isOurBroker(pid)) {
     await run("kill", ["-KILL", String(pid)]);
     console.log("The broker did not stop within 30 s; killed it.");
   }
   await Deno.remove(STATE_FILE);
   console.log(`Stopped. Data stays in ${relative(DATA_DIR)} (delete it for a fresh start).`);
+  return 0;
 }
 
 /** `deno task kafka:status`: what runs where. Exit code 0 when Kafka answers, 1 when not. */
-export async function status(): Promise<number> {
-  const config = configOrExit();
-  const denied = netAccessProblem("KAFKA_BROKERS", config.brokers);
-  if (denied) exitWithError(denied);
+async function status(): Promise<number> {
+  const list = brokers();
   const state = await readState();
   let answering = 0;
-  for (const broker of config.brokers) {
-    const { host, port } = parseHostPort(broker, "KAFKA_BROKERS", "127.0.0.1:9092");
+  for (const broker of list) {
+    const { host, port } = parseHostPort(broker, "KAFKA_BROKERS", EXAMPLE);
     const probe = await probeKafka(host, port);
     const label = {
       kafka: "Kafka answers",
@@ -211,16 +220,14 @@ export async function status(): Promise<number> {
     console.log(`${broker}: ${label}`);
     if (probe === "kafka") answering++;
   }
+  const log = relative(LOG_FILE);
   if (state?.mode === "native") {
-    const alive = await isOurBroker(state.pid ?? 0);
     console.log(
-      alive
-        ? `Native broker started by this project: pid ${state.pid}, port ${state.port}, since ${state.startedAt}; logs ${
-          relative(LOG_FILE)
-        }, data ${relative(DATA_DIR)}`
-        : `A native broker was started by this project (pid ${state.pid}) but is no longer running; logs ${
-          relative(LOG_FILE)
-        }`,
+      await isOurBroker(state.pid ?? 0)
+        ? `Native broker started by this project: pid ${state.pid}, port ${state.port}, ` +
+          `since ${state.startedAt}; logs ${log}, data ${relative(DATA_DIR)}`
+        : `A native broker was started by this project (pid ${state.pid}) but is no longer ` +
+          `running; logs ${log}`,
     );
   } else if (state?.mode === "docker") {
     console.log(`Docker broker started by this project (docker compose -f docker/compose.yml ps)`);
@@ -230,20 +237,27 @@ export async function status(): Promise<number> {
   return answering > 0 ? 0 : 1;
 }
 
-async function main(args: string[]): Promise<void> {
-  const command = args[0] ?? "start";
+const COMMANDS: Readonly<Record<string, () => Promise<number>>> = { start, stop, status };
+
+export async function main(args: string[]): Promise<number> {
   try {
-    if (command === "start") await start();
-    else if (command === "stop") await stop();
-    else if (command === "status") Deno.exit(await status());
-    else exitWithError(`unknown command "${command}": use start, stop or status`);
-  } catch (error) {
-    // The tasks allow only local addresses; a remote KAFKA_BROKERS needs a wider flag.
-    if (error instanceof Deno.errors.NotCapable) {
-      exitWithError(`${error.message.split(",")[0]}: widen the task's flags in deno.json`);
+    const [command = "start", ...rest] = args;
+    if (command === "--help" || parseFlags(rest, { help: { type: "boolean" } }).help) {
+      console.log(USAGE);
+      return 0;
     }
-    throw error;
+    const handler = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+    if (!handler) throw new UsageError(`unknown command "${command}": use start, stop or status`);
+    return await handler();
+  } catch (error) {
+    // A path or program the task's permission set leaves out.
+    if (error instanceof Deno.errors.NotCapable) {
+      return exitCodeFor(
+        new UsageError(`${error.message.split(",")[0]}: widen the task's permissions in deno.json`),
+      );
+    }
+    return exitCodeFor(error);
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) Deno.exit(await main(Deno.args));

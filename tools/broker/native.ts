@@ -1,25 +1,32 @@
 /**
  * Apache Kafka as a native JVM, for machines without Docker: the pinned jars
- * (broker/pom.xml, resolved by Maven and cached as a classpath), KRaft storage
+ * (tools/broker/pom.xml, resolved by Maven and cached as a classpath), KRaft storage
  * formatted once, `kafka.Kafka` started on 127.0.0.1 and awaited until it answers.
  * Also the probe that tells a Kafka broker from anything else on a port.
  *
- * broker.ts (the `deno task kafka` CLI) starts its broker here under `.kafka/`;
- * the fault tests start private ones they can kill.
+ * launcher.ts (the `deno task kafka` CLI) starts its broker here under `.kafka/`;
+ * the fault tests start private ones they can kill. Nothing here exits: a missing
+ * tool is a UsageError, a broker that does not come up a BrokerStartError.
  */
 
-import { exitWithError } from "../../config.ts";
+import { sleep, withTimeout } from "../../lib/async.ts";
+import { UsageError } from "../../lib/cli.ts";
+import { lines } from "../../lib/lines.ts";
+import { ROOT } from "../scripts.ts";
 
 export const KAFKA_VERSION = "4.4.0";
-const HOME = new URL("../../.kafka/", import.meta.url);
-const CLASSPATH_FILE = new URL("classpath.txt", HOME);
+/** `.kafka/` at the project root: the launcher's broker, and the cached classpath. */
+export const KAFKA_HOME = new URL(".kafka/", `file://${ROOT}`);
+const CLASSPATH_FILE = new URL("classpath.txt", KAFKA_HOME);
 const POM_FILE = new URL("./pom.xml", import.meta.url);
 export const START_TIMEOUT_MS = 90_000;
 
 /** What listens on a port: Kafka, nothing, or something else. */
-export type Probe = "kafka" | "closed" | "other";
+type Probe = "kafka" | "closed" | "other";
 
 const ANSWER_TIMEOUT_MS = 2_000;
+/** Lines of the JVM's stderr kept for the message of a broker that did not start. */
+const STDERR_LINES = 20;
 
 /**
  * Sends one ApiVersions v0 request, the first thing every Kafka client sends, and
@@ -63,14 +70,6 @@ export async function probeKafka(host: string, port: number): Promise<Probe> {
   }
 }
 
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 /** Runs a command to completion; a missing program is `undefined`, not an exception. */
 export async function run(
   program: string,
@@ -95,6 +94,7 @@ export async function run(
   }
 }
 
+/** The last `count` lines of `text`, for an error message. */
 export function lastLines(text: string, count = 8): string {
   return text.trimEnd().split("\n").slice(-count).join("\n");
 }
@@ -102,7 +102,7 @@ export function lastLines(text: string, count = 8): string {
 function serverProperties(port: number, dataDir: URL): string {
   const data = decodeURIComponent(dataDir.pathname);
   return [
-    "# Written by broker.ts: a single KRaft node for local runs and tests.",
+    "# Written by tools/broker/native.ts: a single KRaft node for local runs and tests.",
     "process.roles=broker,controller",
     "node.id=1",
     `controller.quorum.voters=1@127.0.0.1:${port + 1}`,
@@ -132,19 +132,20 @@ function randomClusterId(): string {
     .replace(/=+$/, "");
 }
 
+/** Throws a UsageError naming what to install when Java 17+ or Maven is missing. */
 export async function requireJavaAndMaven(): Promise<void> {
   const java = await run("java", ["-version"]);
   const maven = await run("mvn", ["-v"]);
   if (!java || !maven) {
     const missing = [!java && "Java 17+", !maven && "Maven"].filter(Boolean).join(" and ");
-    exitWithError(
+    throw new UsageError(
       `no Docker engine answers and ${missing} ${java || maven ? "is" : "are"} not installed: ` +
         "install Docker, or Java 17 and Maven (Debian: apt-get install openjdk-17-jdk-headless maven)",
     );
   }
   const major = Number(/version "(\d+)/.exec(java.output)?.[1] ?? 0);
   if (major < 17) {
-    exitWithError(
+    throw new UsageError(
       `Kafka ${KAFKA_VERSION} needs Java 17 or newer, found ${major || "an unknown version"}`,
     );
   }
@@ -220,7 +221,7 @@ async function waitForKafka(port: number, isAlive: () => boolean): Promise<boole
         `  still waiting for the broker (${Math.round((deadline - Date.now()) / 1000)} s left)…`,
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await sleep(250);
   }
   return false;
 }
@@ -255,94 +256,119 @@ export class BrokerStartError extends Error {
   override name = "BrokerStartError";
 }
 
-/**
- * Starts one KRaft node on 127.0.0.1:`port` with its files under `dir`, and resolves
- * once it answers as Kafka. Restarting on the same `dir` keeps its topics. The CLI
- * uses `.kafka/`; the fault tests start a private one they can kill.
- */
-export async function startNativeBroker(options: NativeBrokerOptions): Promise<NativeBroker> {
+/** A node: its port, and its files under its home folder. */
+interface Node {
+  readonly port: number;
+  readonly dataDir: URL;
+  readonly logFile: URL;
+  readonly propertiesFile: URL;
+}
+
+/** Makes the node's folders, writes its properties, formats its storage once, empties its log. */
+async function prepareNode(options: NativeBrokerOptions, classpath: string): Promise<Node> {
   const dir = options.dir instanceof URL
     ? options.dir.href
     : new URL(options.dir, `file://${Deno.cwd()}/`).href;
   const home = new URL(dir.endsWith("/") ? dir : `${dir}/`);
-  const dataDir = new URL("data/", home);
-  const logFile = new URL("logs/server.log", home);
-  const propertiesFile = new URL("server.properties", home);
-  const { port } = options;
+  const node = {
+    port: options.port,
+    dataDir: new URL("data/", home),
+    logFile: new URL("logs/server.log", home),
+    propertiesFile: new URL("server.properties", home),
+  };
   await Deno.mkdir(new URL("logs/", home), { recursive: true });
-  await Deno.mkdir(dataDir, { recursive: true });
-  const classpath = options.classpath ?? await resolveClasspath();
+  await Deno.mkdir(node.dataDir, { recursive: true });
   const extra = Object.entries(options.properties ?? {}).map(([key, value]) => `${key}=${value}\n`);
-  await Deno.writeTextFile(propertiesFile, serverProperties(port, dataDir) + extra.join(""));
-  await formatStorage(classpath, dataDir, propertiesFile);
-  await Deno.writeTextFile(logFile, ""); // each start gets a fresh log
+  await Deno.writeTextFile(
+    node.propertiesFile,
+    serverProperties(node.port, node.dataDir) + extra.join(""),
+  );
+  await formatStorage(classpath, node.dataDir, node.propertiesFile);
+  await Deno.writeTextFile(node.logFile, ""); // each start gets a fresh log
+  return node;
+}
+
+/** `kafka.Kafka` as a child JVM, the last lines of its stderr kept. */
+function spawnKafka(node: Node, classpath: string) {
   const child = new Deno.Command("java", {
     args: [
       "-Xms256m",
       "-Xmx1g",
       "-XX:+UseG1GC",
       "-Djava.awt.headless=true",
-      `-Dorg.slf4j.simpleLogger.logFile=${decodeURIComponent(logFile.pathname)}`,
+      `-Dorg.slf4j.simpleLogger.logFile=${decodeURIComponent(node.logFile.pathname)}`,
       "-Dorg.slf4j.simpleLogger.showDateTime=true",
       "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd HH:mm:ss,SSS",
       "-cp",
       classpath,
       "kafka.Kafka",
-      decodeURIComponent(propertiesFile.pathname),
+      decodeURIComponent(node.propertiesFile.pathname),
     ],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  let alive = true;
+  const jvm = { alive: true, stderr: [] as string[] };
   const exited = child.status.then((status) => {
-    alive = false;
+    jvm.alive = false;
     return status;
   });
   // The JVM's own stderr (a bad classpath, an unsupported flag) says why it died.
-  let stderr = "";
-  const stderrDone = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({ write: (chunk) => void (stderr = (stderr + chunk).slice(-8192)) }),
+  const reading = new AbortController();
+  const stderrDone = lines(child.stderr).pipeTo(
+    new WritableStream({
+      write(line) {
+        jvm.stderr.push(line.slice(0, 1_000));
+        if (jvm.stderr.length > STDERR_LINES) jvm.stderr.shift();
+      },
+    }),
+    { signal: reading.signal },
   ).catch(() => {});
-  const stop = async (signal: Deno.Signal = "SIGTERM") => {
-    try {
-      if (alive) child.kill(signal);
-    } catch { /* exited meanwhile */ }
-    const status = await exited;
-    await stderrDone;
-    return status;
-  };
-  await options.onSpawn?.(child.pid);
-
-  if (!(await waitForKafka(port, () => alive))) {
-    const wasAlive = alive;
-    const { code } = await stop("SIGKILL");
-    const why = wasAlive
-      ? `did not answer within ${START_TIMEOUT_MS / 1000} s`
-      : `exited with code ${code}`;
-    throw new BrokerStartError(
-      `the broker ${why}; last lines of ${relative(logFile)}:\n${
-        lastLines(stderr + (await readLog(logFile)), 12)
-      }`,
-    );
-  }
-  return {
+  const broker: NativeBroker = {
     pid: child.pid,
-    port,
+    port: node.port,
     exited,
-    stop,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        if (jvm.alive) child.kill(signal);
+      } catch { /* exited meanwhile */ }
+      const status = await exited;
+      await stderrDone;
+      return status;
+    },
     detach() {
-      // Its stderr is closed along with us.
+      // Its stderr is no longer read: the JVM logs to its log file.
       child.unref();
-      child.stderr.cancel().catch(() => {});
+      reading.abort();
     },
   };
+  return { jvm, broker };
+}
+
+/**
+ * Starts one KRaft node on 127.0.0.1:`port` with its files under `dir`, and resolves
+ * once it answers as Kafka. Restarting on the same `dir` keeps its topics. The CLI
+ * uses `.kafka/`; the fault tests start a private one they can kill.
+ */
+export async function startNativeBroker(options: NativeBrokerOptions): Promise<NativeBroker> {
+  const classpath = options.classpath ?? await resolveClasspath();
+  const node = await prepareNode(options, classpath);
+  const { jvm, broker } = spawnKafka(node, classpath);
+  await options.onSpawn?.(broker.pid);
+  if (await waitForKafka(node.port, () => jvm.alive)) return broker;
+  const wasAlive = jvm.alive;
+  const { code } = await broker.stop("SIGKILL");
+  const why = wasAlive
+    ? `did not answer within ${START_TIMEOUT_MS / 1000} s`
+    : `exited with code ${code}`;
+  throw new BrokerStartError(
+    `the broker ${why}; last lines of ${relative(node.logFile)}:\n${
+      lastLines([...jvm.stderr, await readLog(node.logFile)].join("\n"), 12)
+    }`,
+  );
 }
 
 /** A path inside the project as the user would type it (`.kafka/logs/server.log`). */
 export function relative(url: URL): string {
-  return decodeURIComponent(url.pathname).replace(
-    decodeURIComponent(new URL("../../", import.meta.url).pathname),
-    "",
-  );
+  return decodeURIComponent(url.pathname).replace(decodeURIComponent(ROOT), "");
 }
