@@ -26,7 +26,6 @@ import { type Config, loadConfig, readEnv } from "./config.ts";
 import { unlessAborted } from "./lib/async.ts";
 import { exitCodeFor, stopOnSignals, UsageError } from "./lib/cli.ts";
 import { formatCount } from "./lib/format.js";
-import { createKafka, ensureTopic } from "./lib/kafka.ts";
 import { hostAndPort, netAccessProblem } from "./lib/net.ts";
 import { redact } from "./lib/redact.ts";
 import type { Source } from "./lib/trade.ts";
@@ -41,7 +40,7 @@ import {
 } from "./producer/flags.ts";
 import { createIntake, type Intake } from "./producer/intake.ts";
 import { runSim } from "./producer/market_sim.ts";
-import { createIdempotentProducer, kafkaSink, Publisher } from "./producer/publisher.ts";
+import { connectProducer, kafkaSink, Publisher } from "./producer/publisher.ts";
 import {
   openRecording,
   type Recorder,
@@ -135,7 +134,7 @@ async function produce(plan: Plan): Promise<number> {
       `producer: ${describeSource(source, flags, config, plan.seed)} -> topic ${config.topic} ` +
         `on ${config.brokers.join(",")}, ${config.symbols.length} symbols`,
     );
-    const kafka = await connectKafka(config, stop.signal);
+    const kafka = await connectProducer(config, stop.signal);
     if (kafka === "stopped") {
       // Nothing was received, so nothing is lost; kafkajs may still be retrying.
       con.log("stopped before Kafka answered: nothing was received, nothing is lost");
@@ -160,10 +159,19 @@ async function produce(plan: Plan): Promise<number> {
       maxTracked: source === "replay" ? MAX_REPLAY_SYMBOLS : Infinity,
       rejectLogEveryMs: Math.max(flags.statusInterval, 5) * 1000,
     });
-    const pipe: Pipeline = { intake, publisher, recorder, con };
+    const finnhub = source === "finnhub"
+      ? finnhubClient(plan, { intake, recorder, con }, sourceStop.signal)
+      : undefined;
+    const pipe: Pipeline = { intake, publisher, recorder, con, finnhub };
     const started = Date.now();
-    const sourceCode = await runSource(plan, pipe, sourceStop);
-    const flushed = await flush(plan, { publisher, recorder, producer: kafka.producer });
+    let sourceCode: number;
+    let flushed: Awaited<ReturnType<typeof flush>>;
+    {
+      // The status line goes on through the flush: a stop with Kafka away shows what waits.
+      using _status = statusLine(plan, pipe);
+      sourceCode = await runSource(plan, pipe, sourceStop);
+      flushed = await flush(plan, { publisher, recorder, producer: kafka.producer });
+    }
     refreshCounters(pipe);
     con.close(formatSummary(source, Date.now() - started, intake.counters));
     flushed.report();
@@ -174,77 +182,58 @@ async function produce(plan: Plan): Promise<number> {
   }
 }
 
-/**
- * Makes sure the topic exists, then connects the idempotent producer: both before
- * any trade is taken. "stopped" when the signal aborts first (kafkajs retries an
- * absent broker for about ten seconds, and docker stop kills after ten).
- */
-async function connectKafka(
-  config: Config,
-  signal: AbortSignal,
-): Promise<{ producer: Producer; topic: "created" | "found" } | "stopped"> {
-  const kafka = createKafka(config, "producer");
-  const producer = createIdempotentProducer(kafka);
-  const connect = async () => {
-    const admin = kafka.admin();
-    await admin.connect();
-    const state = await ensureTopic(
-      admin,
-      config.topic,
-      config.partitions,
-      config.replicationFactor,
-    );
-    await admin.disconnect();
-    await producer.connect();
-    return { producer, topic: state === "created" ? "created" as const : "found" as const };
-  };
-  try {
-    return await unlessAborted(connect(), signal);
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(
-      `cannot reach Kafka at ${config.brokers.join(",")}: ${reason} ` +
-        `(start the local broker with: deno task kafka)`,
-    );
-  }
-}
-
 interface Pipeline {
   readonly intake: Intake;
   readonly publisher: Publisher;
   readonly recorder?: Recorder;
   readonly con: Console;
+  readonly finnhub?: FinnhubClient;
 }
 
-/**
- * Runs the source until it stops, with the status line going. Resolves to 0, or to
- * the exit code of what stopped it (a refused token: 2; anything else: 1).
- */
-async function runSource(plan: Plan, pipe: Pipeline, stop: AbortController): Promise<number> {
-  const { flags, config, source } = plan;
-  const { intake, publisher, recorder, con } = pipe;
-  const finnhub = source !== "finnhub" ? undefined : new FinnhubClient({
-    url: config.finnhubWsUrl,
+/** The Finnhub client, its trades going to the ledger and its raw frames to --record. */
+function finnhubClient(
+  plan: Plan,
+  pipe: Pick<Pipeline, "intake" | "recorder" | "con">,
+  signal: AbortSignal,
+): FinnhubClient {
+  const { intake, recorder, con } = pipe;
+  return new FinnhubClient({
+    url: plan.config.finnhubWsUrl,
     token: plan.token,
-    symbols: config.symbols,
-    signal: stop.signal,
+    symbols: plan.config.symbols,
+    signal,
     onTrades: (trades, receivedAt) => intake.accept(trades, receivedAt, "finnhub"),
     onReject: intake.reject,
     onRawFrame: recorder ? (text, at) => recorder.write(text, at) : undefined,
     log: con.log,
-    deadAfterMs: flags.deadAfter * 1000,
-    silentAfterMs: flags.silentAfter * 1000,
+    deadAfterMs: plan.flags.deadAfter * 1000,
+    silentAfterMs: plan.flags.silentAfter * 1000,
   });
-  using _status = startStatusLine({
-    intervalS: flags.statusInterval,
-    console: con,
-    source,
+}
+
+/** The status line every --status-interval seconds, until disposed. */
+function statusLine(plan: Plan, pipe: Pipeline): Disposable {
+  const { intake, finnhub } = pipe;
+  return startStatusLine({
+    intervalS: plan.flags.statusInterval,
+    console: pipe.con,
+    source: plan.source,
     counters: intake.counters,
     lastTradeAt: intake.lastTradeAt,
-    symbols: () => source === "replay" ? [...intake.lastTradeAt.keys()] : config.symbols,
-    refresh: () => refreshCounters(pipe, finnhub),
+    // A replay learns its symbols as it goes.
+    symbols: () => plan.source === "replay" ? [...intake.lastTradeAt.keys()] : plan.config.symbols,
+    refresh: () => refreshCounters(pipe),
     connection: finnhub && (() => finnhub.describeConnection(Date.now())),
   });
+}
+
+/**
+ * Runs the source until it stops. Resolves to 0, or to the exit code of what
+ * stopped it (a refused token: 2; anything else: 1).
+ */
+async function runSource(plan: Plan, pipe: Pipeline, stop: AbortController): Promise<number> {
+  const { flags, config, source } = plan;
+  const { intake, publisher, recorder, con, finnhub } = pipe;
   try {
     if (finnhub) {
       if (config.symbols.length > 50) {
@@ -286,13 +275,12 @@ async function runSource(plan: Plan, pipe: Pipeline, stop: AbortController): Pro
     // Whatever stopped the source, what was received still goes to Kafka.
     con.log(`error: ${error instanceof Error ? redact(error.message) : String(error)}`);
     return error instanceof UsageError ? 2 : 1;
-  } finally {
-    refreshCounters(pipe, finnhub);
   }
 }
 
 /** The ledger's counters, brought up to date with the queue's and the connection's. */
-function refreshCounters(pipe: Pipeline, finnhub?: FinnhubClient): void {
+function refreshCounters(pipe: Pipeline): void {
+  const { finnhub } = pipe;
   const { counters } = pipe.intake;
   const { stats } = pipe.publisher;
   counters.acked = stats.acked;
@@ -314,7 +302,7 @@ async function flush(
   const { publisher, recorder, producer } = parts;
   const undelivered = await publisher.close(plan.flags.flushTimeout * 1000);
   recorder?.close(); // flushes: a write that fails now still counts below
-  await unlessAborted(producer.disconnect(), AbortSignal.timeout(2_000));
+  await unlessAborted(producer.disconnect().catch(() => {}), AbortSignal.timeout(2_000));
   const recorded = !recorder
     ? ""
     : recorder.failed

@@ -13,6 +13,7 @@
  */
 
 import {
+  axisDecimals,
   formatAge,
   formatClock,
   formatCompact,
@@ -26,7 +27,7 @@ import {
   sourceMark,
 } from "../lib/format.js";
 import type { Candle, ConsumerStatus, SymbolStats } from "./candles.ts";
-import { closesBySlot, paint, plotSeries, timeAxis } from "./plot.ts";
+import { closesBySlot, paint, plotSeries, rowStep, timeAxis } from "./plot.ts";
 
 /** What the chart reads of the aggregation; the Aggregator is one. */
 export interface Aggregation {
@@ -159,10 +160,12 @@ function moreLine(rest: readonly string[], width: number): string {
   return text.length <= width ? text : text.slice(0, width - 1) + "…";
 }
 
-/** One symbol on screen: its stats, colour and close per column. */
+/** One symbol on screen: its stats, colour, axis decimals and close per column. */
 interface Shown {
   readonly stats: SymbolStats;
   readonly code: string;
+  /** Decimals of its axis labels: its price's, or more when its panel spans a few ticks. */
+  readonly decimals: number;
   readonly values: (number | undefined)[];
 }
 
@@ -173,6 +176,8 @@ interface Layout {
   readonly more: string[];
   /** Lines between the header and the time axis. */
   readonly body: number;
+  /** Chart lines under each legend (panels view). */
+  readonly panelHeight: number;
   readonly labelWidth: number;
   /** Plot columns: one per candle interval. */
   readonly columns: number;
@@ -189,6 +194,8 @@ function planLayout(data: ChartData, symbols: string[], size: Size, now: number)
   const visible = data.overlay
     ? (count <= body - 3 ? count : body - 4)
     : (count <= Math.floor(body / 3) ? count : Math.floor((body - 1) / 3));
+  const more = symbols.slice(visible);
+  const panelHeight = Math.floor((body - (more.length > 0 ? 1 : 0)) / visible) - 1;
   // Candles are read for the visible symbols only: a frame's cost does not grow
   // with symbols nobody sees.
   const all = symbols.slice(0, visible).map((symbol, i) => ({
@@ -196,34 +203,44 @@ function planLayout(data: ChartData, symbols: string[], size: Size, now: number)
     code: PALETTE[i % PALETTE.length],
     candles: aggregation.candles(symbol, intervalMs),
   }));
-  const labelWidth = data.overlay ? 11 : Math.max(
-    ...all.map(({ stats, candles }) => {
-      const top = candles.reduce((max, candle) => Math.max(max, candle.high), stats.last);
-      return formatPrice(top, priceDecimals(stats.last)).length + 2;
-    }),
-  );
-  const columns = size.columns - labelWidth - 1;
   // The window ends now; if nothing traded within it, it ends at the last trade.
   const lastTrade = Math.max(...symbols.map((symbol) => aggregation.stats(symbol, now)!.lastTime));
-  let endSlot = Math.floor(now / intervalMs);
-  if (lastTrade < (endSlot - columns + 1) * intervalMs) {
-    endSlot = Math.floor(lastTrade / intervalMs);
-  }
-  const shown = all.map(({ stats, code, candles }) => ({
-    stats,
-    code,
-    values: closesBySlot(candles, intervalMs, endSlot, columns),
-  }));
-  const startMs = (endSlot - columns + 1) * intervalMs;
-  return {
-    shown,
-    more: symbols.slice(visible),
-    body,
-    labelWidth,
-    columns,
-    startMs,
-    endMs: endSlot * intervalMs,
+  const place = (labelWidth: number, decimals: readonly number[]) => {
+    const columns = size.columns - labelWidth - 1;
+    let endSlot = Math.floor(now / intervalMs);
+    if (lastTrade < (endSlot - columns + 1) * intervalMs) {
+      endSlot = Math.floor(lastTrade / intervalMs);
+    }
+    const shown = all.map(({ stats, code, candles }, i) => ({
+      stats,
+      code,
+      decimals: decimals[i],
+      values: closesBySlot(candles, intervalMs, endSlot, columns),
+    }));
+    const startMs = (endSlot - columns + 1) * intervalMs;
+    const endMs = endSlot * intervalMs;
+    return { shown, more, body, panelHeight, labelWidth, columns, startMs, endMs };
   };
+  const widthFor = (decimals: readonly number[]) =>
+    Math.max(...all.map(({ stats, candles }, i) => {
+      const top = candles.reduce((max, candle) => Math.max(max, candle.high), stats.last);
+      return formatPrice(top, decimals[i]).length + 2;
+    }));
+  const own = all.map(({ stats }) => priceDecimals(stats.last));
+  if (data.overlay) return place(11, own);
+  // The labels need more decimals when a panel spans only a few ticks: placed once to
+  // see the window's range, and again if the labels grew wider.
+  const first = place(widthFor(own), own);
+  const decimals = first.shown.map(({ stats, values }) => {
+    const known = values.filter((v): v is number => v !== undefined);
+    if (known.length === 0) return priceDecimals(stats.last);
+    const step = rowStep(Math.min(...known), Math.max(...known), panelHeight);
+    return axisDecimals(stats.last, step);
+  });
+  const width = widthFor(decimals);
+  return width === first.labelWidth && decimals.every((d, i) => d === own[i])
+    ? first
+    : place(width, decimals);
 }
 
 /** Every visible symbol as % change on one chart, under their legends. */
@@ -255,8 +272,7 @@ function overlayLines(data: ChartData, layout: Layout, width: number, now: numbe
 
 /** A legend and a price panel per visible symbol. */
 function panelLines(data: ChartData, layout: Layout, width: number, now: number): string[] {
-  const { shown, more } = layout;
-  const height = Math.floor((layout.body - (more.length > 0 ? 1 : 0)) / shown.length) - 1;
+  const { shown, more, panelHeight: height } = layout;
   const lines: string[] = [];
   for (const entry of shown) {
     lines.push(legendLine(entry, width, now, data.color));
@@ -265,13 +281,12 @@ function panelLines(data: ChartData, layout: Layout, width: number, now: number)
       lines.push(...new Array(height).fill(""));
       continue;
     }
-    const decimals = priceDecimals(entry.stats.last);
     lines.push(...plotSeries([entry.values], {
       lo: Math.min(...known),
       hi: Math.max(...known),
       height,
       labelWidth: layout.labelWidth,
-      label: (v) => formatPrice(v, decimals),
+      label: (v) => formatPrice(v, entry.decimals),
       codes: [entry.code],
       color: data.color,
     }));

@@ -35,6 +35,19 @@ export interface AxisOptions {
   readonly utcOffsetMinutes: number;
 }
 
+/** The value range a plot spans: `lo`..`hi`, widened a little around a flat line. */
+export function plotRange(lo: number, hi: number): [number, number] {
+  if (hi - lo >= 1e-12 * Math.max(1, Math.abs(hi))) return [lo, hi];
+  const pad = Math.max(Math.abs(hi) * 1e-4, 1e-8);
+  return [lo - pad, hi + pad];
+}
+
+/** The value between two rows of a plot of `height` rows over `lo`..`hi`. */
+export function rowStep(lo: number, hi: number, height: number): number {
+  const [low, high] = plotRange(lo, hi);
+  return (high - low) / Math.max(1, height - 1);
+}
+
 /** `text` in colour `code` when colour is on. */
 export function paint(text: string, code: string, on: boolean): string {
   return on ? code + text + RESET : text;
@@ -71,12 +84,7 @@ export function closesBySlot(
  */
 export function plotSeries(series: (number | undefined)[][], options: PlotOptions): string[] {
   const { height, labelWidth, label, codes, color } = options;
-  let { lo, hi } = options;
-  if (hi - lo < 1e-12 * Math.max(1, Math.abs(hi))) {
-    const pad = Math.max(Math.abs(hi) * 1e-4, 1e-8);
-    lo -= pad;
-    hi += pad;
-  }
+  const [lo, hi] = plotRange(options.lo, options.hi);
   const steps = Math.max(1, height - 1);
   // Pre-scaled to row units 1..height, so asciichart's rounding always yields
   // exactly `height` rows (and never draws its y = 0 origin mark).

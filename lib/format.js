@@ -50,6 +50,20 @@ export function priceDecimals(price) {
   return Math.min(8, Math.max(4, 3 - Math.floor(Math.log10(abs))));
 }
 
+/**
+ * Decimals for the labels of a price axis whose ticks are `step` apart: the
+ * price's own, or more when the ticks are closer than that (a quiet symbol over a
+ * range of a few ticks), so no two labels read the same. Never past 8.
+ * @param {number} price
+ * @param {number} step
+ * @returns {number}
+ */
+export function axisDecimals(price, step) {
+  const own = priceDecimals(price);
+  if (!(step > 0) || !Number.isFinite(step)) return own;
+  return Math.min(8, Math.max(own, Math.ceil(-Math.log10(step))));
+}
+
 /** @type {Map<number, Intl.NumberFormat>} */
 const priceFormats = new Map();
 

@@ -25,7 +25,9 @@ import {
   Partitioners,
   type Producer,
 } from "kafkajs";
-import { sleep } from "../lib/async.ts";
+import type { Config } from "../config.ts";
+import { sleep, unlessAborted } from "../lib/async.ts";
+import { createKafka, ensureTopic } from "../lib/kafka.ts";
 import { formatCount } from "../lib/format.js";
 import {
   encodeTrade,
@@ -357,5 +359,40 @@ export class Publisher {
     this.#stopped.abort();
     this.#options.onFailed?.(reason);
     return true;
+  }
+}
+
+/**
+ * Makes sure the topic exists, then connects the idempotent producer: both before
+ * any trade is taken. "stopped" when the signal aborts first (kafkajs retries an
+ * absent broker for about ten seconds, and docker stop kills after ten).
+ */
+export async function connectProducer(
+  config: Config,
+  signal: AbortSignal,
+): Promise<{ producer: Producer; topic: "created" | "found" } | "stopped"> {
+  const kafka = createKafka(config, "producer");
+  const producer = createIdempotentProducer(kafka);
+  const connect = async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    const state = await ensureTopic(
+      admin,
+      config.topic,
+      config.partitions,
+      config.replicationFactor,
+    );
+    await admin.disconnect();
+    await producer.connect();
+    return { producer, topic: state === "created" ? "created" as const : "found" as const };
+  };
+  try {
+    return await unlessAborted(connect(), signal);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(
+      `cannot reach Kafka at ${config.brokers.join(",")}: ${reason} ` +
+        `(start the local broker with: deno task kafka)`,
+    );
   }
 }

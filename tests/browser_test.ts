@@ -21,8 +21,8 @@ import {
 } from "./helpers/browser.ts";
 import { uniqueName, withTopic } from "./helpers/kafka.ts";
 import { freePort } from "./helpers/ports.ts";
+import { ROOT } from "../tools/scripts.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const SYMBOLS = ["AAPL", "MSFT", "NVDA", "BINANCE:BTCUSDT", "BINANCE:ETHUSDT"];
 const XSS = "<img src=x onerror=alert(1)>";
 /**

@@ -8,6 +8,7 @@ import { ConfigError } from "../config.ts";
 import { exitCodeFor, parseFlags, positive, UsageError } from "../lib/cli.ts";
 import { LineSplitter } from "../lib/lines.ts";
 import { hostAndPort, isLoopback } from "../lib/net.ts";
+import { type Script, scriptArgs } from "../tools/scripts.ts";
 
 const SPEC = { limit: { type: "string" }, help: { type: "boolean" } } as const;
 
@@ -79,4 +80,11 @@ Deno.test("lines: split across chunks, the last without a newline, linear on a l
   const [line] = await split([...Array.from({ length: 20_000 }, () => "y".repeat(1_000)), "\n"]);
   assert.equal(line.length, 20_000_000);
   assert.ok(performance.now() - started < 2_000, `took ${performance.now() - started} ms`);
+});
+
+Deno.test("the tasks run each script exactly as the demo, the tests and the bench start it", async () => {
+  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  for (const script of ["produce", "consume", "dashboard"] as Script[]) {
+    assert.equal(tasks[script], ["deno", ...scriptArgs(script, { envFile: true })].join(" "));
+  }
 });

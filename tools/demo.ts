@@ -5,8 +5,8 @@
  *    one (`deno task kafka`), and creates the topic if it is missing.
  * 2. Starts the dashboard (`deno task dashboard`) and, once it listens, the producer
  *    (`deno task produce`: the simulated market without FINNHUB_TOKEN, Finnhub with
- *    one). Each child is `deno task -q <task>`, so it runs with exactly its task's
- *    permission set; `deno task` passes SIGINT and SIGTERM on and exits with its code.
+ *    one). Each runs as its task runs it: its script with its permission set from
+ *    deno.json and `.env` (tools/scripts.ts), as a child process of the demo.
  * 3. Prints the dashboard's URL, and the children's lines, prefixed with their name.
  * 4. Ctrl+C (or SIGTERM) stops what it started: the producer flushes, the consumer
  *    commits, and a broker the demo started is stopped again (unless --keep-broker).
@@ -24,7 +24,7 @@ import { createKafka, ensureTopic } from "../lib/kafka.ts";
 import { lines } from "../lib/lines.ts";
 import { isLoopback } from "../lib/net.ts";
 import { probeKafka } from "./broker/native.ts";
-import { ROOT } from "./scripts.ts";
+import { ROOT, scriptArgs } from "./scripts.ts";
 
 const USAGE = `usage: deno task demo [--keep-broker]
 
@@ -167,18 +167,24 @@ interface Child {
   readonly process: Deno.ChildProcess;
   /** Resolves with the exit status once the process has ended and its output is read. */
   readonly done: Promise<Deno.CommandStatus>;
-  /** Stops copying its output (after a SIGKILL, the script `deno task` ran may hold it open). */
+  /** Stops copying its output (after a SIGKILL of `deno task kafka`, the launcher may hold it). */
   abandon(): void;
 }
 
 /** The name in front of a child's lines, where it is not the task's. */
 const NAMES: Readonly<Record<string, string>> = { produce: "producer", "kafka:stop": "kafka" };
 
-/** `deno task -q <task>` in the project root, its lines shown with its name in front. */
+/**
+ * A child in the project root, its lines shown with its name in front: the broker
+ * launcher as `deno task -q <task>`, the producer and the dashboard as their scripts
+ * with their permission sets and `.env` (tools/scripts.ts), so a last-resort SIGKILL
+ * reaches the script itself, not a `deno task` in front of it.
+ */
 function startTask(task: string, onLine?: (line: string) => void): Child {
   const name = NAMES[task] ?? task;
+  const script = task === "produce" || task === "dashboard" ? task : undefined;
   const process = new Deno.Command("deno", {
-    args: ["task", "-q", task],
+    args: script ? scriptArgs(script, { envFile: true }) : ["task", "-q", task],
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",

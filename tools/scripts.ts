@@ -1,9 +1,13 @@
 /**
  * How a script runs when a tool or a test starts it as a user's task would: with
  * its permission set from deno.json (the one declaration of what each script may
- * touch) and its V8 flags, but without `--env-file`, so a developer's `.env` never
- * steers a test or a benchmark. deno.json's tasks are these words plus `--env-file`.
+ * touch) and its V8 flags. Tests and the benchmark leave out `--env-file`, so a
+ * developer's `.env` never steers them; the demo keeps it. deno.json's `produce`,
+ * `consume` and `dashboard` tasks are these words with `--env-file`
+ * (tests/cli_test.ts holds them to it).
  */
+
+import { fileURLToPath } from "node:url";
 
 export type Script = "produce" | "consume" | "dashboard";
 
@@ -17,15 +21,29 @@ const FILES: Record<Script, string[]> = {
 };
 
 /** The project root: scripts run here, with the relative paths their permission sets name. */
-export const ROOT: string = new URL("../", import.meta.url).pathname;
+export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
 
 /**
- * `deno` arguments that run `script` with its permission set. `files` replaces the
- * set's read and write paths (a test's recordings in a temporary folder).
+ * `deno` arguments that run `script` with its permission set. `envFile` loads `.env`
+ * as the task does; `files` replaces the set's read and write paths (a test's
+ * recordings in a temporary folder).
  */
-export function scriptArgs(script: Script, options: { files?: string } = {}): string[] {
+export function scriptArgs(
+  script: Script,
+  options: { envFile?: boolean; files?: string } = {},
+): string[] {
   const files = options.files === undefined
     ? []
     : [`--allow-read=${options.files}`, `--allow-write=${options.files}`];
-  return ["run", "-q", "--no-prompt", `-P=${script}`, ...files, V8_FLAGS, ...FILES[script]];
+  const envFile = options.envFile ? ["--env-file"] : [];
+  return [
+    "run",
+    "-q",
+    "--no-prompt",
+    `-P=${script}`,
+    ...files,
+    ...envFile,
+    V8_FLAGS,
+    ...FILES[script],
+  ];
 }

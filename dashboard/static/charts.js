@@ -3,7 +3,7 @@
 // scripts, so uPlot comes from /vendor, served out of the npm package.
 
 import uPlot from "./vendor/uPlot.esm.js";
-import { formatClock, formatPrice } from "./format.js";
+import { axisDecimals, formatClock, formatPrice } from "./format.js";
 
 export const COLORS = {
   up: "#16c784",
@@ -58,7 +58,10 @@ function baseOptions(width, height, decimalsRef, onCursor) {
         size: 78,
         gap: 6,
         font: AXIS_FONT,
-        values: (_u, splits) => splits.map((v) => formatPrice(v, decimalsRef.value)),
+        values: (_u, splits) => {
+          const decimals = axisDecimals(splits[0] ?? 0, Math.abs(splits[1] - splits[0]));
+          return splits.map((v) => formatPrice(v, Math.max(decimalsRef.value, decimals)));
+        },
       },
     ],
     hooks: {

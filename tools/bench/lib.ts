@@ -6,11 +6,12 @@
  * /proc is read by tools/bench/procstat.py: Deno grants /proc only with --allow-all.
  */
 
+import { fileURLToPath } from "node:url";
 import { lines } from "../../lib/lines.ts";
 
 /** The Python of Debian's python3-kafka (not whatever `python3` is first on PATH). */
 export const PYTHON = "/usr/bin/python3";
-const PROCSTAT = new URL("./procstat.py", import.meta.url).pathname;
+const PROCSTAT = fileURLToPath(new URL("./procstat.py", import.meta.url));
 
 export interface RssSample {
   /** Seconds since the process started. */

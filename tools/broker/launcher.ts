@@ -13,6 +13,7 @@
  * last lines of its log. `status` exits 0 when Kafka answers, 1 when not.
  */
 
+import { fileURLToPath } from "node:url";
 import { loadConfig, parseHostPort, readEnv } from "../../config.ts";
 import { sleep } from "../../lib/async.ts";
 import { exitCodeFor, parseFlags, UsageError } from "../../lib/cli.ts";
@@ -120,7 +121,7 @@ async function startDocker(port: number): Promise<void> {
   console.log(`Starting apache/kafka:${KAFKA_VERSION} with docker compose…`);
   const result = await run(
     "docker",
-    ["compose", "-f", COMPOSE_FILE.pathname, "up", "-d", "--wait"],
+    ["compose", "-f", fileURLToPath(COMPOSE_FILE), "up", "-d", "--wait"],
     {
       timeoutMs: START_TIMEOUT_MS * 2,
     },
@@ -174,7 +175,7 @@ async function stop(): Promise<number> {
     return 0;
   }
   if (state.mode === "docker") {
-    const result = await run("docker", ["compose", "-f", COMPOSE_FILE.pathname, "down"], {
+    const result = await run("docker", ["compose", "-f", fileURLToPath(COMPOSE_FILE), "down"], {
       timeoutMs: 120_000,
     });
     if (!result || result.code !== 0) {

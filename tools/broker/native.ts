@@ -9,6 +9,7 @@
  * tool is a UsageError, a broker that does not come up a BrokerStartError.
  */
 
+import { fileURLToPath } from "node:url";
 import { sleep, withTimeout } from "../../lib/async.ts";
 import { UsageError } from "../../lib/cli.ts";
 import { lines } from "../../lib/lines.ts";
@@ -164,9 +165,9 @@ async function resolveClasspath(): Promise<string> {
     "-q",
     "-B",
     "-f",
-    POM_FILE.pathname,
+    fileURLToPath(POM_FILE),
     "dependency:build-classpath",
-    `-Dmdep.outputFile=${CLASSPATH_FILE.pathname}`,
+    `-Dmdep.outputFile=${fileURLToPath(CLASSPATH_FILE)}`,
   ]);
   if (!result || result.code !== 0) {
     throw new BrokerStartError(
