@@ -44,6 +44,9 @@ import {
 } from "./consumer/topic_reader.ts";
 import { type Dashboard, serveDashboard } from "./dashboard/server.ts";
 
+/** The dashboard's page: the dashboard task may read it, the consume task may not. */
+const PAGE = new URL("./dashboard/static/", import.meta.url);
+
 /** A stuck broker must not hold the terminal: this long after a stop, the process leaves. */
 const STOP_DEADLINE_MS = 10_000;
 
@@ -63,6 +66,11 @@ export async function main(args: readonly string[]): Promise<number> {
 }
 
 async function consume(flags: Flags, config: Config): Promise<number> {
+  if (
+    flags.dashboard && Deno.permissions.querySync({ name: "read", path: PAGE }).state !== "granted"
+  ) {
+    throw new UsageError("--dashboard: this task may not read the page: run `deno task dashboard`");
+  }
   const view: View = flags.dashboard ? "dashboard" : Deno.stdout.isTerminal() ? "charts" : "lines";
   const fromMs = resolveFrom(flags, Date.now(), defaultSpanMs(view, flags));
   using stop = stopOnSignals(() => {
@@ -116,7 +124,7 @@ async function consume(flags: Flags, config: Config): Promise<number> {
       onDashboard: (served) => (dashboard = served),
     });
   } catch (error) {
-    failure = error; // the reader crashed
+    failure = error; // the reader crashed, or the dashboard could not listen
   } finally {
     clearInterval(stopAtLimit);
     halt.abort();

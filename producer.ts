@@ -131,7 +131,7 @@ async function produce(plan: Plan): Promise<number> {
       ? undefined
       : await openRecording(flags.record, source === "sim" ? "sim" : "finnhub", con.log);
     con.log(
-      `producer: ${describeSource(source, flags, config, plan.seed)} -> topic ${config.topic} ` +
+      `producer: ${describeSource(plan)} -> topic ${config.topic} ` +
         `on ${config.brokers.join(",")}, ${config.symbols.length} symbols`,
     );
     const kafka = await connectProducer(config, stop.signal);

@@ -246,7 +246,8 @@ export class RateWindow {
 
 const SOURCE_RANK: Readonly<Record<Source, number>> = { finnhub: 0, replay: 1, sim: 2 };
 
-class SymbolState {
+/** One symbol of the aggregation: its candle rings and session totals. */
+class SymbolSeries {
   readonly symbol: string;
   /** The least real source seen: once any price of the session was simulated, it says so. */
   source: Source;
@@ -274,7 +275,7 @@ export class Aggregator {
   readonly #maxCandles: number;
   readonly #maxSymbols: number;
   readonly #fromMs: number;
-  readonly #symbols = new Map<string, SymbolState>();
+  readonly #symbols = new Map<string, SymbolSeries>();
   #sorted: string[] | null = null;
   #revision = 0;
 
@@ -310,7 +311,7 @@ export class Aggregator {
     if (state === undefined) {
       if (this.#symbols.size >= this.#maxSymbols) return "symbol-cap";
       const rings = this.#intervals.map((interval) => new CandleRing(interval, this.#maxCandles));
-      state = new SymbolState(record.symbol, record.source, rings, price, time);
+      state = new SymbolSeries(record.symbol, record.source, rings, price, time);
       this.#symbols.set(record.symbol, state);
       this.#sorted = null;
     } else {

@@ -56,7 +56,7 @@ export interface Size {
   readonly rows: number;
 }
 
-export const MIN_SIZE: Size = { columns: 40, rows: 6 };
+const MIN_SIZE: Size = { columns: 40, rows: 6 };
 
 const PALETTE = [
   "\x1b[36m", // cyan
@@ -74,7 +74,7 @@ const DIM = "\x1b[2m";
 const BOLD_YELLOW = "\x1b[1;33m";
 
 /** Symbols come from the topic: control characters must not reach the terminal. */
-export function printable(text: string): string {
+function printable(text: string): string {
   // deno-lint-ignore no-control-regex
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
 }

@@ -27,7 +27,8 @@ export const USAGE = `usage: deno task consume [flags]
   --overlay         all symbols on one chart as % change
   --every=SPAN      redraw / print period (default 250ms on a terminal, 5s otherwise)
   --dlq             forward undecodable records as they are to <topic>.dlq
-  --dashboard       serve the live page (DASHBOARD_HOST:DASHBOARD_PORT) instead
+  --dashboard       serve the live page on DASHBOARD_HOST:DASHBOARD_PORT instead
+                    (deno task dashboard: the task whose permissions allow it)
   --limit=N         stop after N records (applied, rejected, too late or early) and print a
                     summary line: records/s and latency p50/p99/p99.9 (benchmarks)
   --help            this text`;
@@ -47,11 +48,11 @@ const SPEC = {
 function span(flag: string, text: string, min: number, max: number): number {
   const ms = parseDuration(text);
   if (ms === undefined || !/[a-z]$/.test(text)) {
-    throw new UsageError(`--${flag}=${text}: not a span like 500ms, 30s, 15m or 2h`);
+    throw new UsageError(`--${flag}: "${text}" is not a span like 500ms, 30s, 15m or 2h`);
   }
   if (ms < min || ms > max) {
     throw new UsageError(
-      `--${flag}=${text}: must be ${formatInterval(min)} to ${formatInterval(max)}`,
+      `--${flag}: "${text}" is not from ${formatInterval(min)} to ${formatInterval(max)}`,
     );
   }
   return ms;
@@ -62,7 +63,7 @@ function from(text: string | undefined): Flags["from"] {
   if (!/^\d{4}-/.test(text)) return { ago: span("from", text, 1_000, 30 * 24 * 3600_000) };
   const at = parseTime(text);
   if (at === undefined) {
-    throw new UsageError(`--from=${text}: not an ISO time like 2026-01-05T14:30:00Z`);
+    throw new UsageError(`--from: "${text}" is not an ISO time like 2026-01-05T14:30:00Z`);
   }
   return { at };
 }

@@ -47,7 +47,7 @@ import { applyBatch, type ConsumerCounts, emptyCounts, lagOf, type ReaderState }
 import type { Aggregator, ConsumerStatus } from "./candles.ts";
 import { type LatencyHistogram, LatencyWindow, parseReceivedAt } from "./latency.ts";
 
-export const LAG_POLL_MS = 3_000;
+const LAG_POLL_MS = 3_000;
 
 export interface ConsumerOptions {
   readonly config: Config;

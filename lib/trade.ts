@@ -19,7 +19,7 @@
 export type Source = "finnhub" | "sim" | "replay";
 export const SOURCES: readonly Source[] = ["finnhub", "sim", "replay"];
 
-export const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 1;
 
 export const HEADER_RECEIVED_AT = "received-at";
 export const HEADER_SOURCE = "source";
@@ -143,8 +143,4 @@ export function decodeTrade(value: Uint8Array | string | null): TradeRecord | Re
   if (!SOURCES.includes(source as Source)) return "bad-source";
   const trade = { symbol, price, volume, time, source: source as Source };
   return conditions === undefined ? trade : { ...trade, conditions };
-}
-
-export function isRejection(value: TradeRecord | Trade | Rejection): value is Rejection {
-  return typeof value === "string";
 }

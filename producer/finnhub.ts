@@ -14,7 +14,7 @@ import type { Trade } from "../lib/trade.ts";
 import { createFrameReader, type FrameRejection } from "./frames.ts";
 
 /** The Finnhub URL with the token in its query, as the server wants it. Never log it. */
-export function finnhubUrl(base: string, token: string): string {
+function finnhubUrl(base: string, token: string): string {
   const url = new URL(base);
   url.searchParams.set("token", token);
   return url.toString();
@@ -32,7 +32,7 @@ export interface Backoff {
   readonly capMs: number;
 }
 
-export const DEFAULT_BACKOFF: Backoff = { baseMs: 500, capMs: 30_000 };
+const DEFAULT_BACKOFF: Backoff = { baseMs: 500, capMs: 30_000 };
 
 /** Exponential backoff with "equal jitter": half the step fixed, half random, capped. */
 export function backoffDelay(attempt: number, backoff: Backoff, random = Math.random): number {

@@ -153,7 +153,14 @@ export function requireFinnhubToken(config: Config): string {
 }
 
 /** The source as the first line names it: what runs, and whether its prices are real. */
-export function describeSource(source: Source, flags: Flags, config: Config, seed: number): string {
+export function describeSource(run: {
+  readonly source: Source;
+  readonly flags: Flags;
+  readonly config: Config;
+  /** The simulated market's seed. */
+  readonly seed: number;
+}): string {
+  const { source, flags, config, seed } = run;
   switch (source) {
     case "finnhub":
       return `finnhub (${redact(config.finnhubWsUrl)})`;

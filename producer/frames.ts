@@ -65,14 +65,14 @@ export interface FrameHandlers {
 }
 
 /** Finnhub has sent the same message three times [#143]: a repeat this soon is not a trade. */
-export const DUPLICATE_WINDOW_MS = 10_000;
+const DUPLICATE_WINDOW_MS = 10_000;
 const DUPLICATE_MEMORY = 4096;
 /**
  * Characters of frame text kept for the duplicate check. Without this bound a few
  * thousand big frames (a busy market, or a hostile server) would hold hundreds of
  * megabytes; past it the oldest frames are forgotten first.
  */
-export const DUPLICATE_MEMORY_CHARS = 4 * 1024 * 1024;
+const DUPLICATE_MEMORY_CHARS = 4 * 1024 * 1024;
 
 /**
  * Turns raw frames into validated trades and counted rejections. Trades carry no

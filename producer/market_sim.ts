@@ -94,7 +94,7 @@ export function profileFor(symbol: string): SymbolProfile {
 }
 
 /** mulberry32: small, fast, and good enough for a simulation; 0 <= x < 1. */
-export function createRandom(seed: number): () => number {
+function createRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -117,7 +117,8 @@ const MEAN_RATE_FACTOR = (() => {
   return time.reduce((sum, t, i) => sum + t * REGIME_RATE[i], 0) / total;
 })();
 
-interface SymbolState {
+/** One symbol of the simulated market: its price on the tick grid and its regime. */
+interface SimulatedSymbol {
   readonly symbol: string;
   readonly kind: AssetKind;
   /** Price in units of 1/scale: integers keep it on the tick grid exactly. */
@@ -171,7 +172,7 @@ function randomness(seed: number) {
 
 type Draws = ReturnType<typeof randomness>;
 
-function symbolState(symbol: string, draws: Draws): SymbolState {
+function symbolState(symbol: string, draws: Draws): SimulatedSymbol {
   const profile = profileFor(symbol);
   const scale = 10 ** decimalsOf(profile.tick);
   const volumeDecimals = Math.min(8, Math.max(0, Math.ceil(Math.log10(profile.price)) + 1));
@@ -191,7 +192,7 @@ function symbolState(symbol: string, draws: Draws): SymbolState {
 }
 
 /** A trade's size, as the symbol's kind of market trades. */
-function volumeOf(s: SymbolState, price: number, draws: Draws): number {
+function volumeOf(s: SimulatedSymbol, price: number, draws: Draws): number {
   const { random, normal, exponential } = draws;
   const burst = s.regime === 1 ? 1 + Math.floor(random() * 4) : 1;
   switch (s.kind) {
@@ -212,7 +213,7 @@ function volumeOf(s: SymbolState, price: number, draws: Draws): number {
 }
 
 /** The next price of `s`: a random walk on the tick grid, scaled by sqrt of the time since its last trade. */
-function step(s: SymbolState, clock: number, draws: Draws): number {
+function step(s: SimulatedSymbol, clock: number, draws: Draws): number {
   const dtSeconds = Math.max(clock - s.lastAt, 1) / 1000;
   s.lastAt = clock;
   const sigmaTicks = s.units * s.vol * REGIME_VOL[s.regime] * Math.sqrt(dtSeconds) / s.tickUnits;
@@ -234,7 +235,7 @@ export function createMarket(options: MarketOptions) {
   let clock = 0;
 
   /** Moves the clock to the next trade and picks its symbol, weighted by regime. */
-  function nextSymbol(): SymbolState {
+  function nextSymbol(): SimulatedSymbol {
     let total = 0;
     for (const s of states) {
       while (s.regimeEnds <= clock) {

@@ -12,8 +12,13 @@
  * - a rejection kafkajs marks `retriable: false` (a record too large, a denied
  *   topic) is final: the queue stops, says why once, and keeps the trades, which
  *   the producer reports as not delivered. Sending again would fail the same way.
- * - any other rejection is retried with the same trades first, and every trade in a
- *   batch sent again after a failed send is counted as possibly duplicated.
+ * - any other rejection is retried with exactly the failed batch, no more: kafkajs
+ *   hands its partitions' sequence numbers back after a failed request, so a broker
+ *   that wrote the batch before the connection died recognises the copy and keeps
+ *   one. A bigger batch from the same first sequence is refused for good
+ *   (OUT_OF_ORDER_SEQUENCE_NUMBER: the fault suite's broker kill found it). A batch
+ *   that partly reached another leader is written again there, so every trade in a
+ *   batch sent again is still counted as possibly duplicated.
  * While the broker is away the queue fills; past its capacity new trades are
  * dropped, counted and logged, never silently.
  */
@@ -47,7 +52,7 @@ export interface Sink {
 }
 
 /** A rejection that sending again cannot fix: kafkajs marks these `retriable: false`. */
-export function isFinal(error: unknown): boolean {
+function isFinal(error: unknown): boolean {
   return typeof error === "object" && error !== null &&
     (error as { retriable?: unknown }).retriable === false;
 }
@@ -115,7 +120,7 @@ function rootCause(error: Error): Error {
 }
 
 /** True when sending again cannot help: Kafka said no, or the client itself failed. */
-export function refusedForGood(error: Error): boolean {
+function refusedForGood(error: Error): boolean {
   const root = rootCause(error);
   if (CLIENT_BUGS.has(root.name)) return true;
   return root.name === "KafkaJSProtocolError" &&
@@ -289,7 +294,9 @@ export class Publisher {
 
   /** The next batch from the head: at most maxBatch trades and maxBatchBytes. */
   #nextBatch(): Message[] {
-    const end = Math.min(this.#queue.length, this.#head + this.#maxBatch);
+    // After a failed send, exactly that batch again (see the top of this file).
+    const most = this.#unsure > 0 ? this.#unsure : this.#maxBatch;
+    const end = Math.min(this.#queue.length, this.#head + most);
     let bytes = 0;
     let i = this.#head;
     while (i < end) {
@@ -306,7 +313,7 @@ export class Publisher {
     let failures = 0;
     while (this.queued() > 0 && !this.#stopped.signal.aborted) {
       const batch = this.#nextBatch();
-      // The batch starts with every trade of the failed send (it only grows): sent again.
+      // After a failed send, the batch is that send's trades: sent again.
       if (this.#unsure > this.#unsureCounted) {
         this.stats.possiblyDuplicated += this.#unsure - this.#unsureCounted;
         this.#unsureCounted = this.#unsure;

@@ -48,7 +48,7 @@ export function createCounters(): Counters {
   };
 }
 
-export function formatRejected(rejected: ReadonlyMap<string, number>): string {
+function formatRejected(rejected: ReadonlyMap<string, number>): string {
   let total = 0;
   for (const count of rejected.values()) total += count;
   if (total === 0) return "0";

@@ -20,6 +20,7 @@ import { startConsumer } from "../consumer/topic_reader.ts";
 import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type TradeRecord } from "../lib/trade.ts";
 import { assertCandlesEqual, generateTrades, reference } from "./helpers/candles_reference.ts";
 import { BROKERS, uniqueName, withTopic } from "./helpers/kafka.ts";
+import { freePort } from "./helpers/ports.ts";
 
 const INTERVALS = [1_000, 60_000];
 
@@ -352,9 +353,7 @@ Deno.test("the CLI prints plain lines when piped and stops cleanly on SIGTERM", 
 
 Deno.test("Ctrl+C while Kafka does not answer stops at once, with one line", async () => {
   // A port nothing listens on: kafkajs would retry it for about eight seconds.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
+  const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: [...scriptArgs("consume"), "--from=1m"],
     cwd: ROOT,
@@ -410,5 +409,22 @@ Deno.test("flags: spans, ISO times and mistakes", () => {
   assert.throws(
     () => resolveFrom(parseFlags(["--from=2099-01-01T00:00:00Z"]), Date.now(), 0),
     /future/,
+  );
+});
+
+Deno.test("the consume task refuses --dashboard in one line: its permissions cannot serve the page", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [...scriptArgs("consume"), "--dashboard"],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const errors = new TextDecoder().decode(stderr);
+  assert.equal(code, 2, errors);
+  assert.equal(stdout.length, 0);
+  assert.equal(
+    errors,
+    "error: --dashboard: this task may not read the page: run `deno task dashboard`\n",
   );
 });

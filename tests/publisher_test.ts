@@ -81,8 +81,9 @@ Deno.test("a failing broker: trades wait and then go out once, in order", async 
   assert.equal(publisher.stats.sendErrors, 3);
   assert.equal(publisher.stats.acked, 10);
   // This sink wrote nothing before failing, but a real one may have written part of
-  // the batch: every trade sent again is reported as possibly duplicated.
-  assert.equal(publisher.stats.possiblyDuplicated, 10);
+  // the batch: every trade sent again is reported as possibly duplicated. The failed
+  // batch goes again as it was; the trades queued meanwhile follow in a clean send.
+  assert.equal(publisher.stats.possiblyDuplicated, 5);
   assert.equal(logs.filter((line) => line.includes("send failed")).length, 1, "logged once");
   assert.equal(await publisher.close(1000), 0);
 });
@@ -190,5 +191,27 @@ Deno.test("a batch sent again after a failed send is counted as possibly duplica
   assert.equal(publisher.stats.acked, 15);
   assert.equal(written.length, 19, "the 4 written before the failure are in Kafka twice");
   assert.equal(publisher.stats.possiblyDuplicated, 10, "the whole resent batch, once");
+  assert.equal(await publisher.close(1000), 0);
+});
+
+Deno.test("after a failed send, exactly that batch goes again, however many trades wait", async () => {
+  // A broker that wrote the batch before the connection died keeps one copy only if
+  // the copy is the same batch: a bigger one from the same first sequence is refused.
+  const sizes: number[] = [];
+  let calls = 0;
+  const publisher = new Publisher({
+    send(messages) {
+      sizes.push(messages.length);
+      if (++calls === 1) {
+        publisher.enqueue(trades(10, 20), "sim", 2); // more arrive while it fails
+        return Promise.reject(new Error("connection closed"));
+      }
+      return Promise.resolve();
+    },
+  }, { capacity: 1000, log: () => {} });
+  publisher.enqueue(trades(0, 10), "sim", 1);
+  await publisher.drained();
+  assert.deepEqual(sizes, [10, 10, 20]);
+  assert.equal(publisher.stats.acked, 30);
   assert.equal(await publisher.close(1000), 0);
 });

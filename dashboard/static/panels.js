@@ -238,7 +238,7 @@ export function updateStats(state) {
   const status = state.status;
   const now = Date.now();
   state.pushTimes = state.pushTimes.filter((time) => time >= now - 5000);
-  setText($("stat-pushes"), (state.pushTimes.length / 5).toFixed(1));
+  setText($("stat-pushes"), formatRate(state.pushTimes.length / 5));
   const stalled = state.connection === "live" && now - state.lastFrameAt > STALE_AFTER_MS;
   setText($("stat-stream"), stalled ? "stalled" : state.connection);
   $("stat-stream").dataset.state = stalled ? "stalled" : state.connection;

@@ -11,6 +11,7 @@
 
 import { Aggregator, DEFAULT_INTERVALS_MS, DEFAULT_MAX_CANDLES } from "../../consumer/candles.ts";
 import { exitCodeFor, parseFlags, positive } from "../../lib/cli.ts";
+import { formatCount } from "../../lib/format.js";
 import { decodeTrade, encodeTrade } from "../../lib/trade.ts";
 
 const USAGE = "usage: deno run tools/bench/aggregate.ts [--records=1000000] [--symbols=50]";
@@ -74,7 +75,7 @@ export function main(args: string[]): Promise<number> {
       const rate = Math.round(count / (ms / 1000));
       console.log(
         `round ${round}: ${count} records (${applied} applied) in ${ms.toFixed(0)} ms = ${
-          rate.toLocaleString("en")
+          formatCount(rate)
         } records/s`,
       );
     }

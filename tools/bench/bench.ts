@@ -54,8 +54,9 @@ const USAGE = `usage: deno task bench [--quick | --long] [--only=PHASES] [--out=
   --quick       small counts, well under a minute (CI runs it)
   --long        the full run, with a 10-minute memory run at 5,000/s
   --only=LIST   some measurements only: producer,consumer,latency,sse,memory
-  --out=FILE    where the JSON goes (default: results.json; ${OUT_DIR}/results-quick.json
-                with --quick, so a quick run never overwrites the committed results)
+  --out=FILE    where the JSON goes (default: tools/bench/results.json; with --quick
+                ${OUT_DIR}/results-quick.json, so a quick run never overwrites the committed
+                results); the bench task may write only those two places
   --repeat=N    rounds of each throughput run, best counts (1-9; default 2, 1 with --quick)
   --help        this text`;
 
@@ -394,6 +395,13 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     const { plan } = flags;
+    // Found now, not after minutes of measuring.
+    if (Deno.permissions.querySync({ name: "write", path: flags.out }).state !== "granted") {
+      throw new UsageError(
+        `--out: the bench task may not write ${flags.out}: use tools/bench/results.json or ` +
+          `a file in ${OUT_DIR}/ (or widen the "write" permissions of the bench set in deno.json)`,
+      );
+    }
     const config = await requireKafka();
     await checkTools();
     const log = (line: string) => console.error(line);
