@@ -37,7 +37,15 @@
  * header says so ("partitions 2/3"): give each viewer its own group id.
  */
 
-import type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaMessage, Producer } from "kafkajs";
+import type {
+  Admin,
+  Consumer,
+  EachBatchPayload,
+  IHeaders,
+  Kafka,
+  KafkaMessage,
+  Producer,
+} from "kafkajs";
 import { Partitioners } from "kafkajs";
 import { type Config, validateTopic } from "../config.ts";
 import { sleep, unlessAborted } from "../lib/async.ts";
@@ -96,7 +104,7 @@ class TopicReader implements RunningConsumer {
   readonly #topic: string;
   readonly #admin: Admin;
   readonly #consumer: Consumer;
-  readonly #producerFor: () => Producer;
+  readonly #kafka: Kafka;
   /** The dead-letter producer, with --dlq. */
   #dlq: Producer | undefined;
   readonly #state: ReaderState;
@@ -135,8 +143,7 @@ class TopicReader implements RunningConsumer {
       maxWaitTimeInMs: 500,
       maxBytesPerPartition: 2 * 1024 * 1024,
     });
-    this.#producerFor = () =>
-      kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    this.#kafka = kafka;
     this.#state = { aggregator: options.aggregator, counts: emptyCounts(), nextToApply: new Map() };
     options.signal.addEventListener("abort", () => this.#halt.abort(), { once: true });
   }
@@ -205,7 +212,7 @@ class TopicReader implements RunningConsumer {
     await ensureTopic(admin, this.#topic, config.partitions, config.replicationFactor);
     if (dlq) {
       await ensureTopic(admin, `${this.#topic}.dlq`, config.partitions, config.replicationFactor);
-      this.#dlq = this.#producerFor();
+      this.#dlq = this.#kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
       await this.#dlq.connect();
     }
     const offsets = await admin.fetchTopicOffsetsByTimestamp(this.#topic, fromMs);

@@ -8,7 +8,8 @@
 
 import assert from "node:assert/strict";
 import { ConfigResourceTypes } from "kafkajs";
-import { sleep, startProducer } from "./helpers/processes.ts";
+import { sleep } from "../lib/async.ts";
+import { startProducer } from "./helpers/processes.ts";
 import { freePortPair } from "./helpers/ports.ts";
 import { ROOT, scriptArgs } from "../tools/scripts.ts";
 import { BROKERS, withTopic } from "./helpers/kafka.ts";

@@ -19,12 +19,12 @@ import {
   PrivateBroker,
   readTopic,
   recordCount,
-  sleep,
   startProducer,
   tally,
   waitForCount,
   wireId,
 } from "../helpers/processes.ts";
+import { sleep } from "../../lib/async.ts";
 import { freePortPair } from "../helpers/ports.ts";
 import { uniqueName } from "../helpers/kafka.ts";
 

@@ -19,13 +19,13 @@ import { FakeFinnhub } from "../helpers/fake_finnhub.ts";
 import {
   printTally,
   readTopic,
-  sleep,
   startDashboardConsumer,
   startProducer,
   tally,
   waitForCount,
   waitUntil,
 } from "../helpers/processes.ts";
+import { sleep } from "../../lib/async.ts";
 import { BROKERS, uniqueName, withTopic } from "../helpers/kafka.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "NVDA", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1"];

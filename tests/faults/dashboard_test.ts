@@ -14,13 +14,13 @@ import {
   printTally,
   readTopic,
   rssMiB,
-  sleep,
   startDashboardConsumer,
   startProducer,
   tally,
   waitForCount,
   waitUntil,
 } from "../helpers/processes.ts";
+import { sleep } from "../../lib/async.ts";
 import { BROKERS, uniqueName, withTopic } from "../helpers/kafka.ts";
 import { ClientView, type Event, eventParser } from "../helpers/sse.ts";
 

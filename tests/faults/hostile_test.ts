@@ -17,13 +17,13 @@ import {
   printTally,
   readTopic,
   rssMiB,
-  sleep,
   startDashboardConsumer,
   startProducer,
   tally,
   waitForCount,
   waitUntil,
 } from "../helpers/processes.ts";
+import { sleep } from "../../lib/async.ts";
 import { BROKERS, uniqueName, withTopic } from "../helpers/kafka.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "BINANCE:BTCUSDT", "IC MARKETS:1"];

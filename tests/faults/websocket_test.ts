@@ -16,11 +16,11 @@ import {
   parseSummary,
   printTally,
   readTopic,
-  sleep,
   startProducer,
   tally,
   waitForCount,
 } from "../helpers/processes.ts";
+import { sleep } from "../../lib/async.ts";
 import { BROKERS, withTopic } from "../helpers/kafka.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "NVDA", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1"];

@@ -15,13 +15,10 @@ import { type NativeBroker, startNativeBroker } from "../../tools/broker/native.
 import { ROOT, scriptArgs } from "../../tools/scripts.ts";
 import { freePortPair } from "./ports.ts";
 import { loadConfig } from "../../config.ts";
+import { sleep } from "../../lib/async.ts";
 import { createKafka } from "../../lib/kafka.ts";
 import { decodeTrade, type TradeRecord } from "../../lib/trade.ts";
 import type { WireTrade } from "./fake_finnhub.ts";
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** Polls `condition` every 50 ms; throws after `ms` naming `what`. */
 export async function waitUntil(
