@@ -8,10 +8,12 @@
  *   GET /events           SSE: a snapshot of one symbol's window, then deltas (hub.ts)
  *   GET /api/symbols      every symbol with its stats
  *   GET /api/candles      ?symbol=&interval=&from= candle rows, oldest first, with `fields`
+ *   GET /api/feed         the producer's feed: state in words, gaps, stale symbols
  *   GET /healthz          200 when the consumer is connected, else 503
  */
 
 import type { ConsumerStatus } from "../consumer/candles.ts";
+import type { FeedSummary } from "../consumer/feed.ts";
 import { parseDuration, parseTime } from "../lib/cli.ts";
 import { isLoopback } from "../lib/net.ts";
 import { MAX_SYMBOL_LENGTH } from "../lib/trade.ts";
@@ -26,6 +28,7 @@ const MAX_WINDOW_MS = 24 * 3600_000;
 export interface RouteContext {
   readonly aggregator: AggregatorView;
   readonly status: () => ConsumerStatus;
+  readonly feed: () => FeedSummary;
   readonly hub: Hub;
   /** The stream cap, named in the 503 answer. */
   readonly maxStreams: number;
@@ -145,6 +148,8 @@ export function router(context: RouteContext): (request: Request) => Promise<Res
           return symbols(context);
         case "/api/candles":
           return candles(context, url);
+        case "/api/feed":
+          return json(context.feed());
         case "/healthz":
           return health(context);
       }
