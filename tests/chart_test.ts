@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
 import { type ChartData, plainLines, renderFrame, type Size } from "../consumer/chart.ts";
+import { FeedLog, summarizeFeed } from "../consumer/feed.ts";
 import { closesBySlot } from "../consumer/plot.ts";
+import { encodeFeed, type FeedRecord } from "../lib/feed.ts";
 import type { Source } from "../lib/trade.ts";
 
 const NOW = Date.UTC(2026, 0, 5, 14, 30, 0, 400);
@@ -89,8 +91,45 @@ async function assertSnapshot(name: string, frame: string): Promise<void> {
   assert.equal(frame + "\n", expected, `frame differs from tests/snapshots/${name}`);
 }
 
+/** The feed of a live Finnhub producer that lost its connection from 60 to 40 s ago. */
+function feedWithGap(): ChartData["feed"] {
+  const producer = "market-stream-0a1b2c3d";
+  const records: FeedRecord[] = [{
+    v: 1,
+    kind: "gap",
+    producer,
+    source: "finnhub",
+    n: 1,
+    reason: "disconnected",
+    detail: 'closed by server, code 1001 "server restart"',
+    from: NOW - 60_000,
+    to: NOW - 40_000,
+    tradeFrom: NOW - 60_000,
+    tradeTo: NOW - 40_000,
+    symbols: ["AAPL", "QUIET"],
+  }, {
+    v: 1,
+    kind: "heartbeat",
+    producer,
+    source: "finnhub",
+    at: NOW - 2_000,
+    everyMs: 5_000,
+    state: "live",
+    since: NOW - 40_000,
+    symbols: ["AAPL", "QUIET"],
+    lastFrameAt: NOW - 2_000,
+    lastPingAt: null,
+    lastTradeAt: { AAPL: NOW - 2_000, QUIET: NOW - 120_000 },
+    counts: { received: 9, acked: 9, queued: 0, dropped: 0, rejected: {}, reconnects: 1 },
+  }];
+  const log = new FeedLog();
+  for (const record of records) log.apply(encodeFeed(record));
+  return summarizeFeed(log, { now: NOW, from: NOW - 3600_000 });
+}
+
 const CASES: [string, Size, Partial<ChartData>][] = [
   ["panels_120x40.txt", { columns: 120, rows: 40 }, {}],
+  ["panels_100x16_feed_gap.txt", { columns: 100, rows: 16 }, { feed: feedWithGap() }],
   ["panels_80x14.txt", { columns: 80, rows: 14 }, {}],
   ["panels_80x10_more.txt", { columns: 80, rows: 10 }, {}],
   ["overlay_100x24.txt", { columns: 100, rows: 24 }, { overlay: true }],
@@ -179,6 +218,28 @@ Deno.test("plain lines: one per symbol and one for the consumer, key=value", () 
   const btc = lines.find((line) => line.includes(`symbol="BINANCE:BTCUSDT"`))!;
   assert.match(btc, /source=sim SIMULATED$/);
   assert.match(btc, / volume=45 trades=180 /);
+});
+
+Deno.test("the producer's feed: in the header, the gap marked on the time axis, on plain lines", () => {
+  const withFeed = data({ feed: feedWithGap() });
+  const frame = renderFrame(withFeed, { columns: 200, rows: 40 }, NOW);
+  const [header] = frame.split("\n");
+  assert.match(header, /Finnhub live · 1 reconnect today/);
+  assert.match(header, /× 1 gap, last 40s ago/);
+  // One column a second: the gap from 60 to 40 s ago is 21 marks, ending 40 columns
+  // before the newest (the axis labels may cover a few of them).
+  const axis = frame.split("\n").at(-1)!;
+  const end = axis.length - 1 - 40;
+  assert.ok(axis.slice(end - 20, end + 1).split("").filter((c) => c === "×").length >= 12, axis);
+  assert.ok(!axis.slice(0, end - 20).includes("×") && !axis.slice(end + 1).includes("×"), axis);
+  const lines = plainLines(withFeed, NOW);
+  assert.match(
+    lines[0],
+    / feed=live feed_heartbeat_age_s=2\.0 feed_gaps=1 feed_text="Finnhub live · 1 reconnect today"/,
+  );
+  const quiet = lines.find((line) => line.includes(`symbol="QUIET"`))!;
+  assert.match(quiet, / feed_stale=true feed_gapped=true/);
+  assert.doesNotMatch(plainLines(data(), NOW)[0], /feed=/, "no feed read: no feed fields");
 });
 
 Deno.test("records dated ahead of the clock are shown, on the header and the plain line", () => {
