@@ -80,13 +80,6 @@ const REASON_WORDS: Record<Gap["reason"], string> = {
   "kafka-unreachable": "Kafka unreachable (trades delayed, not lost)",
 };
 
-/** A span in words: "850 ms", "14 s", "3m 20s". */
-function span(ms: number): string {
-  if (ms < 1_000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
-  return `${Math.floor(ms / 60_000)}m ${Math.round((ms % 60_000) / 1000)}s`;
-}
-
 /** The feed records read so far: each producer's newest heartbeat, and the gaps. */
 export class FeedLog {
   readonly #heartbeats = new Map<string, Heartbeat>();
@@ -153,7 +146,7 @@ export function summarizeFeed(log: FeedLog, options: { now: number; from: number
     if (gap.reason === "disconnected" && gap.to >= midnight) reconnectsToday++;
     if (gap.tradeTo < from) continue;
     const reason = REASON_WORDS[gap.reason];
-    gaps.push({ ...gap, words: `${reason} ${span(gap.to - gap.from)}: ${gap.detail}` });
+    gaps.push({ ...gap, words: `${reason} ${formatAge(gap.to - gap.from)}: ${gap.detail}` });
   }
   gaps.sort((a, b) => a.tradeFrom - b.tradeFrom);
   const words = beat === undefined

@@ -297,7 +297,9 @@ export class FinnhubClient {
         this.#read(event.data, receivedAt);
       };
       ws.onerror = (event: Event) => {
-        const message = event instanceof ErrorEvent ? event.message : "websocket error";
+        const message = event instanceof ErrorEvent
+          ? handshakeStatus(event.message)
+          : "websocket error";
         if (!outcome.opened && /\b401\b/.test(message)) outcome.authFailed = true;
         outcome.reason = message;
       };
@@ -373,6 +375,12 @@ export class FinnhubClient {
     const hidden = redact(text);
     return token ? hidden.replaceAll(token, "***") : hidden;
   }
+}
+
+/** Deno's "…failed to connect to WebSocket: Invalid status code: 503" reads "HTTP 503". */
+function handshakeStatus(message: string): string {
+  const status = /Invalid status code:? (\d{3})/.exec(message)?.[1];
+  return status === undefined ? message : `HTTP ${status} at the handshake`;
 }
 
 function seconds(ms: number): string {

@@ -126,7 +126,7 @@ Deno.test("the feed in words: live, pings only, refused, silent, stopped, unknow
   assert.equal(live.state, "live");
   assert.equal(live.words, "Finnhub live · 2 reconnects today");
   assert.equal(live.gaps.length, 2);
-  assert.match(live.gaps[0].words, /^disconnected 14 s: closed by server, code 1001/);
+  assert.match(live.gaps[0].words, /^disconnected 14s: closed by server, code 1001/);
   assert.deepEqual(live.symbols.AAPL, {
     lastTradeAt: NOW - 1_100,
     stale: false,

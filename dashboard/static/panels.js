@@ -54,6 +54,7 @@ function gapLegend(el, state, drawn) {
     : drawn.gaps.find((gap) => time >= gap.tradeFrom && time <= gap.tradeTo);
   if (gap === undefined) return false;
   legendItems(el, [["", formatClock(gap.tradeFrom)], ["", gap.words, "gap"]]);
+  el.lastElementChild.title = gap.words; // the whole text, when the line cuts it short
   return true;
 }
 

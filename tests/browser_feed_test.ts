@@ -1,0 +1,116 @@
+/**
+ * A feed gap in a real browser, from end to end: the fake Finnhub streams AAPL
+ * trades to the real producer, closes the connection and refuses the reconnect
+ * with HTTP 503 for a few seconds; the producer writes the gap to the feed topic;
+ * the dashboard consumer reads it back; headless Chromium shows it: both charts
+ * shade it, the legend names its reason and length under the cursor, the
+ * watchlist marks AAPL with GAP, and the pipeline panel says "Finnhub live · 1
+ * reconnect today". `UPDATE_SCREENSHOT=1` writes docs/feed-gap.png.
+ */
+
+import assert from "node:assert/strict";
+import { type Page, type PageDocument, recordPage, withBrowser } from "./helpers/browser.ts";
+import { FakeFinnhub } from "./helpers/fake_finnhub.ts";
+import { BROKERS, withTopic } from "./helpers/kafka.ts";
+import { startDashboardConsumer, startProducer } from "./helpers/processes.ts";
+import { sleep } from "../lib/async.ts";
+
+declare const document: PageDocument;
+
+const SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"
+  ? new URL("../docs/feed-gap.png", import.meta.url)
+  : undefined;
+const REFUSED_MS = 4_000;
+
+async function waitFor<T>(page: Page, what: string, fn: () => T, timeout = 15_000): Promise<T> {
+  try {
+    const handle = await page.waitForFunction(fn, { polling: 100, timeout });
+    const value = await handle.jsonValue();
+    await handle.dispose();
+    return value as T;
+  } catch (error) {
+    throw new Error(`waiting for ${what}: ${(error as Error).message}`);
+  }
+}
+
+const text = (page: Page, id: string) =>
+  page.evaluate((id) => document.getElementById(id)?.textContent ?? "", id);
+
+Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked in the watchlist", async () => {
+  const fake = new FakeFinnhub();
+  fake.pingEvery(1_000);
+  try {
+    await withTopic(1, async (topic) => {
+      const env = {
+        KAFKA_BROKERS: BROKERS,
+        KAFKA_TOPIC: topic,
+        KAFKA_GROUP_ID: `${topic}-viewer`,
+        FINNHUB_TOKEN: fake.token,
+        FINNHUB_WS_URL: fake.url,
+      };
+      await using producer = startProducer(
+        ["--symbols=AAPL", "--heartbeat=1", "--status-interval=0"],
+        env,
+      );
+      await fake.waitForSubscribed(1, ["AAPL"], 30_000);
+      const streaming = fake.stream({ symbols: ["AAPL"], rate: 40, count: 1_000_000 });
+      await using dashboard = await startDashboardConsumer([], env);
+      await withBrowser({ width: 1440, height: 900 }, async (browser) => {
+        const page = await browser.newPage();
+        const log = recordPage(page);
+        await page.goto(`${dashboard.url}#symbol=AAPL&window=1m`);
+        await waitFor(
+          page,
+          "the chart to fill",
+          () => Number(document.getElementById("price-chart")!.dataset.points) >= 5,
+        );
+        assert.match(await text(page, "stat-feed"), /^Finnhub live · 0 reconnects today$/);
+
+        // The server restarts: a close, then 503 to every handshake for a while.
+        fake.refuseFor(REFUSED_MS);
+        fake.closeClients(1001, "server restart");
+        await fake.waitForSubscribed(2, ["AAPL"], 20_000);
+        await waitFor(
+          page,
+          "the gap on both charts",
+          () =>
+            Number(document.getElementById("price-chart")!.dataset.gaps) >= 1 &&
+            Number(document.getElementById("candle-chart")!.dataset.gaps) >= 1,
+        );
+        assert.equal(await text(page, "stat-feed"), "Finnhub live · 1 reconnect today");
+        const tag = await page.evaluate(() =>
+          document.querySelectorAll(`#watchlist tr[data-symbol="AAPL"] .tag[data-feed="gap"]`)
+            .length
+        );
+        assert.equal(tag, 1, "AAPL is marked GAP in the watchlist");
+
+        // The cursor across the price chart: somewhere it is inside the gap, and the
+        // legend names the reason and the length there.
+        await sleep(2_000); // trades after the gap, so it sits inside the plot
+        const box = (await (await page.$("#price-chart"))!.boundingBox())!;
+        let legend = "";
+        for (let x = box.x + 20; x < box.x + box.width - 80 && !legend.includes("gap"); x += 3) {
+          await page.mouse.move(x, box.y + box.height / 2);
+          legend = await text(page, "price-legend");
+          if (/disconnected/.test(legend)) break;
+        }
+        assert.match(
+          legend,
+          /disconnected [\d.]+[sm]: closed by server, code 1001 "server restart"; then refused \d+ times? \(HTTP 503 at the handshake\)/,
+        );
+        const png = await page.screenshot();
+        if (SCREENSHOT) await Deno.writeFile(SCREENSHOT, png);
+        const problems = log.console.filter((line) => /error|uncaught|violat/i.test(line));
+        assert.deepEqual(problems, [], "no console errors");
+      });
+      fake.stopStreams();
+      await streaming;
+      producer.kill("SIGTERM");
+      assert.equal((await producer.done).code, 0);
+      dashboard.kill("SIGTERM");
+      assert.equal((await dashboard.done).code, 0);
+    });
+  } finally {
+    await fake.close();
+  }
+});
