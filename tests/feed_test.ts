@@ -13,11 +13,13 @@ import {
   encodeFeed,
   feedKey,
   type FeedRecord,
+  feedTopicOf,
   type Gap,
   type Heartbeat,
 } from "../lib/feed.ts";
+import { FeedWriter } from "../producer/feed.ts";
 import { BROKERS, withTopic } from "./helpers/kafka.ts";
-import { startDashboardConsumer, startProducer, waitUntil } from "./helpers/processes.ts";
+import { readFeed, startDashboardConsumer, startProducer, waitUntil } from "./helpers/processes.ts";
 
 const schema = JSON.parse(
   await Deno.readTextFile(new URL("../schema/feed.v1.json", import.meta.url)),
@@ -184,6 +186,63 @@ Deno.test("the feed log: the newest heartbeat wins, junk is counted, gaps are bo
   const windowed = summarizeFeed(log, { now: NOW, from: NOW - 590_000 });
   assert.equal(windowed.gaps.length, 1_000, "gaps ending in the window");
   assert.equal(summarizeFeed(log, { now: NOW, from: NOW }).gaps.length, 0);
+});
+
+Deno.test("the feed writer: dropped trades become one queue-full gap; a clean close says stopped", async () => {
+  await withTopic(1, async (topic, kafka, admin) => {
+    await admin.createTopics({ topics: [{ topic: feedTopicOf(topic) }], waitForLeaders: true });
+    const logs: string[] = [];
+    const writer = new FeedWriter({
+      kafka,
+      topic: feedTopicOf(topic),
+      producer: "test-0a1b2c3d",
+      source: "sim",
+      everyMs: 200,
+      beat: () => ({
+        state: "live",
+        since: NOW,
+        symbols: ["AAPL", "MSFT"],
+        lastFrameAt: null,
+        lastPingAt: null,
+        lastTradeAt: {},
+        counts: { received: 0, acked: 0, queued: 0, dropped: 30, rejected: {}, reconnects: 0 },
+      }),
+      delayMs: () => 250,
+      log: (line) => logs.push(line),
+    });
+    await writer.start();
+    const at = Date.now();
+    const trade = (symbol: string, time: number) => ({ symbol, price: 1, volume: 1, time });
+    writer.dropped([trade("AAPL", 1_000), trade("MSFT", 3_000)], at);
+    writer.dropped([trade("AAPL", 2_000)], at + 40);
+    writer.gap({ reason: "kafka-unreachable", from: at - 5_000, to: at, detail: "broker away" });
+    await new Promise((resolve) => setTimeout(resolve, 1_600)); // the run ends after 1 s idle
+    await writer.close(2_000);
+    const records = await readFeed(BROKERS, topic);
+    const gaps = records.filter((record): record is Gap => record.kind === "gap");
+    assert.deepEqual(gaps.map((gap) => [gap.n, gap.reason]), [
+      [1, "kafka-unreachable"],
+      [2, "queue-full"],
+    ]);
+    assert.deepEqual(
+      [gaps[0].from, gaps[0].to, gaps[0].tradeFrom, gaps[0].tradeTo],
+      [at - 5_000, at, at - 5_250, at - 250],
+      "trade times are wall times less the feed's delay",
+    );
+    const full = gaps[1];
+    assert.equal(full.dropped, 3);
+    assert.deepEqual([full.from, full.to, full.tradeFrom, full.tradeTo], [
+      at,
+      at + 40,
+      1_000,
+      3_000,
+    ]);
+    assert.deepEqual(full.symbols, ["AAPL", "MSFT"]);
+    const beats = records.filter((record): record is Heartbeat => record.kind === "heartbeat");
+    assert.ok(beats.length >= 3, `${beats.length} heartbeats`);
+    assert.equal(beats.at(-1)!.state, "stopped");
+    assert.deepEqual(logs, []);
+  });
 });
 
 Deno.test("a dashboard reads a real producer's feed: live, silent after SIGKILL, stopped", async () => {

@@ -72,7 +72,13 @@ Deno.test("frames queued together go in one send; batches respect the byte limit
 Deno.test("a failing broker: trades wait and then go out once, in order", async () => {
   const s = sink(3);
   const logs: string[] = [];
-  const publisher = new Publisher(s, { capacity: 10_000, log: (line) => logs.push(line) });
+  const outages: { from: number; to: number; detail: string }[] = [];
+  const publisher = new Publisher(s, {
+    capacity: 10_000,
+    log: (line) => logs.push(line),
+    onOutage: (outage) => outages.push(outage),
+  });
+  const started = Date.now();
   publisher.enqueue(trades(0, 5), "finnhub", 1);
   await new Promise((resolve) => setTimeout(resolve, 50));
   publisher.enqueue(trades(5, 5), "finnhub", 2);
@@ -85,6 +91,11 @@ Deno.test("a failing broker: trades wait and then go out once, in order", async 
   // batch goes again as it was; the trades queued meanwhile follow in a clean send.
   assert.equal(publisher.stats.possiblyDuplicated, 5);
   assert.equal(logs.filter((line) => line.includes("send failed")).length, 1, "logged once");
+  // One outage for the feed topic: from the first failed send to the good one after.
+  assert.equal(outages.length, 1, JSON.stringify(outages));
+  assert.ok(outages[0].from >= started && outages[0].to > outages[0].from);
+  assert.ok(outages[0].to <= Date.now());
+  assert.ok(outages[0].detail.length > 0);
   assert.equal(await publisher.close(1000), 0);
 });
 
@@ -92,7 +103,12 @@ Deno.test("a full queue drops new trades, counts them and says so", async () => 
   const s = sink();
   s.hold();
   const logs: string[] = [];
-  const publisher = new Publisher(s, { capacity: 100, log: (line) => logs.push(line) });
+  const dropped: Trade[] = [];
+  const publisher = new Publisher(s, {
+    capacity: 100,
+    log: (line) => logs.push(line),
+    onDropped: (trades) => dropped.push(...trades),
+  });
   assert.equal(publisher.enqueue(trades(0, 60), "finnhub", 1), 0);
   assert.equal(publisher.enqueue(trades(60, 60), "finnhub", 1), 20);
   assert.equal(publisher.enqueue(trades(120, 10), "finnhub", 1), 10);
@@ -100,6 +116,11 @@ Deno.test("a full queue drops new trades, counts them and says so", async () => 
   assert.equal(publisher.queued(), 100);
   assert.equal(logs.length, 1, "one line per interval, not one per frame");
   assert.match(logs[0], /queue full \(100 trades waiting for Kafka\): dropped 20 trades so far/);
+  // The feed topic hears of exactly the trades dropped.
+  assert.deepEqual(dropped.map((trade) => trade.volume), [
+    ...Array.from({ length: 20 }, (_, i) => 100 + i),
+    ...Array.from({ length: 10 }, (_, i) => 120 + i),
+  ]);
   s.release();
   await publisher.drained();
   // What was kept is a prefix in order: nothing reordered around the hole.

@@ -3,12 +3,13 @@
  * shared one at 127.0.0.1:9092 is never touched):
  * 1. the broker SIGKILLed and restarted mid-stream at 1,000 trades/s: the producer
  *    recovers within seconds of its return; every trade is in Kafka exactly once,
- *    in order per symbol;
+ *    in order per symbol; the feed topic names the outage (kafka-unreachable);
  * 6. SIGTERM to the producer while the broker is down: a bounded wait, exit code 1,
  *    the count of trades not delivered, and with --record every one is on disk.
  */
 
 import assert from "node:assert/strict";
+import type { Gap } from "../../lib/feed.ts";
 import { parseFrame } from "../../producer/frames.ts";
 import { parseRecordedLine } from "../../producer/recording.ts";
 import { FakeFinnhub, type WireTrade } from "../helpers/fake_finnhub.ts";
@@ -17,6 +18,7 @@ import {
   parseSummary,
   printTally,
   PrivateBroker,
+  readFeed,
   readTopic,
   recordCount,
   startProducer,
@@ -61,7 +63,12 @@ Deno.test("faults with a private broker", async (t) => {
     const topic = uniqueName("faults-broker");
     try {
       await using producer = await startProducer(
-        [`--topic=${topic}`, `--symbols=${SYMBOLS.join(",")}`, "--status-interval=1"],
+        [
+          `--topic=${topic}`,
+          `--symbols=${SYMBOLS.join(",")}`,
+          "--status-interval=1",
+          "--heartbeat=1",
+        ],
         env(fake),
       );
       await fake.waitForSubscribed(1, SYMBOLS, 30_000);
@@ -70,6 +77,7 @@ Deno.test("faults with a private broker", async (t) => {
       await waitForCount(admin, topic, () => 2_000);
 
       await broker.kill();
+      const killedAt = Date.now();
       const sentAtKill = fake.sent.length;
       // Away about 16 s (12 s, then a restart of about 4), longer than kafkajs's
       // connect retries (about 9 s): the client gives up on the connection, and the
@@ -106,6 +114,17 @@ Deno.test("faults with a private broker", async (t) => {
       assert.equal(summary.acked, 14_000, summary.line);
       assert.equal(summary.dropped, 0, summary.line);
       assert.ok(recoveredMs < 10_000, `recovered ${recoveredMs} ms after the broker's return`);
+
+      // The feed names the outage as the producer saw it: sends failing from the kill
+      // until the broker took them again; trades delayed, none missing.
+      const gaps = (await readFeed(broker.brokers, topic))
+        .filter((record): record is Gap => record.kind === "gap");
+      assert.ok(gaps.length >= 1, "a gap event for the outage");
+      assert.ok(gaps.every((gap) => gap.reason === "kafka-unreachable"), JSON.stringify(gaps));
+      const from = Math.min(...gaps.map((gap) => gap.from));
+      const to = Math.max(...gaps.map((gap) => gap.to));
+      assert.ok(from >= killedAt - 5_000 && from <= killedAt + 2_000, `from ${from - killedAt} ms`);
+      assert.ok(to >= backAt && to <= backAt + recoveredMs + 2_000, `to ${to - backAt} ms`);
     } finally {
       await fake.close();
     }
