@@ -23,7 +23,7 @@ import {
 } from "../lib/feed.ts";
 import { formatAge, formatClock } from "../lib/format.js";
 import { createKafka, ensureTopic } from "../lib/kafka.ts";
-import { closedReason, type Market, marketOf, sessionOf } from "../lib/market_hours.ts";
+import { closedReason, marketOf, quietReason, sessionOf } from "../lib/market_hours.ts";
 import type { Source } from "../lib/trade.ts";
 
 /** Missed heartbeats before a producer counts as silent. */
@@ -32,6 +32,8 @@ export const SILENT_AFTER_BEATS = 3;
 const MAX_GAPS = 1_000;
 /** Producer runs remembered (the newest heartbeat of each). */
 const MAX_PRODUCERS = 100;
+/** How long a stop waits for the feed reader to leave its group. */
+const LEAVE_MS = 300;
 /** A symbol of an open market with no trade for this long is marked stale. */
 export const STALE_AFTER_MS = 60_000;
 
@@ -51,16 +53,9 @@ export interface FeedSummary {
   readonly symbols: Readonly<Record<string, SymbolFeed>>;
 }
 
-export interface GapView {
-  readonly reason: Gap["reason"];
-  readonly detail: string;
-  readonly from: number;
-  readonly to: number;
-  readonly tradeFrom: number;
-  readonly tradeTo: number;
-  /** Empty: every symbol of its producer. */
-  readonly symbols: readonly string[];
-  /** "disconnected 14 s: closed by server, code 1001 …": the hover text. */
+/** A gap as the views show it: the feed record, and its hover text. */
+export interface GapView extends Gap {
+  /** "disconnected 14s: closed by server, code 1001 …". */
   readonly words: string;
 }
 
@@ -209,18 +204,6 @@ function describeState(beat: Heartbeat, context: { now: number; reconnectsToday:
   }
 }
 
-/** Why a connected feed carries no trades, as far as the clock can tell. */
-export function quietReason(symbols: readonly string[], now: number): string {
-  const markets = new Set<Market>(symbols.map(marketOf));
-  const closed = [...markets].map((market) => closedReason(market, now))
-    .filter((reason) => reason !== undefined);
-  if (closed.length > 0 && closed.length === markets.size) return closed.join("; ");
-  if (markets.has("crypto")) {
-    return "no trades, though crypto trades around the clock: check the symbols";
-  }
-  return "no trades during trading hours: a holiday, a halt, or a symbol spelled differently?";
-}
-
 function symbolNotes(
   beat: Heartbeat,
   context: { now: number; gaps: readonly GapView[] },
@@ -297,7 +280,9 @@ export function startFeedReader(options: { config: Config; signal: AbortSignal }
         log.problem = `cannot read ${topic} (${error instanceof Error ? error.message : error})`;
       }
     } finally {
-      await unlessAborted(consumer.disconnect(), AbortSignal.timeout(3_000)).catch(() => {});
+      // Nothing is committed, so leaving the group is a courtesy: a member still
+      // joining (the broker holds a new group's first join ~3 s) is not waited for.
+      await unlessAborted(consumer.disconnect(), AbortSignal.timeout(LEAVE_MS)).catch(() => {});
     }
   })();
   return { log, stopped };

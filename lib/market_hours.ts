@@ -186,3 +186,15 @@ export function closedReason(market: Market, now: number): string | undefined {
     ? `US market closed (regular hours)${opens}`
     : `forex closed for the weekend${opens}`;
 }
+
+/** Why a connected feed carries no trades, as far as the clock can tell. */
+export function quietReason(symbols: readonly string[], now: number): string {
+  const markets = new Set<Market>(symbols.map(marketOf));
+  const closed = [...markets].map((market) => closedReason(market, now))
+    .filter((reason) => reason !== undefined);
+  if (closed.length > 0 && closed.length === markets.size) return closed.join("; ");
+  if (markets.has("crypto")) {
+    return "no trades, though crypto trades around the clock: check the symbols";
+  }
+  return "no trades during trading hours: a holiday, a halt, or a symbol spelled differently?";
+}

@@ -9,6 +9,7 @@
 import { sleep } from "../lib/async.ts";
 import { UsageError } from "../lib/cli.ts";
 import { formatAge, formatClock } from "../lib/format.js";
+import { quietReason } from "../lib/market_hours.ts";
 import { redact } from "../lib/redact.ts";
 import type { Trade } from "../lib/trade.ts";
 import { createFrameReader, type FrameRejection } from "./frames.ts";
@@ -228,8 +229,7 @@ export class FinnhubClient {
     const names = silent.length === symbols.length ? "any symbol" : silent.join(", ");
     this.#log(
       `finnhub: connected, subscribed to ${state.subscribed}, no trades for ${names} since ` +
-        `${since} — market closed? (US stocks trade in market hours; BINANCE: crypto trades ` +
-        `all day; or use --source=sim or --source=replay)`,
+        `${since} — ${quietReason(silent, now)} (or use --source=sim or --source=replay)`,
     );
   }
 

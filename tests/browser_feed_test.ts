@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type Page, type PageDocument, recordPage, withBrowser } from "./helpers/browser.ts";
+import { type PageDocument, recordPage, text, waitFor, withBrowser } from "./helpers/browser.ts";
 import { FakeFinnhub } from "./helpers/fake_finnhub.ts";
 import { BROKERS, withTopic } from "./helpers/kafka.ts";
 import { startDashboardConsumer, startProducer } from "./helpers/processes.ts";
@@ -21,20 +21,6 @@ const SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"
   ? new URL("../docs/feed-gap.png", import.meta.url)
   : undefined;
 const REFUSED_MS = 4_000;
-
-async function waitFor<T>(page: Page, what: string, fn: () => T, timeout = 15_000): Promise<T> {
-  try {
-    const handle = await page.waitForFunction(fn, { polling: 100, timeout });
-    const value = await handle.jsonValue();
-    await handle.dispose();
-    return value as T;
-  } catch (error) {
-    throw new Error(`waiting for ${what}: ${(error as Error).message}`);
-  }
-}
-
-const text = (page: Page, id: string) =>
-  page.evaluate((id) => document.getElementById(id)?.textContent ?? "", id);
 
 Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked in the watchlist", async () => {
   const fake = new FakeFinnhub();

@@ -17,6 +17,8 @@ import {
   type PageDocument,
   type PageLog,
   recordPage,
+  text,
+  waitFor,
   withBrowser,
 } from "./helpers/browser.ts";
 import { uniqueName, withTopic } from "./helpers/kafka.ts";
@@ -101,30 +103,6 @@ async function describe(page: Page, log: PageLog, url: string): Promise<string> 
   return `page: ${dom}\nserver: ${api.slice(0, 1500)}\nconsole: ${log.console.join("\n")}`;
 }
 
-/** Polls `fn` in the page every 100 ms until it returns something truthy; returns that. */
-async function waitFor<Args extends unknown[], T>(
-  page: Page,
-  what: string,
-  fn: (...args: Args) => T,
-  options: { timeout?: number; args?: Args } = {},
-): Promise<T> {
-  const args = (options.args ?? []) as Args;
-  try {
-    const handle = await page.waitForFunction(
-      fn as (...args: unknown[]) => T,
-      { polling: 100, timeout: options.timeout ?? 10_000 },
-      ...args,
-    );
-    const value = await handle.jsonValue();
-    await handle.dispose();
-    return value as T;
-  } catch (error) {
-    throw new Error(`waiting for ${what}: ${(error as Error).message}`);
-  }
-}
-
-const text = (page: Page, id: string) =>
-  page.evaluate((id) => document.getElementById(id)?.textContent ?? "", id);
 const dataset = (page: Page, id: string, key: string) =>
   page.evaluate((id, key) => Number(document.getElementById(id)?.dataset[key]), id, key);
 /** The picker's options: their values, or the text they show. */

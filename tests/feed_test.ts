@@ -7,7 +7,8 @@
 
 import assert from "node:assert/strict";
 import { Ajv2020 } from "ajv/dist/2020.js";
-import { FeedLog, quietReason, summarizeFeed } from "../consumer/feed.ts";
+import { FeedLog, summarizeFeed } from "../consumer/feed.ts";
+import { quietReason } from "../lib/market_hours.ts";
 import {
   decodeFeed,
   encodeFeed,

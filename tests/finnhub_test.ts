@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { quietReason } from "../lib/market_hours.ts";
 import {
   backoffDelay,
   FinnhubAuthError,
@@ -195,11 +196,18 @@ Deno.test("finnhub client against the fake server", async (t) => {
       h.client.checkSilence(aapl + 59_990);
       h.client.checkSilence(aapl + 60_000);
       h.client.checkSilence(aapl + 61_000);
-      const lines = h.logs.filter((line) => line.includes("market closed?"));
+      const lines = h.logs.filter((line) => line.includes("no trades for"));
       assert.equal(lines.length, 2, h.logs.join("\n"));
       // First the two that never traded, then all three once AAPL went quiet too.
       assert.match(lines[0], /subscribed to 3, no trades for BINANCE:BTCUSDT, IC MARKETS:1 since/);
-      assert.match(lines[1], /no trades for any symbol since \d\d:\d\d:\d\d — market closed\?/);
+      // Why, as far as the clock tells (lib/market_hours.ts): closed, or open and quiet.
+      assert.match(lines[1], /no trades for any symbol since \d\d:\d\d:\d\d — /);
+      assert.ok(
+        lines[1].endsWith(
+          `— ${quietReason(SYMBOLS, aapl + 60_000)} (or use --source=sim or --source=replay)`,
+        ),
+        lines[1],
+      );
       await h.stop();
     });
 

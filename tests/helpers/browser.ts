@@ -96,3 +96,31 @@ export interface PageDocument {
   getElementById(id: string): PageElement | null;
   querySelectorAll(selectors: string): ArrayLike<PageElement> & Iterable<PageElement>;
 }
+
+// What the functions given to page.evaluate see: they run in the page.
+declare const document: PageDocument;
+
+/** Polls `fn` in the page every 100 ms until it returns something truthy; returns that. */
+export async function waitFor<Args extends unknown[], T>(
+  page: Page,
+  what: string,
+  fn: (...args: Args) => T,
+  options: { timeout?: number; args?: Args } = {},
+): Promise<T> {
+  const args = (options.args ?? []) as Args;
+  try {
+    const handle = await page.waitForFunction(
+      fn as (...args: unknown[]) => T,
+      { polling: 100, timeout: options.timeout ?? 10_000 },
+      ...args,
+    );
+    const value = await handle.jsonValue();
+    await handle.dispose();
+    return value as T;
+  } catch (error) {
+    throw new Error(`waiting for ${what}: ${(error as Error).message}`);
+  }
+}
+
+export const text = (page: Page, id: string) =>
+  page.evaluate((id) => document.getElementById(id)?.textContent ?? "", id);
