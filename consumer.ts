@@ -42,7 +42,8 @@ import {
   startConsumer,
   StoppedError,
 } from "./consumer/topic_reader.ts";
-import { type Dashboard, serveDashboard } from "./dashboard/server.ts";
+import { consumerFamilies } from "./consumer/metrics.ts";
+import { type Dashboard, loadTls, serveDashboard, type Tls } from "./dashboard/server.ts";
 
 /** The dashboard's page: the dashboard task may read it, the consume task may not. */
 const PAGE = new URL("./dashboard/static/", import.meta.url);
@@ -72,6 +73,7 @@ async function consume(flags: Flags, config: Config): Promise<number> {
     throw new UsageError("--dashboard: this task may not read the page: run `deno task dashboard`");
   }
   const view: View = flags.dashboard ? "dashboard" : Deno.stdout.isTerminal() ? "charts" : "lines";
+  const tls = view === "dashboard" ? await dashboardChecks(config) : undefined;
   const fromMs = resolveFrom(flags, Date.now(), defaultSpanMs(view, flags));
   using stop = stopOnSignals(() => {
     if (view === "charts") leaveScreen();
@@ -91,7 +93,10 @@ async function consume(flags: Flags, config: Config): Promise<number> {
       ` (brokers ${config.brokers.join(",")})`,
   );
   let dashboard: Dashboard | undefined;
-  const latencyLog = flags.limit === undefined ? undefined : new LatencyHistogram();
+  // The whole run's latencies: --limit's summary, and the dashboard's /metrics.
+  const latencyLog = flags.limit === undefined && view !== "dashboard"
+    ? undefined
+    : new LatencyHistogram();
   const reader = await read({
     config,
     aggregator,
@@ -122,6 +127,8 @@ async function consume(flags: Flags, config: Config): Promise<number> {
         stop: () => halt.abort(),
       },
       onDashboard: (served) => (dashboard = served),
+      tls,
+      latency: latencyLog,
     });
   } catch (error) {
     failure = error; // the reader crashed, or the dashboard could not listen
@@ -170,6 +177,8 @@ async function show(view: View, session: {
   readonly halt: AbortController;
   readonly options: ViewOptions;
   readonly onDashboard: (dashboard: Dashboard) => void;
+  readonly tls?: Tls;
+  readonly latency?: LatencyHistogram;
 }): Promise<unknown> {
   if (view === "charts") return await showCharts(session.options);
   if (view === "lines") return await showLines(session.options);
@@ -180,11 +189,36 @@ async function show(view: View, session: {
     signal: session.halt.signal,
     aggregator: session.aggregator,
     status: () => reader.status(),
+    token: config.dashboardToken,
+    tls: session.tls,
+    metrics: () => consumerFamilies(reader, session.latency ?? new LatencyHistogram()),
   });
   session.onDashboard(dashboard);
   console.log(`dashboard: ${dashboard.url}`);
+  if (config.dashboardToken !== undefined) {
+    console.log(
+      "dashboard: token required: open the page once as …/?token=<DASHBOARD_TOKEN>; " +
+        "tools send Authorization: Bearer <DASHBOARD_TOKEN>",
+    );
+  }
   const [failure] = await Promise.all([showStatus(session.options), dashboard.finished]);
   return failure;
+}
+
+/**
+ * Before Kafka: the task may listen where DASHBOARD_HOST says, and the certificate
+ * and key read. The PEM text, with DASHBOARD_CERT.
+ */
+async function dashboardChecks(config: Config): Promise<Tls | undefined> {
+  const host = config.dashboardHost;
+  const name = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  if (Deno.permissions.querySync({ name: "net", host: name }).state !== "granted") {
+    throw new UsageError(
+      `DASHBOARD_HOST: this task may listen only on loopback, not ${host}: run ` +
+        "`deno task dashboard:shared` (with DASHBOARD_TOKEN) to share the dashboard",
+    );
+  }
+  return config.dashboardTls && await loadTls(config.dashboardTls);
 }
 
 /** How far back a run starts unless --from says: the window its view shows. */
