@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { Aggregator } from "../consumer/candles.ts";
 import { ConfigError, loadConfig } from "../config.ts";
 import { Gate, SESSION_COOKIE } from "../lib/auth.ts";
+import { serveMetrics, single } from "../lib/metrics.ts";
 import { serveDashboard } from "../dashboard/server.ts";
 import { scriptArgs } from "../tools/scripts.ts";
 import { BROKERS } from "./helpers/kafka.ts";
@@ -296,4 +297,47 @@ Deno.test("the dashboard beyond loopback: each mistake is one line and exit 2, b
     assert.match(stderr, pattern, what);
     assert.ok(!stderr.includes(TOKEN), what);
   }));
+});
+
+Deno.test("the producer's metrics server: Bearer beyond loopback, one line for a taken port", async () => {
+  const lines: string[] = [];
+  const server = serveMetrics({
+    hostname: "127.0.0.1",
+    port: 0,
+    token: TOKEN,
+    log: (line) => lines.push(line),
+    collect: () => [single("counter", "market_stream_test_total", "A \\ test\nline.", 3)],
+  }, "PRODUCER_METRICS_PORT");
+  try {
+    const denied = await fetch(server.url, { headers: { authorization: "Bearer wrong" } });
+    assert.equal(denied.status, 401);
+    await denied.body?.cancel();
+    const link = await fetch(`${server.url}?token=${TOKEN}`);
+    assert.equal(link.status, 401, "no ?token= link on a metrics endpoint");
+    await link.body?.cancel();
+    const scrape = await fetch(server.url, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(
+      await scrape.text(),
+      "# HELP market_stream_test_total A \\\\ test\\nline.\n" +
+        "# TYPE market_stream_test_total counter\nmarket_stream_test_total 3\n",
+    );
+    assert.deepEqual(lines, [
+      "refused a login from 127.0.0.1: a wrong Authorization: Bearer token (1 in 60 s)",
+    ]);
+    const port = Number(new URL(server.url).port);
+    assert.throws(
+      () =>
+        serveMetrics(
+          { hostname: "127.0.0.1", port, log: () => {}, collect: () => [] },
+          "PRODUCER_METRICS_PORT",
+        ),
+      {
+        name: "UsageError",
+        message:
+          `PRODUCER_METRICS_PORT: 127.0.0.1:${port} is in use: set PRODUCER_METRICS_PORT to another port`,
+      },
+    );
+  } finally {
+    await server[Symbol.asyncDispose]();
+  }
 });
