@@ -9,6 +9,7 @@
  *
  * The steps: flags and config (consumer/flags.ts), the aggregation
  * (consumer/candles.ts), the topic reader that feeds it (consumer/topic_reader.ts),
+ * the feed reader beside it (consumer/feed.ts: the producer's heartbeats and gaps),
  * the view (consumer/terminal.ts, or dashboard/server.ts), then the stopped line.
  * SIGINT/SIGTERM stop reading and commit; a second Ctrl-C quits at once. Exit 0 on
  * a clean stop; 1 when Kafka cannot be read or the view failed; 2 for a bad flag,
@@ -26,6 +27,7 @@ import {
   DEFAULT_MAX_SYMBOLS,
 } from "./consumer/candles.ts";
 import type { ChartData } from "./consumer/chart.ts";
+import { type FeedSummary, startFeedReader, summarizeFeed } from "./consumer/feed.ts";
 import { type Flags, parseConsumerFlags, resolveFrom, USAGE } from "./consumer/flags.ts";
 import { LatencyHistogram } from "./consumer/latency.ts";
 import { limitSummary, stoppedLine } from "./consumer/report.ts";
@@ -92,11 +94,34 @@ async function consume(flags: Flags, config: Config): Promise<number> {
     `consuming ${config.topic} as group ${config.groupId} from ${new Date(fromMs).toISOString()}` +
       ` (brokers ${config.brokers.join(",")})`,
   );
-  let dashboard: Dashboard | undefined;
   // The whole run's latencies: --limit's summary, and the dashboard's /metrics.
   const latencyLog = flags.limit === undefined && view !== "dashboard"
     ? undefined
     : new LatencyHistogram();
+  // The producer's feed (heartbeats, gaps) is read beside the trades, by its own reader.
+  const feedReader = startFeedReader({ config, signal: halt.signal });
+  const feed = () => summarizeFeed(feedReader.log, { now: Date.now(), from: fromMs });
+  try {
+    return await watch(flags, { config, view, halt, aggregator, fromMs, feed, latencyLog, tls });
+  } finally {
+    halt.abort();
+    await feedReader.stopped;
+  }
+}
+
+/** Reads the trades into the aggregation and shows them until the stop; the exit code. */
+async function watch(flags: Flags, run: {
+  readonly config: Config;
+  readonly view: View;
+  readonly halt: AbortController;
+  readonly aggregator: Aggregator;
+  readonly fromMs: number;
+  readonly feed: () => FeedSummary;
+  readonly latencyLog?: LatencyHistogram;
+  readonly tls?: Tls;
+}): Promise<number> {
+  const { config, view, halt, aggregator, fromMs, feed, latencyLog, tls } = run;
+  let dashboard: Dashboard | undefined;
   const reader = await read({
     config,
     aggregator,
@@ -120,8 +145,9 @@ async function consume(flags: Flags, config: Config): Promise<number> {
       aggregator,
       config,
       halt,
+      feed,
       options: {
-        data: () => chartData(reader, aggregator, flags, config),
+        data: () => chartData({ reader, aggregator, flags, config, feed }),
         everyMs: flags.everyMs ?? (view === "charts" ? 250 : view === "lines" ? 5_000 : 10_000),
         done: reader.stopped,
         stop: () => halt.abort(),
@@ -141,7 +167,7 @@ async function consume(flags: Flags, config: Config): Promise<number> {
     throw new Error(`consumer stopped: ${redact(String(failure))}`);
   }
   console.error(stoppedLine(reader.counts(), flags.dlq ? `${config.topic}.dlq` : undefined));
-  if (latencyLog !== undefined) {
+  if (flags.limit !== undefined && latencyLog !== undefined) {
     console.log(limitSummary(reader.counts(), reader.batchTimes(), latencyLog));
   }
   // Stopped, offsets committed. A dashboard client that never took its last bytes
@@ -175,6 +201,7 @@ async function show(view: View, session: {
   readonly aggregator: Aggregator;
   readonly config: Config;
   readonly halt: AbortController;
+  readonly feed: () => FeedSummary;
   readonly options: ViewOptions;
   readonly onDashboard: (dashboard: Dashboard) => void;
   readonly tls?: Tls;
@@ -192,6 +219,7 @@ async function show(view: View, session: {
     token: config.dashboardToken,
     tls: session.tls,
     metrics: () => consumerFamilies(reader, session.latency ?? new LatencyHistogram()),
+    feed: session.feed,
   });
   session.onDashboard(dashboard);
   console.log(`dashboard: ${dashboard.url}`);
@@ -260,12 +288,14 @@ function watchLimit(reader: RunningConsumer, limit: number | undefined, stop: ()
 }
 
 /** What the terminal views draw, read fresh at each redraw. */
-function chartData(
-  reader: RunningConsumer,
-  aggregator: Aggregator,
-  flags: Flags,
-  config: Config,
-): ChartData {
+function chartData(parts: {
+  readonly reader: RunningConsumer;
+  readonly aggregator: Aggregator;
+  readonly flags: Flags;
+  readonly config: Config;
+  readonly feed: () => FeedSummary;
+}): ChartData {
+  const { reader, aggregator, flags, config } = parts;
   const { assigned, partitions } = reader.assignment();
   const counts = reader.counts();
   const notes = [
@@ -282,6 +312,7 @@ function chartData(
     color: !Deno.noColor,
     utcOffsetMinutes: -new Date().getTimezoneOffset(),
     notes,
+    feed: parts.feed(),
   };
 }
 

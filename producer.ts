@@ -1,6 +1,8 @@
 /**
  * The producer: trades from Finnhub, the simulated market or a recording, into
- * Kafka (key = symbol, timestamp = trade time, value = lib/trade.ts's JSON record).
+ * Kafka (key = symbol, timestamp = trade time, value = lib/trade.ts's JSON record),
+ * and what it saw of its source into the feed topic `<topic>.feed` (lib/feed.ts):
+ * a heartbeat every --heartbeat seconds and an event for every gap.
  *
  *   deno task produce                          # sim without a token, finnhub with one
  *   deno task produce --source=sim --rate=max --limit=200000
@@ -16,8 +18,9 @@
  * good (the line says how many trades); 2 for a bad flag, bad config, a host the
  * task's permissions leave out, or a refused token.
  *
- * The steps: flags and config (producer/flags.ts), the recording, Kafka, the queue
- * (producer/publisher.ts) and its ledger (producer/intake.ts), the source
+ * The steps: flags and config (producer/flags.ts), the recording, Kafka, the feed
+ * (producer/feed.ts), the queue (producer/publisher.ts) and its ledger
+ * (producer/intake.ts), the source
  * (producer/finnhub.ts, market_sim.ts, recording.ts), then the flush and the summary.
  */
 
@@ -26,6 +29,7 @@ import { type Config, loadConfig, readEnv } from "./config.ts";
 import { unlessAborted } from "./lib/async.ts";
 import { exitCodeFor, stopOnSignals, UsageError } from "./lib/cli.ts";
 import { formatCount } from "./lib/format.js";
+import { feedTopicOf } from "./lib/feed.ts";
 import { hostAndPort, netAccessProblem } from "./lib/net.ts";
 import { redact } from "./lib/redact.ts";
 import type { Source } from "./lib/trade.ts";
@@ -38,6 +42,13 @@ import {
   resolveSource,
   USAGE,
 } from "./producer/flags.ts";
+import {
+  type Beat,
+  feedCounts,
+  FeedWriter,
+  finnhubFeedState,
+  plainFeedState,
+} from "./producer/feed.ts";
 import { createIntake, type Intake } from "./producer/intake.ts";
 import { producerFamilies } from "./producer/metrics.ts";
 import { createCounters } from "./producer/status.ts";
@@ -129,11 +140,11 @@ async function produce(plan: Plan): Promise<number> {
   }, { once: true });
   let recorder: Recorder | undefined;
   // Read by /metrics: zeros until the queue exists.
-  let pipe: Pipeline | undefined;
+  let scraped: Pipeline | undefined;
   let metrics: MetricsServer | undefined;
   // Every way out, returns and throws alike, shows the cursor again and closes the file.
   try {
-    metrics = startMetrics(plan, () => pipe, con);
+    metrics = startMetrics(plan, () => scraped, con);
     recorder = flags.record === undefined
       ? undefined
       : await openRecording(flags.record, source === "sim" ? "sim" : "finnhub", con.log);
@@ -153,10 +164,24 @@ async function produce(plan: Plan): Promise<number> {
     // when nothing more can reach Kafka; what it received still goes to Kafka below.
     const sourceStop = new AbortController();
     stop.signal.addEventListener("abort", () => sourceStop.abort(), { once: true });
+    const started = Date.now();
+    // The feed topic hears of every gap; its heartbeat reads the pipeline, built below.
+    const feed = new FeedWriter({
+      kafka: kafka.kafka,
+      topic: feedTopicOf(config.topic),
+      producer: `${config.clientId}-${crypto.randomUUID().slice(0, 8)}`,
+      source,
+      everyMs: flags.heartbeat * 1000,
+      beat: () => feedBeat(plan, pipe, started),
+      delayMs: () => intake.delayMs(),
+      log: con.log,
+    });
     publisher = new Publisher(kafkaSink(kafka.producer, config.topic), {
       capacity: flags.queue,
       log: con.log,
       onFailed: () => sourceStop.abort(),
+      onDropped: (trades, receivedAt) => feed.dropped(trades, receivedAt),
+      onOutage: (outage) => feed.gap({ reason: "kafka-unreachable", ...outage }),
     });
     const intake = createIntake({
       publisher,
@@ -167,17 +192,18 @@ async function produce(plan: Plan): Promise<number> {
       rejectLogEveryMs: Math.max(flags.statusInterval, 5) * 1000,
     });
     const finnhub = source === "finnhub"
-      ? finnhubClient(plan, { intake, recorder, con }, sourceStop.signal)
+      ? finnhubClient(plan, { intake, recorder, con, feed }, sourceStop.signal)
       : undefined;
-    pipe = { intake, publisher, recorder, con, finnhub };
-    const started = Date.now();
+    const pipe: Pipeline = { intake, publisher, recorder, con, finnhub };
+    scraped = pipe;
+    await feed.start().catch((error) => con.log(`feed: not written (${redact(String(error))})`));
     let sourceCode: number;
     let flushed: Awaited<ReturnType<typeof flush>>;
     {
       // The status line goes on through the flush: a stop with Kafka away shows what waits.
       using _status = statusLine(plan, pipe);
       sourceCode = await runSource(plan, pipe, sourceStop);
-      flushed = await flush(plan, { publisher, recorder, producer: kafka.producer });
+      flushed = await flush(plan, { publisher, recorder, feed, producer: kafka.producer });
     }
     refreshCounters(pipe);
     con.close(formatSummary(source, Date.now() - started, intake.counters));
@@ -221,13 +247,16 @@ interface Pipeline {
   readonly finnhub?: FinnhubClient;
 }
 
-/** The Finnhub client, its trades going to the ledger and its raw frames to --record. */
+/**
+ * The Finnhub client, its trades going to the ledger, its raw frames to --record, and
+ * its lost connections to the feed topic.
+ */
 function finnhubClient(
   plan: Plan,
-  pipe: Pick<Pipeline, "intake" | "recorder" | "con">,
+  pipe: Pick<Pipeline, "intake" | "recorder" | "con"> & { feed: FeedWriter },
   signal: AbortSignal,
 ): FinnhubClient {
-  const { intake, recorder, con } = pipe;
+  const { intake, recorder, con, feed } = pipe;
   return new FinnhubClient({
     url: plan.config.finnhubWsUrl,
     token: plan.token,
@@ -237,6 +266,7 @@ function finnhubClient(
     onReject: intake.reject,
     onRawFrame: recorder ? (text, at) => recorder.write(text, at) : undefined,
     log: con.log,
+    onGap: (gap) => feed.disconnected(gap, plan.config.symbols),
     deadAfterMs: plan.flags.deadAfter * 1000,
     silentAfterMs: plan.flags.silentAfter * 1000,
   });
@@ -309,6 +339,23 @@ async function runSource(plan: Plan, pipe: Pipeline, stop: AbortController): Pro
   }
 }
 
+/** What each heartbeat on the feed topic says: the source's state, last trades, counters. */
+function feedBeat(plan: Plan, pipe: Pipeline, startedAt: number): Beat {
+  const { finnhub, intake } = pipe;
+  refreshCounters(pipe);
+  const now = Date.now();
+  return {
+    ...(finnhub
+      ? finnhubFeedState(finnhub.state, { now, quietMs: plan.flags.silentAfter * 1000 })
+      : plainFeedState(startedAt)),
+    symbols: plan.source === "replay" ? [...intake.lastTradeAt.keys()] : plan.config.symbols,
+    lastFrameAt: finnhub?.state.lastFrameAt ?? null,
+    lastPingAt: finnhub?.state.lastPingAt ?? null,
+    lastTradeAt: Object.fromEntries(intake.lastTradeAt),
+    counts: feedCounts(intake.counters),
+  };
+}
+
 /** The ledger's counters, brought up to date with the queue's and the connection's. */
 function refreshCounters(pipe: Pipeline): void {
   const { finnhub } = pipe;
@@ -328,11 +375,13 @@ function refreshCounters(pipe: Pipeline): void {
  */
 async function flush(
   plan: Plan,
-  parts: { publisher: Publisher; recorder?: Recorder; producer: Producer },
+  parts: { publisher: Publisher; recorder?: Recorder; feed: FeedWriter; producer: Producer },
 ): Promise<{ code: number; report(): void }> {
-  const { publisher, recorder, producer } = parts;
+  const { publisher, recorder, feed, producer } = parts;
   const undelivered = await publisher.close(plan.flags.flushTimeout * 1000);
   recorder?.close(); // flushes: a write that fails now still counts below
+  // The last heartbeat says "stopped": viewers tell a clean stop from a dead producer.
+  await feed.close(2_000);
   await unlessAborted(producer.disconnect().catch(() => {}), AbortSignal.timeout(2_000));
   const recorded = !recorder
     ? ""

@@ -27,7 +27,8 @@ import {
   sourceMark,
 } from "../lib/format.js";
 import type { Candle, ConsumerStatus, SymbolStats } from "./candles.ts";
-import { closesBySlot, paint, plotSeries, rowStep, timeAxis } from "./plot.ts";
+import type { FeedSummary } from "./feed.ts";
+import { closesBySlot, GAP_MARK, paint, plotSeries, rowStep, timeAxis } from "./plot.ts";
 
 /** What the chart reads of the aggregation; the Aggregator is one. */
 export interface Aggregation {
@@ -49,7 +50,12 @@ export interface ChartData {
   readonly utcOffsetMinutes: number;
   /** Extra header notes, e.g. "partitions 2/3: group shared". */
   readonly notes?: readonly string[];
+  /** The producer's feed (consumer/feed.ts): in the header, and gaps on the time axis. */
+  readonly feed?: FeedSummary;
 }
+
+/** Feed states that are news: shown in bold, never dropped for room. */
+const ALARMING = new Set(["silent", "reconnecting", "refused", "pings-only", "unknown"]);
 
 export interface Size {
   readonly columns: number;
@@ -128,9 +134,33 @@ function headerLine(data: ChartData, count: number, width: number, now: number):
       ? [{ text: `too early ${formatCompact(status.tooEarly)}`, drop: 4 }]
       : []),
     ...(data.notes ?? []).map((note) => ({ text: note, drop: 2, code: BOLD_YELLOW })),
+    ...feedParts(data.feed, now),
     { text: formatClock(now, data.utcOffsetMinutes), drop: 1 },
   ];
   return fitParts(parts, width, data.color, " · ");
+}
+
+/** The producer's state in words, and the gaps the axis marks. */
+function feedParts(feed: FeedSummary | undefined, now: number): Part[] {
+  if (feed === undefined) return [];
+  const alarming = ALARMING.has(feed.state);
+  const parts: Part[] = [{
+    text: printable(feed.words),
+    drop: alarming ? 0 : 3,
+    code: alarming ? BOLD_YELLOW : DIM,
+  }];
+  const shown = feed.gaps.filter((gap) => gap.reason !== "kafka-unreachable");
+  if (shown.length > 0) {
+    const last = shown[shown.length - 1];
+    parts.push({
+      text: `${GAP_MARK} ${shown.length} gap${shown.length > 1 ? "s" : ""}, last ${
+        formatAge(now - last.to)
+      } ago`,
+      drop: 1,
+      code: BOLD_YELLOW,
+    });
+  }
+  return parts;
 }
 
 function legendLine(entry: Shown, width: number, now: number, color: boolean): string {
@@ -321,6 +351,8 @@ export function renderFrame(data: ChartData, size: Size, now: number): string {
       width,
       intervalMs: data.intervalMs,
       utcOffsetMinutes: data.utcOffsetMinutes,
+      // Trades are missing there (a delay of Kafka's lost none: not marked).
+      gaps: data.feed?.gaps.filter((gap) => gap.reason !== "kafka-unreachable"),
     }),
   );
   return lines.join("\n");
@@ -339,8 +371,10 @@ export function plainLines(data: ChartData, now: number): string[] {
     ` p50_ms=${status.latencyP50Ms ?? "-"} p99_ms=${status.latencyP99Ms ?? "-"}` +
     ` tps=${status.tradesPerSecond.toFixed(1)} applied=${status.applied}` +
     ` rejected=${status.rejected} too_late=${status.tooLate} too_early=${status.tooEarly}` +
+    feedFields(data.feed, now) +
     (data.notes ?? []).map((note) => ` note="${note}"`).join(""),
   ];
+  const symbolFeed = data.feed?.symbols ?? {};
   for (const symbol of data.aggregation.symbols()) {
     const stats = data.aggregation.stats(symbol, now)!;
     const decimals = priceDecimals(stats.last);
@@ -352,8 +386,19 @@ export function plainLines(data: ChartData, now: number): string[] {
         ` volume=${Number(stats.volume.toFixed(8))} trades=${stats.trades}` +
         ` tps=${stats.tradesPerSecond.toFixed(1)}` +
         ` age_s=${((now - stats.lastTime) / 1000).toFixed(1)} source=${stats.source}` +
+        (symbol in symbolFeed
+          ? ` feed_stale=${symbolFeed[symbol].stale} feed_gapped=${symbolFeed[symbol].gapped}`
+          : "") +
         (mark ? ` ${mark}` : ""),
     );
   }
   return lines;
+}
+
+/** The feed's fields on the consumer's plain line: state, heartbeat age, gaps, words. */
+function feedFields(feed: FeedSummary | undefined, now: number): string {
+  if (feed === undefined) return "";
+  const age = feed.heartbeatAt === null ? "-" : ((now - feed.heartbeatAt) / 1000).toFixed(1);
+  return ` feed=${feed.state} feed_heartbeat_age_s=${age} feed_gaps=${feed.gaps.length}` +
+    ` feed_text=${JSON.stringify(feed.words)}`;
 }

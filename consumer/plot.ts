@@ -33,7 +33,12 @@ export interface AxisOptions {
   /** The terminal's width: an axis that would not fit is left out. */
   readonly width: number;
   readonly utcOffsetMinutes: number;
+  /** Feed gaps (trade-time spans): their columns are marked GAP_MARK on the axis. */
+  readonly gaps?: readonly { readonly tradeFrom: number; readonly tradeTo: number }[];
 }
+
+/** Marks the axis columns of a feed gap: the chart's flat line there is not a quiet market. */
+export const GAP_MARK = "×";
 
 /** The value range a plot spans: `lo`..`hi`, widened a little around a flat line. */
 export function plotRange(lo: number, hi: number): [number, number] {
@@ -135,8 +140,31 @@ export function timeAxis(axis: AxisOptions): string {
   const middle = formatClock((startMs + endMs) / 2, utcOffsetMinutes, seconds);
   const line = (" ".repeat(labelWidth) + "└" + left).padEnd(span - right.length) + right;
   const center = labelWidth + 1 + Math.floor(columns / 2 - middle.length / 2);
-  if (center > labelWidth + left.length + 3 && center + middle.length < span - right.length - 2) {
-    return line.slice(0, center) + middle + line.slice(center + middle.length);
+  const labelled =
+    center > labelWidth + left.length + 3 && center + middle.length < span - right.length - 2
+      ? line.slice(0, center) + middle + line.slice(center + middle.length)
+      : line;
+  return markGaps(labelled, axis);
+}
+
+/**
+ * GAP_MARK in the blank axis cells under each gap, or over its first cell when
+ * labels cover all of them: a gap is never hidden, however short.
+ */
+function markGaps(line: string, axis: AxisOptions): string {
+  const cells = [...line];
+  const first = axis.labelWidth + 1; // the column of startMs
+  const slotOf = (ms: number) => first + Math.floor((ms - axis.startMs) / axis.intervalMs);
+  for (const gap of axis.gaps ?? []) {
+    const from = Math.max(first, slotOf(gap.tradeFrom));
+    const to = Math.min(first + axis.columns - 1, slotOf(gap.tradeTo));
+    if (from > to) continue;
+    let marked = false;
+    for (let i = from; i <= to; i++) {
+      if (cells[i] === " ") cells[i] = GAP_MARK;
+      marked ||= cells[i] === GAP_MARK;
+    }
+    if (!marked) cells[from] = GAP_MARK;
   }
-  return line;
+  return cells.join("");
 }

@@ -222,9 +222,10 @@ class TopicReader implements RunningConsumer {
     const { config, fromMs, dlq } = this.#options;
     const admin = this.#admin;
     await admin.connect();
-    await ensureTopic(admin, this.#topic, config.partitions, config.replicationFactor);
+    const { partitions, replicationFactor } = config;
+    await ensureTopic(admin, { topic: this.#topic, partitions, replicationFactor });
     if (dlq) {
-      await ensureTopic(admin, `${this.#topic}.dlq`, config.partitions, config.replicationFactor);
+      await ensureTopic(admin, { topic: `${this.#topic}.dlq`, partitions, replicationFactor });
       this.#dlq = this.#kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
       await this.#dlq.connect();
     }

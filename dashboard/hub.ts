@@ -12,6 +12,7 @@
  */
 
 import type { Aggregator, Candle, ConsumerStatus } from "../consumer/candles.ts";
+import type { FeedSummary } from "../consumer/feed.ts";
 import { encodeEvent, SseClient } from "./sse.ts";
 import { candleRowsJson, safeJson } from "./wire.ts";
 
@@ -24,6 +25,8 @@ export type AggregatorView = Pick<
 export interface HubOptions {
   readonly aggregator: AggregatorView;
   readonly status: () => ConsumerStatus;
+  /** The producer's feed: sent with snapshots and heartbeats (it changes by the second). */
+  readonly feed: () => FeedSummary;
   /** Least time between two pushes to a client: 50 ms is at most 20 pushes a second. */
   readonly pushIntervalMs: number;
   /** Every stats line and the consumer status are pushed at least this often. */
@@ -178,7 +181,9 @@ export class Hub {
       return;
     }
     const frames = new Map<string, Uint8Array>();
-    const tail = this.#tail(heartbeat ? this.#options.aggregator.symbols() : this.#dirty);
+    const tail = heartbeat
+      ? this.#tail(this.#options.aggregator.symbols(), { feed: true })
+      : this.#tail(this.#dirty);
     this.#dirty.clear();
     for (const client of this.#clients) {
       const { sse, sub } = client;
@@ -220,17 +225,21 @@ export class Hub {
     return false;
   }
 
-  /** The part every push shares: stats of the given symbols and the consumer status. */
-  #tail(symbols: Iterable<string>): string {
+  /**
+   * The part every push shares: stats of the given symbols and the consumer status;
+   * the feed too in snapshots and heartbeats.
+   */
+  #tail(symbols: Iterable<string>, options: { feed?: boolean } = {}): string {
     const now = Date.now();
     const stats: string[] = [];
     for (const symbol of symbols) {
       const line = this.#options.aggregator.stats(symbol, now);
       if (line !== undefined) stats.push(safeJson(line));
     }
+    const feed = options.feed ? `,"feed":${safeJson(this.#options.feed())}` : "";
     return `,"stats":[${stats.join(",")}],"status":${
       safeJson(this.#options.status())
-    },"streams":${this.#clients.size},"now":${now}}`;
+    }${feed},"streams":${this.#clients.size},"now":${now}}`;
   }
 
   /** The subscription's window of candles, with the stats of every symbol. */
@@ -249,7 +258,9 @@ export class Hub {
       safeJson(sub.symbol)
     },"interval":${sub.intervalMs},"window":${sub.windowMs},"intervals":${
       safeJson(aggregator.intervals())
-    },"rev":${revision},"candles":${candleRowsJson(candles)}${this.#tail(aggregator.symbols())}`;
+    },"rev":${revision},"candles":${candleRowsJson(candles)}${
+      this.#tail(aggregator.symbols(), { feed: true })
+    }`;
     return encodeEvent({ id: eventId(this.#boot, revision), event: "snapshot", data, retry: 1000 });
   }
 
@@ -270,7 +281,8 @@ export class Hub {
         if (candle.revision > since) changed.push(candle);
       }
     }
-    const tail = options.tail ?? this.#tail(options.first ? aggregator.symbols() : []);
+    const tail = options.tail ??
+      this.#tail(options.first ? aggregator.symbols() : [], { feed: options.first });
     const data = `{"symbol":${
       safeJson(sub.symbol)
     },"interval":${sub.intervalMs},"rev":${revision},"from":${since},"candles":${

@@ -8,6 +8,7 @@
  *   GET /events           SSE: a snapshot of one symbol's window, then deltas (hub.ts)
  *   GET /api/symbols      every symbol with its stats
  *   GET /api/candles      ?symbol=&interval=&from= candle rows, oldest first, with `fields`
+ *   GET /api/feed         the producer's feed: state in words, gaps, stale symbols
  *   GET /healthz          200 when the consumer is connected, else 503
  *   GET /metrics          the Prometheus text format (consumer/metrics.ts, and the hub's)
  *
@@ -16,6 +17,7 @@
  */
 
 import type { ConsumerStatus } from "../consumer/candles.ts";
+import type { FeedSummary } from "../consumer/feed.ts";
 import type { Gate } from "../lib/auth.ts";
 import { parseDuration, parseTime } from "../lib/cli.ts";
 import {
@@ -38,6 +40,7 @@ const MAX_WINDOW_MS = 24 * 3600_000;
 export interface RouteContext {
   readonly aggregator: AggregatorView;
   readonly status: () => ConsumerStatus;
+  readonly feed: () => FeedSummary;
   readonly hub: Hub;
   /** The stream cap, named in the 503 answer. */
   readonly maxStreams: number;
@@ -218,6 +221,8 @@ export function router(context: RouteContext): Deno.ServeHandler<Deno.NetAddr> {
           return symbols(context);
         case "/api/candles":
           return candles(context, url);
+        case "/api/feed":
+          return json(context.feed());
         case "/healthz":
           return health(context, true);
         case "/metrics":

@@ -8,6 +8,7 @@
  */
 
 import type { ConsumerStatus } from "../consumer/candles.ts";
+import type { FeedSummary } from "../consumer/feed.ts";
 import { Gate } from "../lib/auth.ts";
 import { UsageError } from "../lib/cli.ts";
 import type { Family } from "../lib/metrics.ts";
@@ -22,6 +23,8 @@ export interface DashboardOptions {
   signal: AbortSignal;
   aggregator: AggregatorView;
   status: () => ConsumerStatus;
+  /** The producer's feed as the consumer read it (consumer/feed.ts); unknown without. */
+  feed?: () => FeedSummary;
   /** Concurrent SSE streams; more are answered 503. Default 100. */
   maxStreams?: number;
   /** Least time between two pushes to one client, ms. Default 50 (20 per second). */
@@ -57,6 +60,17 @@ export interface Dashboard {
   /** Streams and push counters, as /healthz shows them. */
   metrics(): HubMetrics;
 }
+
+/** The feed of a server given none to read. */
+const NO_FEED: FeedSummary = Object.freeze({
+  state: "unknown",
+  words: "feed state unknown: this server reads no feed",
+  source: null,
+  heartbeatAt: null,
+  reconnectsToday: 0,
+  gaps: [],
+  symbols: {},
+});
 
 /** The URL to print: a wildcard bind address is reached through loopback. */
 function publicUrl(hostname: string, port: number, secure: boolean): string {
@@ -173,9 +187,11 @@ function closeOnAbort(
 /** Serves the dashboard until `options.signal` aborts. Throws when it cannot listen. */
 export function serveDashboard(options: DashboardOptions): Dashboard {
   const maxStreams = options.maxStreams ?? 100;
+  const feed = options.feed ?? (() => NO_FEED);
   const hub = new Hub({
     aggregator: options.aggregator,
     status: options.status,
+    feed,
     pushIntervalMs: options.pushIntervalMs ?? 50,
     heartbeatMs: options.heartbeatMs ?? 1000,
     clientBufferBytes: options.clientBufferBytes ?? 1024 * 1024,
@@ -191,6 +207,7 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
   const handler = router({
     aggregator: options.aggregator,
     status: options.status,
+    feed,
     hub,
     maxStreams,
     loopbackOnly: isLoopback(options.hostname),

@@ -84,14 +84,21 @@ export function createKafka(config: Config, clientIdSuffix: string): Kafka {
  * partition count that differs from the config is reported: keys would map to
  * other partitions than the config implies.
  */
-export async function ensureTopic(
-  admin: Admin,
-  topic: string,
-  partitions: number,
-  replicationFactor: number,
-): Promise<"created" | "exists"> {
+export async function ensureTopic(admin: Admin, spec: {
+  readonly topic: string;
+  readonly partitions: number;
+  readonly replicationFactor: number;
+  /** Topic settings when it is created (e.g. the feed topic's compaction). */
+  readonly configEntries?: readonly { name: string; value: string }[];
+}): Promise<"created" | "exists"> {
+  const { topic, partitions, replicationFactor } = spec;
   const created = await admin.createTopics({
-    topics: [{ topic, numPartitions: partitions, replicationFactor }],
+    topics: [{
+      topic,
+      numPartitions: partitions,
+      replicationFactor,
+      configEntries: spec.configEntries?.map((entry) => ({ ...entry })),
+    }],
     waitForLeaders: true,
   });
   if (created) return "created";

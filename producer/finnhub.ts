@@ -52,6 +52,12 @@ export interface FinnhubOptions {
   readonly onRawFrame?: (text: string, receivedAt: number) => void;
   /** One line per event; the client redacts the token before calling it. */
   readonly log: (line: string) => void;
+  /**
+   * A lost connection is subscribed again: trades of every symbol may be missing
+   * from `from` (wall ms: the close, or the last frame of a connection gone silent)
+   * to `to` (subscribed again). `detail` says why, in words.
+   */
+  readonly onGap?: (gap: { from: number; to: number; detail: string }) => void;
   /** No frame at all, not even a ping, for this long: the connection is dead. */
   readonly deadAfterMs?: number;
   /** A symbol without trades this long on a live connection is reported as silent. */
@@ -59,9 +65,23 @@ export interface FinnhubOptions {
   readonly backoff?: Backoff;
 }
 
-/** What the status line shows about the connection. */
+/**
+ * The connection in one word, for the feed's heartbeat: before the first open,
+ * open, lost (waiting to connect again), or the last attempt failed to open.
+ */
+export type Phase = "connecting" | "live" | "reconnecting" | "refused";
+
+/** What the status line and the feed's heartbeat show about the connection. */
 export interface FinnhubState {
   connected: boolean;
+  phase: Phase;
+  /** When the phase began (wall ms). */
+  phaseSince: number;
+  /** Why the phase is what it is (a close, a refusal); "" when live. */
+  detail: string;
+  /** Wall times of the last frame of any kind, and of the last ping. */
+  lastFrameAt: number | null;
+  lastPingAt: number | null;
   /** When the current connection opened, or the last one was lost. */
   since: number;
   subscribed: number;
@@ -78,6 +98,8 @@ const EARLY_CLOSE_MS = 10_000;
 interface Outcome {
   opened: boolean;
   openedAt: number;
+  /** From when trades may be missing: the close, or the last frame of a silent connection. */
+  lostFrom: number;
   gotTrades: boolean;
   reason: string;
   authFailed: boolean;
@@ -90,6 +112,11 @@ interface Outcome {
 export class FinnhubClient {
   readonly state: FinnhubState = {
     connected: false,
+    phase: "connecting",
+    phaseSince: Date.now(),
+    detail: "",
+    lastFrameAt: null,
+    lastPingAt: null,
     since: Date.now(),
     subscribed: 0,
     reconnects: 0,
@@ -105,8 +132,12 @@ export class FinnhubClient {
   /** The last error frame shown: the server may repeat it on every subscribe. */
   #lastError = "";
   #silentShown = "";
-  /** When the last open connection was lost; 0 before the first. */
+  /** When the last open connection was lost (its Outcome.lostFrom); 0 before the first. */
   #lostAt = 0;
+  #lostReason = "";
+  /** Attempts that failed to open since the last loss, and the last one's reason. */
+  #refusals = 0;
+  #lastRefusal = "";
 
   constructor(options: FinnhubOptions) {
     this.#options = options;
@@ -121,6 +152,7 @@ export class FinnhubClient {
       },
       onReject: options.onReject,
       onError: (msg) => this.#onErrorFrame(msg),
+      onPing: (receivedAt) => (this.state.lastPingAt = receivedAt),
     }, new Set(options.symbols));
   }
 
@@ -151,9 +183,17 @@ export class FinnhubClient {
               "allows one connection per key)"
             : "";
           this.#log(`finnhub: connection lost after ${seconds(lived)}: ${outcome.reason}${hint}`);
-          this.#lostAt = Date.now();
-        } else if (attempt === 0 || attempt % 5 === 0) {
-          this.#log(`finnhub: cannot connect to ${this.#shownUrl} (${outcome.reason})`);
+          this.#lostAt = outcome.lostFrom;
+          this.#lostReason = outcome.reason;
+          this.#refusals = 0;
+          this.#setPhase("reconnecting", outcome.reason);
+        } else {
+          if (attempt === 0 || attempt % 5 === 0) {
+            this.#log(`finnhub: cannot connect to ${this.#shownUrl} (${outcome.reason})`);
+          }
+          this.#refusals++;
+          this.#lastRefusal = outcome.reason;
+          this.#setPhase("refused", outcome.reason);
         }
         if (!await sleep(backoffDelay(attempt++, backoff), signal)) return;
       }
@@ -199,6 +239,7 @@ export class FinnhubClient {
     const outcome: Outcome = {
       opened: false,
       openedAt: 0,
+      lostFrom: 0,
       gotTrades: false,
       reason: "",
       authFailed: false,
@@ -207,9 +248,10 @@ export class FinnhubClient {
       const ws = new WebSocket(finnhubUrl(this.#options.url, this.#options.token));
       let deadTimer: ReturnType<typeof setTimeout> | undefined;
       let done = false;
-      const finish = (reason: string) => {
+      const finish = (reason: string, lostFrom = Date.now()) => {
         if (done) return;
         done = true;
+        outcome.lostFrom = lostFrom;
         clearTimeout(deadTimer);
         signal.removeEventListener("abort", onAbort);
         // Detached first: nothing the old socket still delivers reaches the pipeline,
@@ -233,8 +275,13 @@ export class FinnhubClient {
       const armDeadTimer = () => {
         clearTimeout(deadTimer);
         const after = this.#deadAfterMs;
+        // Trades may be missing since the last frame, not only since the timer fired.
         deadTimer = setTimeout(
-          () => finish(`no frame, not even a ping, for ${Math.round(after / 1000)} s`),
+          () =>
+            finish(
+              `no frame, not even a ping, for ${Math.round(after / 1000)} s`,
+              Math.max(this.state.lastFrameAt ?? 0, outcome.openedAt),
+            ),
           after,
         );
       };
@@ -244,6 +291,7 @@ export class FinnhubClient {
       ws.onopen = () => this.#subscribe(ws, outcome);
       ws.onmessage = (event: MessageEvent) => {
         const receivedAt = Date.now();
+        this.state.lastFrameAt = receivedAt;
         armDeadTimer();
         if (typeof event.data === "string") onRawFrame?.(event.data, receivedAt);
         this.#read(event.data, receivedAt);
@@ -276,6 +324,7 @@ export class FinnhubClient {
     state.connected = true;
     state.since = outcome.openedAt;
     state.subscribed = this.#options.symbols.length;
+    this.#setPhase("live", "");
     if (this.#lostAt === 0) {
       this.#log(
         `finnhub: connected to ${this.#shownUrl} and subscribed to ${state.subscribed} symbols`,
@@ -287,6 +336,21 @@ export class FinnhubClient {
       `finnhub: reconnected after a ${seconds(outcome.openedAt - this.#lostAt)} gap ` +
         `(reconnect ${state.reconnects}), subscribed again to ${state.subscribed} symbols`,
     );
+    const refused = this.#refusals === 0
+      ? ""
+      : `; then refused ${this.#refusals} time${this.#refusals > 1 ? "s" : ""} ` +
+        `(${this.#lastRefusal})`;
+    this.#options.onGap?.({
+      from: this.#lostAt,
+      to: outcome.openedAt,
+      detail: this.#hide(`${this.#lostReason}${refused}`),
+    });
+  }
+
+  #setPhase(phase: Phase, detail: string): void {
+    if (phase !== this.state.phase) this.state.phaseSince = Date.now();
+    this.state.phase = phase;
+    this.state.detail = this.#hide(detail);
   }
 
   #onErrorFrame(msg: string): void {
@@ -301,9 +365,13 @@ export class FinnhubClient {
 
   /** Every line, with `token=…` and the token itself (say, echoed in an error) hidden. */
   #log(line: string): void {
+    this.#options.log(this.#hide(line));
+  }
+
+  #hide(text: string): string {
     const token = this.#options.token;
-    const hidden = redact(line);
-    this.#options.log(token ? hidden.replaceAll(token, "***") : hidden);
+    const hidden = redact(text);
+    return token ? hidden.replaceAll(token, "***") : hidden;
   }
 }
 

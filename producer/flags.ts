@@ -28,6 +28,8 @@ export interface Flags {
   readonly deadAfter: number;
   /** Seconds. */
   readonly silentAfter: number;
+  /** Seconds between heartbeats on the feed topic. */
+  readonly heartbeat: number;
   readonly help: boolean;
 }
 
@@ -48,6 +50,7 @@ export const USAGE = `usage: deno task produce [flags]
   --flush-timeout=S            on stop, wait this long for Kafka (default 10)
   --dead-after=S               finnhub: no frame for this long means a dead connection (default 150)
   --silent-after=S             finnhub: name symbols without trades this long (default 120)
+  --heartbeat=S                seconds between heartbeats on the feed topic <topic>.feed (default 5)
   --help                       this text`;
 
 const SPEC = {
@@ -66,6 +69,7 @@ const SPEC = {
   "flush-timeout": { type: "string" },
   "dead-after": { type: "string" },
   "silent-after": { type: "string" },
+  heartbeat: { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -116,6 +120,7 @@ export function parseProducerFlags(args: readonly string[]): Flags {
     flushTimeout: seconds("flush-timeout", 10, true),
     deadAfter: seconds("dead-after", 150),
     silentAfter: seconds("silent-after", 120),
+    heartbeat: seconds("heartbeat", 5),
     help: v.help ?? false,
   };
 }

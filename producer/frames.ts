@@ -62,6 +62,8 @@ export interface FrameHandlers {
   /** A refused frame or trade; `sample` is the offending text, for the log. */
   onReject(kind: FrameRejection, sample: string): void;
   onError?(msg: string): void;
+  /** A keep-alive ping arrived (the feed's heartbeat reports the last one). */
+  onPing?(receivedAt: number): void;
 }
 
 /** Finnhub has sent the same message three times [#143]: a repeat this soon is not a trade. */
@@ -102,6 +104,7 @@ export function createFrameReader(handlers: FrameHandlers, subscribed?: Readonly
         handlers.onReject(frame.kind, text);
         return;
       case "ping": // keeps the connection alive (see the dead timer); nothing to hand on
+        handlers.onPing?.(receivedAt);
         return;
       case "error":
         handlers.onError?.(frame.msg);

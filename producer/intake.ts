@@ -27,6 +27,8 @@ export interface Intake {
   readonly counters: Counters;
   /** When each symbol last traded (receive time), for the status line. */
   readonly lastTradeAt: ReadonlyMap<string, number>;
+  /** Receive time minus trade time of the latest trade: the feed's delay (ms). */
+  delayMs(): number;
   /** One frame's valid trades. */
   accept(trades: Trade[], receivedAt: number, source: Source): void;
   /** One refused frame or trade; `sample` is the offending text. */
@@ -40,6 +42,7 @@ export function createIntake(options: IntakeOptions): Intake {
   const lastTradeAt = new Map<string, number>();
   const shown = createLimiter(options.rejectLogEveryMs);
   let trackedFull = false;
+  let delayMs = 0;
 
   const track = (trades: readonly Trade[], receivedAt: number) => {
     for (const { symbol } of trades) {
@@ -59,6 +62,7 @@ export function createIntake(options: IntakeOptions): Intake {
   return {
     counters,
     lastTradeAt,
+    delayMs: () => delayMs,
     accept(trades, receivedAt, source) {
       if (options.limit !== undefined) {
         const left = options.limit - counters.received;
@@ -68,7 +72,9 @@ export function createIntake(options: IntakeOptions): Intake {
           options.onLimit();
         }
       }
+      if (trades.length === 0) return;
       counters.received += trades.length;
+      delayMs = receivedAt - trades[trades.length - 1].time;
       track(trades, receivedAt);
       options.publisher.enqueue(trades, source, receivedAt);
     },

@@ -32,6 +32,7 @@ import {
 } from "kafkajs";
 import type { Config } from "../config.ts";
 import { sleep, unlessAborted } from "../lib/async.ts";
+import { FEED_TOPIC_CONFIG, feedTopicOf } from "../lib/feed.ts";
 import { createKafka, ensureTopic } from "../lib/kafka.ts";
 import { formatCount } from "../lib/format.js";
 import {
@@ -164,7 +165,17 @@ export interface PublisherOptions {
   readonly log: (line: string) => void;
   /** Called once when a send fails for good (see isFinal); nothing is sent after it. */
   readonly onFailed?: (reason: string) => void;
+  /** Trades dropped for want of room (after they are counted). */
+  readonly onDropped?: (trades: readonly Trade[], receivedAt: number) => void;
+  /**
+   * Kafka was away as the queue saw it: from the start of the first failed (or
+   * slow) send to the end of the next good one. The trades waited, in order.
+   */
+  readonly onOutage?: (outage: { from: number; to: number; detail: string }) => void;
 }
+
+/** A send slower than this counts as an outage too: kafkajs retried a lost broker inside it. */
+const SLOW_SEND_MS = 5_000;
 
 const LOG_INTERVAL_MS = 5_000;
 /** Bytes a record costs beyond its key and value: headers, timestamp, framing. */
@@ -240,6 +251,7 @@ export class Publisher {
     }
     if (dropped > 0) {
       this.stats.dropped += dropped;
+      this.#options.onDropped?.(trades.slice(taken.length), receivedAt);
       if (this.#shown("overflow")) {
         this.#options.log(
           `queue full (${formatCount(this.#options.capacity)} trades waiting for Kafka): ` +
@@ -311,6 +323,8 @@ export class Publisher {
   /** The sender loop: one send in flight, the same trades again after a failure. */
   async #pump(): Promise<void> {
     let failures = 0;
+    /** The first failed send of an outage: when it started, and why it failed. */
+    let outage: { from: number; detail: string } | undefined;
     while (this.queued() > 0 && !this.#stopped.signal.aborted) {
       const batch = this.#nextBatch();
       // After a failed send, the batch is that send's trades: sent again.
@@ -318,16 +332,30 @@ export class Publisher {
         this.stats.possiblyDuplicated += this.#unsure - this.#unsureCounted;
         this.#unsureCounted = this.#unsure;
       }
+      const startedAt = Date.now();
       try {
         await this.#sink.send(batch);
       } catch (error) {
         failures++;
         this.stats.sendErrors++;
         this.#unsure = batch.length;
+        outage ??= {
+          from: startedAt,
+          detail: error instanceof Error ? error.message : String(error),
+        };
         if (this.#failedForGood(error, batch.length)) break;
         await sleep(Math.min(2_000, 100 * 2 ** Math.min(failures, 5)), this.#stopped.signal);
         continue;
       }
+      const endedAt = Date.now();
+      if (outage === undefined && endedAt - startedAt >= SLOW_SEND_MS) {
+        outage = {
+          from: startedAt,
+          detail: `a send took ${Math.round((endedAt - startedAt) / 1000)} s`,
+        };
+      }
+      if (outage !== undefined) this.#options.onOutage?.({ ...outage, to: endedAt });
+      outage = undefined;
       failures = 0;
       this.#unsure = this.#unsureCounted = 0;
       this.#head += batch.length;
@@ -370,28 +398,30 @@ export class Publisher {
 }
 
 /**
- * Makes sure the topic exists, then connects the idempotent producer: both before
+ * Makes sure the topic and its feed topic exist, then connects the idempotent producer: both before
  * any trade is taken. "stopped" when the signal aborts first (kafkajs retries an
  * absent broker for about ten seconds, and docker stop kills after ten).
  */
 export async function connectProducer(
   config: Config,
   signal: AbortSignal,
-): Promise<{ producer: Producer; topic: "created" | "found" } | "stopped"> {
+): Promise<{ kafka: Kafka; producer: Producer; topic: "created" | "found" } | "stopped"> {
   const kafka = createKafka(config, "producer");
   const producer = createIdempotentProducer(kafka);
   const connect = async () => {
     const admin = kafka.admin();
     await admin.connect();
-    const state = await ensureTopic(
-      admin,
-      config.topic,
-      config.partitions,
-      config.replicationFactor,
-    );
+    const { topic, partitions, replicationFactor } = config;
+    const state = await ensureTopic(admin, { topic, partitions, replicationFactor });
+    await ensureTopic(admin, {
+      topic: feedTopicOf(topic),
+      partitions: 1,
+      replicationFactor,
+      configEntries: FEED_TOPIC_CONFIG,
+    });
     await admin.disconnect();
     await producer.connect();
-    return { producer, topic: state === "created" ? "created" as const : "found" as const };
+    return { kafka, producer, topic: state === "created" ? "created" as const : "found" as const };
   };
   try {
     return await unlessAborted(connect(), signal);

@@ -73,6 +73,7 @@ Deno.test("a token-protected dashboard: 401 without, 200 with Bearer, a one-time
               "/app.js",
               "/api/symbols",
               "/api/candles?symbol=AAPL",
+              "/api/feed",
               "/events",
               "/metrics",
             ]

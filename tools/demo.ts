@@ -101,7 +101,11 @@ async function ensureDemoTopic(config: Config): Promise<void> {
   const admin = createKafka(config, "demo").admin();
   try {
     await admin.connect();
-    await ensureTopic(admin, config.topic, config.partitions, config.replicationFactor);
+    await ensureTopic(admin, {
+      topic: config.topic,
+      partitions: config.partitions,
+      replicationFactor: config.replicationFactor,
+    });
   } catch (error) {
     throw new Error(`cannot create topic ${config.topic}: ${String(error)}`);
   } finally {

@@ -5,7 +5,7 @@
 // text, never as HTML: symbols are user-controlled strings.
 
 import { createCandleChart, createPriceChart, fitToBox } from "./charts.js";
-import { formatClock, formatInterval, priceDecimals } from "./format.js";
+import { formatAge, formatClock, formatInterval, priceDecimals } from "./format.js";
 import {
   $,
   candleLegend,
@@ -13,6 +13,7 @@ import {
   setConnection,
   setText,
   syncPicker,
+  updateFeed,
   updateQuote,
   updateStats,
   updateWatchlist,
@@ -47,6 +48,8 @@ const state = {
   stats: new Map(),
   /** @type {any} ConsumerStatus */
   status: null,
+  /** @type {any} FeedSummary (consumer/feed.ts): sent with snapshots and heartbeats */
+  feed: null,
   streams: 0,
   /** Server clock minus ours, from the last frame: ages are measured on the server's clock. */
   clockOffset: 0,
@@ -62,7 +65,8 @@ const state = {
   /** Arrival times of the last pushes, for the updates/s figure. */
   pushTimes: /** @type {number[]} */ ([]),
   drawScheduled: false,
-  cursor: { price: null, candle: null },
+  /** The point under the cursor of each chart, and the time under it. */
+  cursor: { price: null, candle: null, time: null },
 };
 
 // --- columns -------------------------------------------------------------------
@@ -172,6 +176,10 @@ function onCommon(message) {
   while (state.pushTimes.length > 0 && state.pushTimes[0] < now - 5000) state.pushTimes.shift();
   for (const stats of message.stats) state.stats.set(stats.symbol, stats);
   state.status = message.status;
+  if (message.feed !== undefined) {
+    state.feed = message.feed;
+    updateFeed(message.feed);
+  }
   state.streams = message.streams;
   if (state.connection !== "live") setConnection(state, "live");
   updateWatchlist(state, message.stats);
@@ -182,19 +190,58 @@ function onCommon(message) {
 
 const priceEl = $("price-chart");
 const candleEl = $("candle-chart");
-const priceChart = createPriceChart(priceEl, (idx) => {
+const priceChart = createPriceChart(priceEl, (idx, time) => {
   state.cursor.price = idx;
+  state.cursor.time = time;
   priceLegend(state, drawn);
 });
-const candleChart = createCandleChart(candleEl, (idx) => {
+const candleChart = createCandleChart(candleEl, (idx, time) => {
   state.cursor.candle = idx;
+  state.cursor.time = time;
   candleLegend(state, drawn);
 });
 fitToBox(priceChart, priceEl);
 fitToBox(candleChart, candleEl);
 
 /** The chart data of the last draw, for the legends. */
-let drawn = { price: null, candles: null, decimals: 2 };
+let drawn = { price: null, candles: null, decimals: 2, gaps: [] };
+
+/**
+ * The feed gaps of the chosen symbol in which trades may be missing (a Kafka delay
+ * lost none), with their length for the band's label.
+ */
+function feedGaps() {
+  const gaps = state.feed?.gaps ?? [];
+  return gaps.filter((gap) =>
+    gap.reason !== "kafka-unreachable" &&
+    (gap.symbols.length === 0 || gap.symbols.includes(state.symbol))
+  ).map((gap) => ({ ...gap, length: formatAge(gap.to - gap.from) }));
+}
+
+/**
+ * The price columns with a null point inside each gap, so the line breaks there
+ * instead of drawing the missing stretch as a quiet market.
+ */
+function breakAtGaps(times, close, vwap, gaps) {
+  if (gaps.length === 0) return { times, close, vwap };
+  const out = { times: [], close: [], vwap: [] };
+  let g = 0;
+  for (let i = 0; i < times.length; i++) {
+    while (g < gaps.length && gaps[g].tradeFrom < times[i]) {
+      const middle = Math.floor((gaps[g].tradeFrom + gaps[g].tradeTo) / 2);
+      if (out.times.length > 0 && middle > out.times.at(-1) && middle < times[i]) {
+        out.times.push(middle);
+        out.close.push(null);
+        out.vwap.push(null);
+      }
+      g++;
+    }
+    out.times.push(times[i]);
+    out.close.push(close[i]);
+    out.vwap.push(vwap[i]);
+  }
+  return out;
+}
 
 /** setData at most once per animation frame, however many pushes arrived since the last. */
 function requestDraw() {
@@ -224,10 +271,10 @@ function draw() {
     vwap[i] = volume > 0 ? priceVolume / volume : null;
   }
   const candles = bucket(s, Math.max(state.interval, windowMs / CANDLES_PER_WINDOW));
+  const gaps = feedGaps();
+  const line = breakAtGaps(s.t, s.c, vwap, gaps);
   priceChart.setData({
-    times: s.t,
-    close: s.c,
-    vwap,
+    ...line,
     // The tag takes the colour of the last candle in the candlestick view below.
     up: candles.t.length === 0 || candles.c.at(-1) >= candles.o.at(-1),
     volumeBars: {
@@ -238,6 +285,7 @@ function draw() {
     },
     xRange,
     priceDecimals: decimals,
+    feedGaps: gaps,
   });
   candleChart.setData(
     candles.t,
@@ -249,9 +297,10 @@ function draw() {
     candles.width,
     xRange,
     decimals,
+    gaps,
   );
 
-  drawn = { price: { t: s.t, c: s.c, vwap, v: s.v }, candles, decimals };
+  drawn = { price: { t: line.times, c: line.close, vwap: line.vwap }, candles, decimals, gaps };
   priceEl.dataset.points = String(count);
   priceEl.dataset.last = String(count > 0 ? s.t[count - 1] : 0);
   candleEl.dataset.points = String(candles.t.length);
@@ -291,7 +340,7 @@ function selectSymbol(symbol) {
   state.symbol = symbol;
   state.series = emptySeries();
   state.lastEventId = null;
-  state.cursor = { price: null, candle: null };
+  state.cursor = { price: null, candle: null, time: null };
   saveLocation();
   syncPicker(state);
   requestDraw();

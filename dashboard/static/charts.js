@@ -13,6 +13,8 @@ export const COLORS = {
   grid: "rgba(148, 163, 184, 0.07)",
   axis: "#7d8796",
   cursor: "rgba(203, 213, 225, 0.35)",
+  gap: "rgba(234, 57, 67, 0.13)",
+  gapEdge: "rgba(234, 57, 67, 0.55)",
 };
 
 /** Canvas text cannot use CSS variables: the same stack as --mono in style.css. */
@@ -65,7 +67,11 @@ function baseOptions(width, height, decimalsRef, onCursor) {
       },
     ],
     hooks: {
-      setCursor: [(u) => onCursor(u.cursor.idx ?? null)],
+      // The index under the cursor, and its time (a feed gap has no index of its own).
+      setCursor: [(u) => {
+        const left = u.cursor.left ?? -1;
+        onCursor(u.cursor.idx ?? null, left >= 0 ? u.posToVal(left, "x") : null);
+      }],
     },
   };
 }
@@ -140,6 +146,50 @@ function drawLastPrice(u, price, up, decimals) {
   ctx.restore();
 }
 
+/**
+ * Feed gaps (trade-time spans the producer had no data for, consumer/feed.ts) as
+ * shaded bands with dashed edges under the series, at least 2 px wide however short,
+ * labelled with their length where there is room. Returns how many were drawn.
+ */
+function drawGaps(u, gaps) {
+  const { ctx, bbox } = u;
+  const dpr = devicePixelRatio;
+  const right = bbox.left + bbox.width;
+  let drawn = 0;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(bbox.left, bbox.top, bbox.width, bbox.height);
+  ctx.clip();
+  ctx.font = `${10 * dpr}px ${AXIS_FONT.replace(/^11px /, "")}`;
+  ctx.textBaseline = "top";
+  for (const gap of gaps) {
+    let x0 = u.valToPos(gap.tradeFrom, "x", true);
+    let x1 = u.valToPos(gap.tradeTo, "x", true);
+    if (x1 < bbox.left || x0 > right) continue;
+    x0 = Math.max(x0, bbox.left);
+    x1 = Math.min(Math.max(x1, x0 + 2 * dpr), right);
+    ctx.fillStyle = COLORS.gap;
+    ctx.fillRect(x0, bbox.top, x1 - x0, bbox.height);
+    ctx.strokeStyle = COLORS.gapEdge;
+    ctx.lineWidth = dpr;
+    ctx.setLineDash([3 * dpr, 3 * dpr]);
+    ctx.beginPath();
+    for (const x of [x0, x1]) {
+      ctx.moveTo(Math.round(x) + 0.5, bbox.top);
+      ctx.lineTo(Math.round(x) + 0.5, bbox.top + bbox.height);
+    }
+    ctx.stroke();
+    const label = `gap ${gap.length}`;
+    if (x1 - x0 > ctx.measureText(label).width + 8 * dpr) {
+      ctx.fillStyle = COLORS.gapEdge;
+      ctx.fillText(label, x0 + 4 * dpr, bbox.top + 4 * dpr);
+    }
+    drawn++;
+  }
+  ctx.restore();
+  return drawn;
+}
+
 /** Indexes of the first and last points inside the x scale (data is sorted by time). */
 function visibleRange(u, times) {
   const { min, max } = u.scales.x;
@@ -158,6 +208,7 @@ export function createPriceChart(el, onCursor) {
   const decimals = { value: 2 };
   let bars = { t: [], v: [], up: [], width: 1000 };
   let lastUp = true;
+  let gaps = [];
   const opts = baseOptions(el.clientWidth || 600, el.clientHeight || 300, decimals, onCursor);
   opts.scales.price = { auto: true, range: paddedRange };
   opts.series = [
@@ -168,7 +219,8 @@ export function createPriceChart(el, onCursor) {
       stroke: COLORS.price,
       width: 1.6,
       fill: (u) => gradient(u, "rgba(59, 130, 246, 0.22)", "rgba(59, 130, 246, 0)"),
-      spanGaps: true,
+      // A quiet spell (no candle) is spanned; a feed gap is a null point: the line breaks.
+      spanGaps: false,
     },
     {
       label: "VWAP",
@@ -176,17 +228,22 @@ export function createPriceChart(el, onCursor) {
       stroke: COLORS.vwap,
       width: 1.2,
       dash: [6, 4],
-      spanGaps: true,
+      spanGaps: false,
     },
   ];
+  opts.hooks.drawClear = [(u) => (el.dataset.gaps = String(drawGaps(u, gaps)))];
   opts.hooks.drawAxes = [(u) => drawVolume(u, bars.t, bars.v, bars.up, bars.width)];
   opts.hooks.draw = [(u) => drawLastPrice(u, u.data[1].at(-1), lastUp, decimals.value)];
   const plot = new uPlot(opts, [[], [], []], el);
   return {
     plot,
-    /** times, close and vwap are aligned columns; bars are the candlestick view's buckets. */
-    setData({ times, close, vwap, up, volumeBars, xRange, priceDecimals }) {
+    /**
+     * times, close and vwap are aligned columns (null at a feed gap); bars are the
+     * candlestick view's buckets; gaps the feed gaps to shade.
+     */
+    setData({ times, close, vwap, up, volumeBars, xRange, priceDecimals, feedGaps }) {
       bars = volumeBars;
+      gaps = feedGaps;
       lastUp = up;
       decimals.value = priceDecimals;
       plot.batch(() => {
@@ -204,7 +261,7 @@ export function createPriceChart(el, onCursor) {
  */
 export function createCandleChart(el, onCursor) {
   const decimals = { value: 2 };
-  const extra = { widthMs: 5000, volume: [] };
+  const extra = { widthMs: 5000, volume: [], gaps: [] };
   const opts = baseOptions(el.clientWidth || 600, el.clientHeight || 240, decimals, onCursor);
   opts.scales.price = { auto: true, range: paddedRange };
   const hidden = { scale: "price", paths: () => null, points: { show: false } };
@@ -215,6 +272,7 @@ export function createCandleChart(el, onCursor) {
     { ...hidden, label: "Low" },
     { ...hidden, label: "Close" },
   ];
+  opts.hooks.drawClear = [(u) => (el.dataset.gaps = String(drawGaps(u, extra.gaps)))];
   opts.hooks.drawAxes = [(u) => {
     const [times, open, , , close] = u.data;
     const up = close.map((c, i) => c >= open[i]);
@@ -229,8 +287,9 @@ export function createCandleChart(el, onCursor) {
   const plot = new uPlot(opts, [[], [], [], [], []], el);
   return {
     plot,
-    setData(times, open, high, low, close, volume, widthMs, xRange, priceDecimals) {
+    setData(times, open, high, low, close, volume, widthMs, xRange, priceDecimals, feedGaps) {
       extra.widthMs = widthMs;
+      extra.gaps = feedGaps;
       extra.volume = volume;
       decimals.value = priceDecimals;
       plot.batch(() => {

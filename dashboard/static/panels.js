@@ -46,7 +46,19 @@ function legendItems(el, items) {
   }));
 }
 
+/** The feed gap under the cursor, if any: its reason and length replace the values. */
+function gapLegend(el, state, drawn) {
+  const time = state.cursor.time;
+  const gap = time === null
+    ? undefined
+    : drawn.gaps.find((gap) => time >= gap.tradeFrom && time <= gap.tradeTo);
+  if (gap === undefined) return false;
+  legendItems(el, [["", formatClock(gap.tradeFrom)], ["", gap.words, "gap"]]);
+  return true;
+}
+
 export function priceLegend(state, drawn) {
+  if (gapLegend($("price-legend"), state, drawn)) return;
   const p = drawn.price;
   if (p === null || p.t.length === 0) return legendItems($("price-legend"), []);
   const i = state.cursor.price ?? p.t.length - 1;
@@ -59,6 +71,7 @@ export function priceLegend(state, drawn) {
 }
 
 export function candleLegend(state, drawn) {
+  if (gapLegend($("candle-legend"), state, drawn)) return;
   const c = drawn.candles;
   if (c === null || c.t.length === 0) return legendItems($("candle-legend"), []);
   const i = state.cursor.candle ?? c.t.length - 1;
@@ -144,7 +157,7 @@ export function updateQuote(state, drawn) {
 
 // --- watchlist and picker --------------------------------------------------------
 
-/** @type {Map<string, {row: HTMLTableRowElement, last: HTMLElement, change: HTMLElement, tps: HTMLElement, tag: HTMLElement, price: number, tick: number}>} */
+/** @type {Map<string, {row: HTMLTableRowElement, last: HTMLElement, change: HTMLElement, tps: HTMLElement, tag: HTMLElement, feedTag: HTMLElement, price: number, tick: number}>} */
 const rows = new Map();
 
 export function updateWatchlist(state, changed) {
@@ -185,13 +198,17 @@ function addRow(state, symbol) {
   tag.className = "tag";
   sub.append(venueText, tag);
   cell.append(name, sub);
+  const feedTag = document.createElement("span");
+  feedTag.className = "tag";
+  feedTag.hidden = true;
+  sub.append(feedTag);
   const [last, change, tps] = ["num", "num", "num muted"].map((cls) => {
     const td = document.createElement("td");
     td.className = cls;
     return td;
   });
   row.append(cell, last, change, tps);
-  const entry = { row, last, change, tps, tag, price: 0, tick: 0 };
+  const entry = { row, last, change, tps, tag, feedTag, price: 0, tick: 0 };
   rows.set(symbol, entry);
   // Keep the table and the picker sorted, as the server sorts symbols.
   const sorted = [...rows.keys()].sort();
@@ -223,6 +240,30 @@ function updateSourceBadge(state) {
   const note = $("source-note");
   note.hidden = SOURCE_NOTE[source] === undefined;
   setText(note, SOURCE_NOTE[source] ?? "");
+}
+
+/**
+ * The producer's feed (consumer/feed.ts's FeedSummary): its state in words in the
+ * pipeline panel, and STALE or GAP on the symbols it names, with the reason as a tooltip.
+ */
+export function updateFeed(feed) {
+  const words = $("stat-feed");
+  setText(words, feed.words);
+  words.dataset.state = feed.state;
+  words.title = feed.words;
+  for (const [symbol, entry] of rows) {
+    const mark = feed.symbols[symbol];
+    const kind = mark === undefined ? "" : mark.stale ? "stale" : mark.gapped ? "gap" : "";
+    entry.feedTag.hidden = kind === "";
+    entry.feedTag.dataset.feed = kind;
+    setText(entry.feedTag, kind.toUpperCase());
+    entry.row.dataset.feed = kind;
+    entry.feedTag.title = kind === "stale"
+      ? mark.note ?? "no trade for a minute while its market is open"
+      : kind === "gap"
+      ? "the feed had a gap in this window: see the shaded span on the chart"
+      : "";
+  }
 }
 
 // --- stats panel ---------------------------------------------------------------

@@ -3,7 +3,8 @@
  * on 127.0.0.1, port 0, behind a tiny TCP relay so a test can also cut the
  * connection abruptly (no close frame), as a dying network does.
  *
- * It checks the token (401 at the handshake otherwise), records every subscribe,
+ * It checks the token (401 at the handshake otherwise), can refuse handshakes with
+ * 503 for a while (refuseFor), records every subscribe,
  * answers too many subscribes with Finnhub's error frame, and plays on command:
  * pings, multi-symbol trade frames, error frames, a close mid-stream, a drop,
  * silence, malformed frames, and a stream of unique trades at a given rate.
@@ -53,6 +54,10 @@ export class FakeFinnhub {
   readonly subscribes: string[][] = [];
   /** Handshakes refused with 401. */
   unauthorized = 0;
+  /** Handshakes refused with 503 (see refuseFor). */
+  refused = 0;
+  /** Until this time (ms) every handshake is answered 503, as a server restarting does. */
+  #refuseUntil = 0;
   /** While silent, nothing is sent: no trades, no pings, no close. */
   silent = false;
   /** While paused, streams hold their trades (pings and single sends still go out). */
@@ -99,7 +104,17 @@ export class FakeFinnhub {
     return this.#clients.at(-1)?.symbols ?? [];
   }
 
+  /** Answers every handshake for the next `ms` with HTTP 503. */
+  refuseFor(ms: number): void {
+    this.#refuseUntil = Date.now() + ms;
+  }
+
   #handle(request: Request): Response {
+    if (Date.now() < this.#refuseUntil) {
+      this.refused++;
+      this.#notify();
+      return new Response("Service Unavailable", { status: 503 });
+    }
     const token = new URL(request.url).searchParams.get("token");
     if (token !== this.token) {
       this.unauthorized++;

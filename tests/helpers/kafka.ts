@@ -7,6 +7,7 @@
 
 import { type Admin, type Kafka } from "kafkajs";
 import { loadConfig } from "../../config.ts";
+import { feedTopicOf } from "../../lib/feed.ts";
 import { createKafka } from "../../lib/kafka.ts";
 import { probeKafka } from "../../tools/broker/native.ts";
 
@@ -44,7 +45,10 @@ export async function withTopic<T>(
     });
     return await body(topic, kafka, admin);
   } finally {
-    await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    // The feed topic and the DLQ too, if a script made them.
+    const made = new Set(await admin.listTopics().catch(() => []));
+    const topics = [topic, feedTopicOf(topic), `${topic}.dlq`].filter((name) => made.has(name));
+    await admin.deleteTopics({ topics }).catch(() => {});
     await admin.disconnect();
   }
 }

@@ -17,6 +17,7 @@ import { freePortPair } from "./ports.ts";
 import { loadConfig } from "../../config.ts";
 import { sleep } from "../../lib/async.ts";
 import { createKafka } from "../../lib/kafka.ts";
+import { decodeFeed, feedKey, type FeedRecord, feedTopicOf } from "../../lib/feed.ts";
 import { decodeTrade, type TradeRecord } from "../../lib/trade.ts";
 import type { WireTrade } from "./fake_finnhub.ts";
 
@@ -232,8 +233,8 @@ export interface Kept {
   record: TradeRecord | string;
 }
 
-/** Every record of `topic` on `brokers`, read with kcat as any other tool would. */
-export async function readTopic(brokers: string, topic: string): Promise<Kept[]> {
+/** Every record of `topic` on `brokers` as kcat's JSON envelopes, read as any other tool would. */
+async function kcatEnvelopes(brokers: string, topic: string) {
   const output = await new Deno.Command("kcat", {
     args: ["-C", "-b", brokers, "-t", topic, "-e", "-q", "-J"],
     stdout: "piped",
@@ -241,8 +242,23 @@ export async function readTopic(brokers: string, topic: string): Promise<Kept[]>
   }).output();
   assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
   return new TextDecoder().decode(output.stdout).split("\n").filter((line) => line !== "")
-    .map((line) => {
-      const envelope = JSON.parse(line);
+    .map((line) => JSON.parse(line));
+}
+
+/** Every record of the feed topic of `topic`, decoded: a record that is not one fails. */
+export async function readFeed(brokers: string, topic: string): Promise<FeedRecord[]> {
+  return (await kcatEnvelopes(brokers, feedTopicOf(topic))).map((envelope) => {
+    const record = decodeFeed(envelope.payload);
+    assert.ok(record !== null, `not a feed record: ${envelope.payload}`);
+    assert.equal(envelope.key, feedKey(record));
+    return record;
+  });
+}
+
+/** Every record of `topic` on `brokers`, read with kcat as any other tool would. */
+export async function readTopic(brokers: string, topic: string): Promise<Kept[]> {
+  return (await kcatEnvelopes(brokers, topic))
+    .map((envelope) => {
       const headers: Record<string, string> = {};
       for (let i = 0; i < (envelope.headers?.length ?? 0); i += 2) {
         headers[envelope.headers[i]] = envelope.headers[i + 1];

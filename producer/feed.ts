@@ -1,0 +1,268 @@
+/**
+ * The feed writer: what the producer sees of its source goes to the feed topic
+ * (lib/feed.ts), so viewers can tell a quiet market from a broken pipeline.
+ * A heartbeat every few seconds, and a gap event for every stretch in which trades
+ * may be missing (a lost connection, trades dropped from a full queue) or were held
+ * back (Kafka away). A clean stop writes a last heartbeat in state "stopped"; a
+ * producer that dies writes nothing, and viewers call it silent.
+ *
+ * It has its own small kafkajs producer, apart from the trades' idempotent one, so
+ * it can never delay or reorder a trade. A heartbeat that cannot be written is
+ * skipped (the next one replaces it); gap events wait for the next beat, at most
+ * MAX_PENDING of them.
+ */
+
+import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
+import { unlessAborted } from "../lib/async.ts";
+import {
+  encodeFeed,
+  type FeedCounts,
+  feedKey,
+  type FeedRecord,
+  type FeedState,
+  type Gap,
+  type GapReason,
+  type Heartbeat,
+} from "../lib/feed.ts";
+import type { Source, Trade } from "../lib/trade.ts";
+import type { FinnhubState } from "./finnhub.ts";
+import { type Counters, createLimiter } from "./status.ts";
+
+/** Gap events held while Kafka is away; beyond it the oldest are dropped (and said). */
+const MAX_PENDING = 1_000;
+/** Symbols named in one gap event. */
+const MAX_GAP_SYMBOLS = 100;
+/** A run of dropped trades ends when none was dropped for this long. */
+const DROP_RUN_IDLE_MS = 1_000;
+
+/** The heartbeat's changing part, read at every beat. */
+export type Beat = Pick<
+  Heartbeat,
+  "state" | "since" | "detail" | "symbols" | "lastFrameAt" | "lastPingAt" | "lastTradeAt" | "counts"
+>;
+
+export interface FeedWriterOptions {
+  readonly kafka: Kafka;
+  readonly topic: string;
+  /** This producer run, e.g. "market-stream-1a2b3c4d". */
+  readonly producer: string;
+  readonly source: Source;
+  readonly everyMs: number;
+  readonly beat: () => Beat;
+  /**
+   * The feed's delay now: receive time minus trade time of the latest trade. A gap's
+   * wall times less this are its trade times.
+   */
+  readonly delayMs: () => number;
+  readonly log: (line: string) => void;
+}
+
+interface DropRun {
+  from: number;
+  to: number;
+  count: number;
+  tradeFrom: number;
+  tradeTo: number;
+  readonly symbols: Set<string>;
+}
+
+export class FeedWriter {
+  readonly #options: FeedWriterOptions;
+  readonly #producer: Producer;
+  readonly #shown = createLimiter(30_000);
+  /** Gap records not yet acknowledged. */
+  #pending: Message[] = [];
+  #n = 0;
+  #drops: DropRun | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #writing: Promise<void> | undefined;
+  /** Gaps recorded, and gap events lost to a full backlog. */
+  readonly stats = { gaps: 0, lost: 0, beats: 0 };
+
+  constructor(options: FeedWriterOptions) {
+    this.#options = options;
+    this.#producer = options.kafka.producer({
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 1_000 },
+    });
+  }
+
+  /** Connects, writes the first heartbeat, beats on (the topic exists: connectProducer). */
+  async start(): Promise<void> {
+    await this.#producer.connect();
+    await this.#write(this.#options.beat());
+    this.#timer = setInterval(() => this.#tick(), this.#options.everyMs);
+  }
+
+  /** A stretch without trades or with held-back trades; written with the next beat. */
+  gap(event: { reason: GapReason; from: number; to: number; detail: string }): void {
+    const delay = this.#options.delayMs();
+    this.#add({
+      ...event,
+      tradeFrom: Math.max(0, event.from - delay),
+      tradeTo: Math.max(0, event.to - delay),
+      symbols: [],
+    });
+  }
+
+  /** A lost connection: every subscribed symbol is affected. */
+  disconnected(gap: { from: number; to: number; detail: string }, symbols: readonly string[]) {
+    const delay = this.#options.delayMs();
+    this.#add({
+      reason: "disconnected",
+      ...gap,
+      tradeFrom: Math.max(0, gap.from - delay),
+      tradeTo: Math.max(0, gap.to - delay),
+      symbols: symbols.slice(0, MAX_GAP_SYMBOLS),
+    });
+  }
+
+  /** Trades dropped from a full queue: gathered into one event per run of drops. */
+  dropped(trades: readonly Trade[], receivedAt: number): void {
+    const run = this.#drops ??= {
+      from: receivedAt,
+      to: receivedAt,
+      count: 0,
+      tradeFrom: Infinity,
+      tradeTo: -Infinity,
+      symbols: new Set(),
+    };
+    run.to = receivedAt;
+    run.count += trades.length;
+    for (const trade of trades) {
+      if (trade.time < run.tradeFrom) run.tradeFrom = trade.time;
+      if (trade.time > run.tradeTo) run.tradeTo = trade.time;
+      if (run.symbols.size < MAX_GAP_SYMBOLS) run.symbols.add(trade.symbol);
+    }
+  }
+
+  /**
+   * Writes the last heartbeat (state "stopped") and what is pending, waiting at most
+   * `timeoutMs` for Kafka; then disconnects.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    clearInterval(this.#timer);
+    this.#endDropRun(Infinity);
+    const last = async () => {
+      await this.#writing;
+      await this.#write({ ...this.#options.beat(), state: "stopped", since: Date.now() });
+    };
+    await unlessAborted(last(), AbortSignal.timeout(timeoutMs)).catch(() => {});
+    await unlessAborted(this.#producer.disconnect(), AbortSignal.timeout(2_000)).catch(() => {});
+  }
+
+  #tick(): void {
+    this.#endDropRun(Date.now());
+    if (this.#writing) return; // Kafka is slow: this beat is skipped, the next replaces it
+    this.#writing = this.#write(this.#options.beat()).finally(() => (this.#writing = undefined));
+  }
+
+  #endDropRun(now: number): void {
+    const run = this.#drops;
+    if (run === undefined || now - run.to < DROP_RUN_IDLE_MS) return;
+    this.#drops = undefined;
+    this.#add({
+      reason: "queue-full",
+      from: run.from,
+      to: run.to,
+      detail: `${run.count} trades dropped: the queue was full while Kafka was slow or away`,
+      tradeFrom: run.tradeFrom,
+      tradeTo: run.tradeTo,
+      symbols: [...run.symbols],
+      dropped: run.count,
+    });
+  }
+
+  #add(fields: Omit<Gap, "v" | "kind" | "producer" | "source" | "n">): void {
+    const gap: Gap = {
+      v: 1,
+      kind: "gap",
+      producer: this.#options.producer,
+      source: this.#options.source,
+      n: ++this.#n,
+      ...fields,
+    };
+    this.stats.gaps++;
+    this.#pending.push(this.#message(gap, fields.to));
+    if (this.#pending.length > MAX_PENDING) {
+      this.#pending.shift();
+      this.stats.lost++;
+      if (this.#shown("lost")) {
+        this.#options.log(`feed: ${this.stats.lost} gap events lost: Kafka away too long`);
+      }
+    }
+  }
+
+  #message(record: FeedRecord, at: number): Message {
+    return { key: feedKey(record), value: encodeFeed(record), timestamp: String(at) };
+  }
+
+  /** One request: the pending gaps and a heartbeat. Never throws; says a failure once. */
+  async #write(beat: Beat): Promise<void> {
+    const at = Date.now();
+    const heartbeat: Heartbeat = {
+      v: 1,
+      kind: "heartbeat",
+      producer: this.#options.producer,
+      source: this.#options.source,
+      at,
+      everyMs: this.#options.everyMs,
+      ...beat,
+    };
+    const gaps = this.#pending;
+    try {
+      await this.#producer.send({
+        topic: this.#options.topic,
+        acks: -1,
+        messages: [...gaps, this.#message(heartbeat, at)],
+      });
+      this.#pending = this.#pending.slice(gaps.length);
+      this.stats.beats++;
+    } catch (error) {
+      if (this.#shown("send")) {
+        const reason = error instanceof Error ? error.message : String(error);
+        this.#options.log(
+          `feed: cannot write to ${this.#options.topic} (${reason}); ` +
+            `${this.#pending.length} gap events kept for the next heartbeat`,
+        );
+      }
+    }
+  }
+}
+
+/** The counters as the heartbeat carries them. */
+export function feedCounts(counters: Counters): FeedCounts {
+  return {
+    received: counters.received,
+    acked: counters.acked,
+    queued: counters.queued,
+    dropped: counters.dropped,
+    rejected: Object.fromEntries(counters.rejected),
+    reconnects: counters.reconnects,
+  };
+}
+
+/**
+ * The Finnhub connection as a heartbeat state: open with trades is "live"; open with
+ * no trade for `quietMs` (pings, or nothing) is "pings-only", since the last trade.
+ */
+export function finnhubFeedState(
+  state: FinnhubState,
+  options: { now: number; quietMs: number },
+): Pick<Beat, "state" | "since" | "detail"> {
+  if (state.phase !== "live") {
+    return { state: state.phase, since: state.phaseSince, detail: state.detail || undefined };
+  }
+  let lastTrade = 0;
+  for (const at of state.lastTradeAt.values()) if (at > lastTrade) lastTrade = at;
+  const since = Math.max(lastTrade, state.phaseSince);
+  return options.now - since >= options.quietMs
+    ? { state: "pings-only", since }
+    : { state: "live", since: state.phaseSince };
+}
+
+/** The heartbeat state of a source that has no connection (sim, replay). */
+export function plainFeedState(startedAt: number): { state: FeedState; since: number } {
+  return { state: "live", since: startedAt };
+}
