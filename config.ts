@@ -8,6 +8,8 @@
  */
 
 import { UsageError } from "./lib/cli.ts";
+import { MIN_TOKEN_LENGTH } from "./lib/auth.ts";
+import { isLoopback } from "./lib/net.ts";
 import { redact } from "./lib/redact.ts";
 import { type Source, SOURCES } from "./lib/trade.ts";
 
@@ -32,6 +34,12 @@ export const DEFAULTS = {
   FINNHUB_WS_URL: "wss://ws.finnhub.io",
   DASHBOARD_HOST: "127.0.0.1",
   DASHBOARD_PORT: "8080",
+  DASHBOARD_TOKEN: "",
+  DASHBOARD_CERT: "",
+  DASHBOARD_KEY: "",
+  PRODUCER_METRICS_PORT: "",
+  PRODUCER_METRICS_HOST: "127.0.0.1",
+  PRODUCER_METRICS_TOKEN: "",
 } as const;
 
 export type Env = Partial<Record<keyof typeof DEFAULTS, string>>;
@@ -56,6 +64,12 @@ export interface Config {
   readonly finnhubWsUrl: string;
   readonly dashboardHost: string;
   readonly dashboardPort: number;
+  /** Required beyond loopback; when set, every request must carry it. A secret. */
+  readonly dashboardToken?: string;
+  /** PEM files: the dashboard speaks HTTPS. */
+  readonly dashboardTls?: Readonly<{ certFile: string; keyFile: string }>;
+  /** The producer's /metrics; undefined: not served. */
+  readonly producerMetrics?: Readonly<{ host: string; port: number; token?: string }>;
 }
 
 /** A configuration mistake, phrased for the person who made it (exit code 2). */
@@ -90,7 +104,11 @@ export function validateTopic(value: string, variable = "KAFKA_TOPIC"): string {
 }
 
 function parseInteger(value: string, variable: string, min: number, max: number): number {
-  const example = variable === "DASHBOARD_PORT" ? "8080" : "3";
+  const example = variable === "DASHBOARD_PORT"
+    ? "8080"
+    : variable === "PRODUCER_METRICS_PORT"
+    ? "9464"
+    : "3";
   if (!/^\d+$/.test(value)) fail(variable, `"${value}" is not a whole number`, example);
   const number = Number(value);
   if (number < min || number > max) fail(variable, `${number} is not in ${min}-${max}`, example);
@@ -161,6 +179,57 @@ function parseSasl(env: Env): Config["sasl"] {
   return Object.freeze({ mechanism: mechanism as SaslMechanism, username, password });
 }
 
+/**
+ * A server's token: needed when `host` is not loopback (anyone who reaches the port
+ * would read it), and never short. Undefined when unset on loopback.
+ */
+function parseToken(
+  token: string,
+  names: { variable: string; hostVariable: string; host: string },
+): string | undefined {
+  const example = "$(openssl rand -hex 24)";
+  if (token === "") {
+    if (isLoopback(names.host)) return undefined;
+    fail(
+      names.variable,
+      `is needed when ${names.hostVariable}=${names.host} (beyond loopback anyone who reaches ` +
+        `the port could read it); or set ${names.hostVariable}=127.0.0.1`,
+      example,
+    );
+  }
+  if (token.length < MIN_TOKEN_LENGTH) {
+    fail(
+      names.variable,
+      `is ${token.length} characters, too easy to guess: use at least ${MIN_TOKEN_LENGTH}`,
+      example,
+    );
+  }
+  return token;
+}
+
+function parseTls(env: Env): Config["dashboardTls"] {
+  const certFile = env.DASHBOARD_CERT?.trim() ?? "";
+  const keyFile = env.DASHBOARD_KEY?.trim() ?? "";
+  if (certFile === "" && keyFile === "") return undefined;
+  if (keyFile === "") fail("DASHBOARD_KEY", "is needed with DASHBOARD_CERT", "certs/key.pem");
+  if (certFile === "") fail("DASHBOARD_CERT", "is needed with DASHBOARD_KEY", "certs/cert.pem");
+  return Object.freeze({ certFile, keyFile });
+}
+
+function parseProducerMetrics(env: Env): Config["producerMetrics"] {
+  const raw = env.PRODUCER_METRICS_PORT?.trim() ?? "";
+  if (raw === "") return undefined;
+  const host = env.PRODUCER_METRICS_HOST?.trim() || DEFAULTS.PRODUCER_METRICS_HOST;
+  parseHostPort(`${host}:1`, "PRODUCER_METRICS_HOST", "127.0.0.1");
+  const token = parseToken(env.PRODUCER_METRICS_TOKEN?.trim() ?? "", {
+    variable: "PRODUCER_METRICS_TOKEN",
+    hostVariable: "PRODUCER_METRICS_HOST",
+    host,
+  });
+  const port = parseInteger(raw, "PRODUCER_METRICS_PORT", 0, 65535);
+  return Object.freeze({ host, port, token });
+}
+
 function parseSource(env: Env, token: string | undefined): Source {
   const source = env.SOURCE?.trim().toLowerCase() || (token ? "finnhub" : "sim");
   if (!SOURCES.includes(source as Source)) {
@@ -196,6 +265,13 @@ export function loadConfig(env: Env): Config {
     finnhubWsUrl: parseWsUrl(value("FINNHUB_WS_URL")),
     dashboardHost,
     dashboardPort: int("DASHBOARD_PORT", 0, 65535),
+    dashboardToken: parseToken(env.DASHBOARD_TOKEN?.trim() ?? "", {
+      variable: "DASHBOARD_TOKEN",
+      hostVariable: "DASHBOARD_HOST",
+      host: dashboardHost,
+    }),
+    dashboardTls: parseTls(env),
+    producerMetrics: parseProducerMetrics(env),
   });
 }
 

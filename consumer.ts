@@ -44,7 +44,8 @@ import {
   startConsumer,
   StoppedError,
 } from "./consumer/topic_reader.ts";
-import { type Dashboard, serveDashboard } from "./dashboard/server.ts";
+import { consumerFamilies } from "./consumer/metrics.ts";
+import { type Dashboard, loadTls, serveDashboard, type Tls } from "./dashboard/server.ts";
 
 /** The dashboard's page: the dashboard task may read it, the consume task may not. */
 const PAGE = new URL("./dashboard/static/", import.meta.url);
@@ -74,6 +75,7 @@ async function consume(flags: Flags, config: Config): Promise<number> {
     throw new UsageError("--dashboard: this task may not read the page: run `deno task dashboard`");
   }
   const view: View = flags.dashboard ? "dashboard" : Deno.stdout.isTerminal() ? "charts" : "lines";
+  const tls = view === "dashboard" ? await dashboardChecks(config) : undefined;
   const fromMs = resolveFrom(flags, Date.now(), defaultSpanMs(view, flags));
   using stop = stopOnSignals(() => {
     if (view === "charts") leaveScreen();
@@ -92,12 +94,15 @@ async function consume(flags: Flags, config: Config): Promise<number> {
     `consuming ${config.topic} as group ${config.groupId} from ${new Date(fromMs).toISOString()}` +
       ` (brokers ${config.brokers.join(",")})`,
   );
-  const latencyLog = flags.limit === undefined ? undefined : new LatencyHistogram();
+  // The whole run's latencies: --limit's summary, and the dashboard's /metrics.
+  const latencyLog = flags.limit === undefined && view !== "dashboard"
+    ? undefined
+    : new LatencyHistogram();
   // The producer's feed (heartbeats, gaps) is read beside the trades, by its own reader.
   const feedReader = startFeedReader({ config, signal: halt.signal });
   const feed = () => summarizeFeed(feedReader.log, { now: Date.now(), from: fromMs });
   try {
-    return await watch(flags, { config, view, halt, aggregator, fromMs, feed, latencyLog });
+    return await watch(flags, { config, view, halt, aggregator, fromMs, feed, latencyLog, tls });
   } finally {
     halt.abort();
     await feedReader.stopped;
@@ -113,8 +118,9 @@ async function watch(flags: Flags, run: {
   readonly fromMs: number;
   readonly feed: () => FeedSummary;
   readonly latencyLog?: LatencyHistogram;
+  readonly tls?: Tls;
 }): Promise<number> {
-  const { config, view, halt, aggregator, fromMs, feed, latencyLog } = run;
+  const { config, view, halt, aggregator, fromMs, feed, latencyLog, tls } = run;
   let dashboard: Dashboard | undefined;
   const reader = await read({
     config,
@@ -147,6 +153,8 @@ async function watch(flags: Flags, run: {
         stop: () => halt.abort(),
       },
       onDashboard: (served) => (dashboard = served),
+      tls,
+      latency: latencyLog,
     });
   } catch (error) {
     failure = error; // the reader crashed, or the dashboard could not listen
@@ -159,7 +167,7 @@ async function watch(flags: Flags, run: {
     throw new Error(`consumer stopped: ${redact(String(failure))}`);
   }
   console.error(stoppedLine(reader.counts(), flags.dlq ? `${config.topic}.dlq` : undefined));
-  if (latencyLog !== undefined) {
+  if (flags.limit !== undefined && latencyLog !== undefined) {
     console.log(limitSummary(reader.counts(), reader.batchTimes(), latencyLog));
   }
   // Stopped, offsets committed. A dashboard client that never took its last bytes
@@ -196,6 +204,8 @@ async function show(view: View, session: {
   readonly feed: () => FeedSummary;
   readonly options: ViewOptions;
   readonly onDashboard: (dashboard: Dashboard) => void;
+  readonly tls?: Tls;
+  readonly latency?: LatencyHistogram;
 }): Promise<unknown> {
   if (view === "charts") return await showCharts(session.options);
   if (view === "lines") return await showLines(session.options);
@@ -206,12 +216,37 @@ async function show(view: View, session: {
     signal: session.halt.signal,
     aggregator: session.aggregator,
     status: () => reader.status(),
+    token: config.dashboardToken,
+    tls: session.tls,
+    metrics: () => consumerFamilies(reader, session.latency ?? new LatencyHistogram()),
     feed: session.feed,
   });
   session.onDashboard(dashboard);
   console.log(`dashboard: ${dashboard.url}`);
+  if (config.dashboardToken !== undefined) {
+    console.log(
+      "dashboard: token required: open the page once as …/?token=<DASHBOARD_TOKEN>; " +
+        "tools send Authorization: Bearer <DASHBOARD_TOKEN>",
+    );
+  }
   const [failure] = await Promise.all([showStatus(session.options), dashboard.finished]);
   return failure;
+}
+
+/**
+ * Before Kafka: the task may listen where DASHBOARD_HOST says, and the certificate
+ * and key read. The PEM text, with DASHBOARD_CERT.
+ */
+async function dashboardChecks(config: Config): Promise<Tls | undefined> {
+  const host = config.dashboardHost;
+  const name = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  if (Deno.permissions.querySync({ name: "net", host: name }).state !== "granted") {
+    throw new UsageError(
+      `DASHBOARD_HOST: this task may listen only on loopback, not ${host}: run ` +
+        "`deno task dashboard:shared` (with DASHBOARD_TOKEN) to share the dashboard",
+    );
+  }
+  return config.dashboardTls && await loadTls(config.dashboardTls);
 }
 
 /** How far back a run starts unless --from says: the window its view shows. */

@@ -50,6 +50,9 @@ import {
   plainFeedState,
 } from "./producer/feed.ts";
 import { createIntake, type Intake } from "./producer/intake.ts";
+import { producerFamilies } from "./producer/metrics.ts";
+import { createCounters } from "./producer/status.ts";
+import { type MetricsServer, serveMetrics } from "./lib/metrics.ts";
 import { runSim } from "./producer/market_sim.ts";
 import { connectProducer, kafkaSink, Publisher } from "./producer/publisher.ts";
 import {
@@ -136,8 +139,12 @@ async function produce(plan: Plan): Promise<number> {
     );
   }, { once: true });
   let recorder: Recorder | undefined;
+  // Read by /metrics: zeros until the queue exists.
+  let scraped: Pipeline | undefined;
+  let metrics: MetricsServer | undefined;
   // Every way out, returns and throws alike, shows the cursor again and closes the file.
   try {
+    metrics = startMetrics(plan, () => scraped, con);
     recorder = flags.record === undefined
       ? undefined
       : await openRecording(flags.record, source === "sim" ? "sim" : "finnhub", con.log);
@@ -188,6 +195,7 @@ async function produce(plan: Plan): Promise<number> {
       ? finnhubClient(plan, { intake, recorder, con, feed }, sourceStop.signal)
       : undefined;
     const pipe: Pipeline = { intake, publisher, recorder, con, finnhub };
+    scraped = pipe;
     await feed.start().catch((error) => con.log(`feed: not written (${redact(String(error))})`));
     let sourceCode: number;
     let flushed: Awaited<ReturnType<typeof flush>>;
@@ -204,7 +212,31 @@ async function produce(plan: Plan): Promise<number> {
   } finally {
     recorder?.close();
     con.close();
+    await metrics?.[Symbol.asyncDispose]();
   }
+}
+
+/** /metrics on PRODUCER_METRICS_PORT, when set. */
+function startMetrics(
+  plan: Plan,
+  pipe: () => Pipeline | undefined,
+  con: Console,
+): MetricsServer | undefined {
+  const where = plan.config.producerMetrics;
+  if (where === undefined) return undefined;
+  const server = serveMetrics({
+    hostname: where.host,
+    port: where.port,
+    token: where.token,
+    log: (line) => con.log(`metrics: ${line}`),
+    collect: () => {
+      const current = pipe();
+      if (current) refreshCounters(current);
+      return producerFamilies(current?.intake.counters ?? createCounters(), plan.flags.queue);
+    },
+  }, "PRODUCER_METRICS_PORT");
+  con.log(`metrics: ${server.url}`);
+  return server;
 }
 
 interface Pipeline {

@@ -151,13 +151,23 @@ export function lagOf(ends: readonly PartitionEnds[], where: {
   /** The partitions this member holds. */
   readonly assigned: ReadonlySet<number>;
 }): number {
-  const { nextToApply, seekOffsets, committed, assigned } = where;
   let total = 0;
+  for (const lag of lagByPartition(ends, where).values()) total += lag;
+  return total;
+}
+
+/** The same, per partition (the metrics' gauge). */
+export function lagByPartition(
+  ends: readonly PartitionEnds[],
+  where: Parameters<typeof lagOf>[1],
+): Map<number, number> {
+  const { nextToApply, seekOffsets, committed, assigned } = where;
+  const lags = new Map<number, number>();
   for (const { partition, high, low } of ends) {
     const start = assigned.has(partition)
       ? nextToApply.get(partition) ?? seekOffsets.get(partition) ?? committed.get(partition)
       : committed.get(partition);
-    total += Math.max(0, Number(high) - (start ?? Number(low)));
+    lags.set(partition, Math.max(0, Number(high) - (start ?? Number(low))));
   }
-  return total;
+  return lags;
 }

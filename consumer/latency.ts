@@ -31,6 +31,15 @@ export function bucketValue(bucket: number): number {
   return 100_000;
 }
 
+/** The exclusive upper edge of a bucket, ms (Infinity for the last). */
+function bucketEnd(bucket: number): number {
+  if (bucket < EXACT) return bucket + 1;
+  if (bucket < EXACT + 90) return 100 + (bucket - EXACT + 1) * 10;
+  if (bucket < EXACT + 180) return 1_000 + (bucket - EXACT - 90 + 1) * 100;
+  if (bucket < EXACT + 270) return 10_000 + (bucket - EXACT - 180 + 1) * 1_000;
+  return Infinity;
+}
+
 export class LatencyWindow {
   readonly #seconds: number;
   readonly #stamps: Float64Array;
@@ -92,14 +101,38 @@ function quantileOf(counts: Float64Array, total: number, q: number): number | nu
 export class LatencyHistogram {
   readonly #counts = new Float64Array(BUCKETS);
   #total = 0;
+  #sumMs = 0;
 
   record(latencyMs: number): void {
     this.#counts[latencyBucket(latencyMs)]++;
     this.#total++;
+    this.#sumMs += Math.max(0, latencyMs);
   }
 
   get count(): number {
     return this.#total;
+  }
+
+  /** Every latency added up, ms (negative ones as 0). */
+  get sumMs(): number {
+    return this.#sumMs;
+  }
+
+  /**
+   * Per bound (ms, ascending), how many latencies fell below it: Prometheus's
+   * cumulative buckets. Exact when every bound is a bucket edge (1-100 ms, then
+   * steps of 10, 100 and 1,000 ms); otherwise a bucket counts under a bound only
+   * when its whole range lies below it.
+   */
+  cumulative(boundsMs: readonly number[]): number[] {
+    const out: number[] = [];
+    let b = 0;
+    let seen = 0;
+    for (const bound of boundsMs) {
+      while (b < BUCKETS - 1 && bucketEnd(b) <= bound) seen += this.#counts[b++];
+      out.push(seen);
+    }
+    return out;
   }
 
   quantile(q: number): number | null {

@@ -51,7 +51,13 @@ import { type Config, validateTopic } from "../config.ts";
 import { sleep, unlessAborted } from "../lib/async.ts";
 import { createKafka, ensureTopic } from "../lib/kafka.ts";
 import { HEADER_RECEIVED_AT, type Rejection } from "../lib/trade.ts";
-import { applyBatch, type ConsumerCounts, emptyCounts, lagOf, type ReaderState } from "./apply.ts";
+import {
+  applyBatch,
+  type ConsumerCounts,
+  emptyCounts,
+  lagByPartition,
+  type ReaderState,
+} from "./apply.ts";
 import type { Aggregator, ConsumerStatus } from "./candles.ts";
 import { type LatencyHistogram, LatencyWindow, parseReceivedAt } from "./latency.ts";
 
@@ -77,6 +83,8 @@ export interface RunningConsumer {
   counts(): Readonly<ConsumerCounts>;
   /** Partitions this member holds, of the topic's total (fewer when the group is shared). */
   assignment(): { assigned: number; partitions: number };
+  /** Records behind the log end per partition, at the latest poll (empty before it). */
+  partitionLag(): ReadonlyMap<number, number>;
   /** Wall times (ms) when the first fetch was sent and the latest batch was done. */
   batchTimes(): { first: number | null; lastDone: number | null };
   /** Resolves once stopped (the signal aborted) with every applied offset committed; rejects on a fatal error. */
@@ -117,6 +125,7 @@ class TopicReader implements RunningConsumer {
   #partitions = 0;
   #connected = false;
   #lag: number | null = null;
+  #partitionLag: ReadonlyMap<number, number> = new Map();
   #lastTradeAt: number | null = null;
   #firstFetchAt: number | null = null;
   #lastBatchDoneAt: number | null = null;
@@ -198,6 +207,10 @@ class TopicReader implements RunningConsumer {
 
   assignment(): { assigned: number; partitions: number } {
     return { assigned: this.#assigned.size, partitions: this.#partitions };
+  }
+
+  partitionLag(): ReadonlyMap<number, number> {
+    return this.#partitionLag;
   }
 
   batchTimes(): { first: number | null; lastDone: number | null } {
@@ -359,12 +372,13 @@ class TopicReader implements RunningConsumer {
     for (const { partition, offset } of committed[0]?.partitions ?? []) {
       done.set(partition, Number(offset));
     }
-    this.#lag = lagOf(ends, {
+    this.#partitionLag = lagByPartition(ends, {
       nextToApply: this.#state.nextToApply,
       seekOffsets: this.#seekOffsets,
       committed: done,
       assigned: this.#assigned,
     });
+    this.#lag = [...this.#partitionLag.values()].reduce((sum, lag) => sum + lag, 0);
   }
 
   /** Polls the lag until the signal aborts or the consumer crashes; then leaves the group. */

@@ -10,11 +10,23 @@
  *   GET /api/candles      ?symbol=&interval=&from= candle rows, oldest first, with `fields`
  *   GET /api/feed         the producer's feed: state in words, gaps, stale symbols
  *   GET /healthz          200 when the consumer is connected, else 503
+ *   GET /metrics          the Prometheus text format (consumer/metrics.ts, and the hub's)
+ *
+ * With a token (lib/auth.ts) every route but /healthz needs it; /healthz then says
+ * only whether the consumer is connected.
  */
 
 import type { ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
+import type { Gate } from "../lib/auth.ts";
 import { parseDuration, parseTime } from "../lib/cli.ts";
+import {
+  type Family,
+  labelled,
+  METRICS_CONTENT_TYPE,
+  renderMetrics,
+  single,
+} from "../lib/metrics.ts";
 import { isLoopback } from "../lib/net.ts";
 import { MAX_SYMBOL_LENGTH } from "../lib/trade.ts";
 import { headers, json, StaticFiles, text } from "./http.ts";
@@ -34,6 +46,10 @@ export interface RouteContext {
   readonly maxStreams: number;
   /** Answer only to localhost names (the server is bound to loopback). */
   readonly loopbackOnly: boolean;
+  /** Set when a token is required. */
+  readonly gate?: Gate;
+  /** The consumer's metric families. */
+  readonly metrics: () => Family[];
 }
 
 /** A query parameter the client got wrong: 400 with the message. */
@@ -121,16 +137,70 @@ function candles({ aggregator }: RouteContext, url: URL): Response {
   return json({ symbol, source: stats.source, interval, fields: CANDLE_FIELDS, candles: rows });
 }
 
-function health(context: RouteContext): Response {
+function health(context: RouteContext, full: boolean): Response {
   const status = context.status();
-  const body = { ok: status.connected, consumer: status, dashboard: context.hub.metrics() };
+  const body = full
+    ? { ok: status.connected, consumer: status, dashboard: context.hub.metrics() }
+    : { ok: status.connected };
   return json(body, status.connected ? 200 : 503);
 }
 
+function metrics(context: RouteContext): Response {
+  const hub = context.hub.metrics();
+  const name = (what: string) => `market_stream_dashboard_${what}`;
+  const families = [
+    ...context.metrics(),
+    single("gauge", name("sse_streams"), "Live event streams open now.", hub.streams),
+    single("counter", name("sse_streams_opened_total"), "Event streams opened.", hub.opened),
+    single(
+      "counter",
+      name("sse_streams_refused_total"),
+      "Event streams refused at the cap (503).",
+      hub.refused,
+    ),
+    single("counter", name("sse_pushes_total"), "Pushes to the open streams.", hub.pushes),
+    single(
+      "gauge",
+      name("sse_queued_bytes"),
+      "Bytes queued for clients that have not read them.",
+      hub.queuedBytes,
+    ),
+    labelled("counter", {
+      name: name("sse_client_events_total"),
+      help: "Clients that stopped reading (overflow) and got a fresh snapshot later (resync).",
+      label: "event",
+    }, [["overflow", hub.overflows], ["resync", hub.resyncs]]),
+    ...(context.gate
+      ? [single("counter", name("logins_refused_total"), "Wrong tokens.", context.gate.refused)]
+      : []),
+  ];
+  return new Response(renderMetrics(families), {
+    headers: headers(METRICS_CONTENT_TYPE, { "cache-control": "no-store" }),
+  });
+}
+
+/** The gate's verdict: undefined to go on, else the answer. */
+function guard(context: RouteContext, request: Request, url: URL, address: string) {
+  if (context.gate === undefined) return undefined;
+  const verdict = context.gate.check(request, url, address);
+  if (verdict.kind === "pass") return undefined;
+  if (verdict.kind === "login") {
+    return new Response(null, {
+      status: 303,
+      headers: headers("text/plain; charset=utf-8", {
+        location: verdict.location,
+        "set-cookie": verdict.cookie,
+        "cache-control": "no-store",
+      }),
+    });
+  }
+  return text(verdict.message, verdict.status, verdict.headers);
+}
+
 /** The request handler for Deno.serve. */
-export function router(context: RouteContext): (request: Request) => Promise<Response> {
+export function router(context: RouteContext): Deno.ServeHandler<Deno.NetAddr> {
   const files = new StaticFiles();
-  return async (request) => {
+  return async (request, info) => {
     if (request.method !== "GET" && request.method !== "HEAD") {
       return text("only GET is served here", 405, { allow: "GET, HEAD" });
     }
@@ -139,6 +209,9 @@ export function router(context: RouteContext): (request: Request) => Promise<Res
       return text("this dashboard answers only to localhost names", 421);
     }
     const url = new URL(request.url);
+    if (context.gate !== undefined && url.pathname === "/healthz") return health(context, false);
+    const denied = guard(context, request, url, info.remoteAddr.hostname);
+    if (denied !== undefined) return denied;
     try {
       if (files.has(url.pathname)) return await files.serve(url.pathname);
       switch (url.pathname) {
@@ -151,7 +224,9 @@ export function router(context: RouteContext): (request: Request) => Promise<Res
         case "/api/feed":
           return json(context.feed());
         case "/healthz":
-          return health(context);
+          return health(context, true);
+        case "/metrics":
+          return metrics(context);
       }
       return text("not found", 404);
     } catch (error) {

@@ -9,6 +9,9 @@
 
 import type { ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
+import { Gate } from "../lib/auth.ts";
+import { UsageError } from "../lib/cli.ts";
+import type { Family } from "../lib/metrics.ts";
 import { isLoopback } from "../lib/net.ts";
 import { text } from "./http.ts";
 import { type AggregatorView, Hub, type HubMetrics } from "./hub.ts";
@@ -32,6 +35,19 @@ export interface DashboardOptions {
   heartbeatMs?: number;
   /** How long shutdown waits for clients that do not read, ms. Default 3000. */
   shutdownGraceMs?: number;
+  /** Every request must carry it (Bearer, or the cookie a `?token=` link sets). */
+  token?: string;
+  /** Failed logins an address may make per minute before 429. Default 10. */
+  maxLoginFailures?: number;
+  /** PEM text: serve HTTPS (loadTls reads the files). */
+  tls?: Tls;
+  /** The consumer's metric families, for /metrics (the server adds its own). */
+  metrics?: () => Family[];
+}
+
+export interface Tls {
+  readonly cert: string;
+  readonly key: string;
 }
 
 export interface Dashboard {
@@ -57,20 +73,69 @@ const NO_FEED: FeedSummary = Object.freeze({
 });
 
 /** The URL to print: a wildcard bind address is reached through loopback. */
-function publicUrl(hostname: string, port: number): string {
+function publicUrl(hostname: string, port: number, secure: boolean): string {
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}/`;
+  return `${secure ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}/`;
+}
+
+/** One PEM file, or a UsageError naming the variable and the fix. */
+async function readPem(
+  variable: string,
+  path: string,
+  expect: { what: string; marker: RegExp },
+): Promise<string> {
+  let pem: string;
+  try {
+    pem = await Deno.readTextFile(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotCapable
+      ? "the task may not read it: put it in certs/ (deno task dashboard:shared reads certs/)"
+      : error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : (error as Error).message;
+    throw new UsageError(`${variable}: cannot read "${path}": ${why}`);
+  }
+  if (!expect.marker.test(pem)) {
+    throw new UsageError(`${variable}: "${path}" is not a PEM ${expect.what}`);
+  }
+  return pem;
+}
+
+/**
+ * The certificate and key files, read and checked before Kafka: one clear line for
+ * each mistake. A listener on a throwaway loopback port parses them (and checks that
+ * the key belongs to the certificate) or says why not.
+ */
+export async function loadTls(files: { certFile: string; keyFile: string }): Promise<Tls> {
+  const tls = {
+    cert: await readPem("DASHBOARD_CERT", files.certFile, {
+      what: "certificate (no -----BEGIN CERTIFICATE----- line)",
+      marker: /-----BEGIN CERTIFICATE-----/,
+    }),
+    key: await readPem("DASHBOARD_KEY", files.keyFile, {
+      what: "private key (no -----BEGIN … PRIVATE KEY----- line)",
+      marker: /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
+    }),
+  };
+  try {
+    Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...tls }).close();
+  } catch (error) {
+    const message = (error as Error).message.replace(/^unexpected error: /, "");
+    throw new UsageError(`DASHBOARD_CERT, DASHBOARD_KEY: not a usable pair: ${message}`);
+  }
+  return tls;
 }
 
 /** Deno.serve, with a listen failure turned into one clear error. */
 function listen(
   options: DashboardOptions,
-  handler: (request: Request) => Promise<Response>,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
 ): Deno.HttpServer<Deno.NetAddr> {
   try {
     return Deno.serve({
       hostname: options.hostname,
       port: options.port,
+      ...(options.tls && { cert: options.tls.cert, key: options.tls.key }),
       onListen: () => {},
       onError: (error) => {
         console.error(`dashboard: ${(error as Error).message ?? error}`);
@@ -132,6 +197,13 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
     clientBufferBytes: options.clientBufferBytes ?? 1024 * 1024,
     maxStreams,
   });
+  const gate = options.token === undefined ? undefined : new Gate({
+    token: options.token,
+    secure: options.tls !== undefined,
+    page: true,
+    maxFailures: options.maxLoginFailures,
+    log: (line) => console.error(`dashboard: ${line}`),
+  });
   const handler = router({
     aggregator: options.aggregator,
     status: options.status,
@@ -139,6 +211,8 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
     hub,
     maxStreams,
     loopbackOnly: isLoopback(options.hostname),
+    gate,
+    metrics: options.metrics ?? (() => []),
   });
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
@@ -148,7 +222,7 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
     throw error;
   }
   return {
-    url: publicUrl(options.hostname, server.addr.port),
+    url: publicUrl(options.hostname, server.addr.port, options.tls !== undefined),
     notify: (symbols) => hub.notify(symbols),
     finished: closeOnAbort(server, hub, options.signal, options.shutdownGraceMs ?? 3000),
     metrics: () => hub.metrics(),

@@ -8,7 +8,7 @@ import { ConfigError } from "../config.ts";
 import { exitCodeFor, parseFlags, positive, UsageError } from "../lib/cli.ts";
 import { LineSplitter } from "../lib/lines.ts";
 import { hostAndPort, isLoopback } from "../lib/net.ts";
-import { type Script, scriptArgs } from "../tools/scripts.ts";
+import { type Script, scriptArgs, taskOf } from "../tools/scripts.ts";
 
 const SPEC = { limit: { type: "string" }, help: { type: "boolean" } } as const;
 
@@ -84,7 +84,8 @@ Deno.test("lines: split across chunks, the last without a newline, linear on a l
 
 Deno.test("the tasks run each script exactly as the demo, the tests and the bench start it", async () => {
   const { tasks } = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-  for (const script of ["produce", "consume", "dashboard"] as Script[]) {
-    assert.equal(tasks[script], ["deno", ...scriptArgs(script, { envFile: true })].join(" "));
+  for (const script of ["produce", "consume", "dashboard", "dashboard-shared"] as Script[]) {
+    const task = tasks[taskOf(script)];
+    assert.equal(task, ["deno", ...scriptArgs(script, { envFile: true })].join(" "));
   }
 });

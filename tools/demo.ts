@@ -24,7 +24,7 @@ import { createKafka, ensureTopic } from "../lib/kafka.ts";
 import { lines } from "../lib/lines.ts";
 import { isLoopback } from "../lib/net.ts";
 import { probeKafka } from "./broker/native.ts";
-import { ROOT, scriptArgs } from "./scripts.ts";
+import { ROOT, type Script, scriptArgs } from "./scripts.ts";
 
 const USAGE = `usage: deno task demo [--keep-broker]
 
@@ -54,7 +54,7 @@ export async function main(args: string[]): Promise<number> {
     if (stop.signal.aborted) return 0;
     await ensureDemoTopic(config);
     console.log(describeSource(config));
-    const url = await startDashboard(children);
+    const url = await startDashboard(children, !isLoopback(config.dashboardHost));
     if (!children.stopping.aborted) children.start("produce");
     if (url !== undefined && !children.stopping.aborted) printUrl(url, config);
     await untilAborted(children.stopping);
@@ -127,9 +127,9 @@ function describeSource(config: Config): string {
  * first new trade arrives, so the page opens full and nothing waits on a join.
  * Resolves with the URL it serves at, or undefined (stopped, or silent for 60 s).
  */
-async function startDashboard(children: Children): Promise<string | undefined> {
+async function startDashboard(children: Children, shared: boolean): Promise<string | undefined> {
   const url = Promise.withResolvers<string>();
-  children.start("dashboard", (line) => {
+  children.start(shared ? "dashboard:shared" : "dashboard", (line) => {
     const match = /^dashboard: (https?:\/\/\S+)/.exec(line);
     if (match) url.resolve(match[1]);
   });
@@ -176,7 +176,18 @@ interface Child {
 }
 
 /** The name in front of a child's lines, where it is not the task's. */
-const NAMES: Readonly<Record<string, string>> = { produce: "producer", "kafka:stop": "kafka" };
+const NAMES: Readonly<Record<string, string>> = {
+  produce: "producer",
+  "kafka:stop": "kafka",
+  "dashboard:shared": "dashboard",
+};
+
+/** The tasks the demo starts as their scripts (tools/scripts.ts). */
+const SCRIPTS: Readonly<Record<string, Script>> = {
+  produce: "produce",
+  dashboard: "dashboard",
+  "dashboard:shared": "dashboard-shared",
+};
 
 /**
  * A child in the project root, its lines shown with its name in front: the broker
@@ -186,7 +197,7 @@ const NAMES: Readonly<Record<string, string>> = { produce: "producer", "kafka:st
  */
 function startTask(task: string, onLine?: (line: string) => void): Child {
   const name = NAMES[task] ?? task;
-  const script = task === "produce" || task === "dashboard" ? task : undefined;
+  const script = SCRIPTS[task];
   const process = new Deno.Command("deno", {
     args: script ? scriptArgs(script, { envFile: true }) : ["task", "-q", task],
     cwd: ROOT,

@@ -3,13 +3,14 @@
  * its permission set from deno.json (the one declaration of what each script may
  * touch) and its V8 flags. Tests and the benchmark leave out `--env-file`, so a
  * developer's `.env` never steers them; the demo keeps it. deno.json's `produce`,
- * `consume` and `dashboard` tasks are these words with `--env-file`
- * (tests/cli_test.ts holds them to it).
+ * `consume`, `dashboard` and `dashboard:shared` tasks are these words with
+ * `--env-file` (tests/cli_test.ts holds them to it).
  */
 
 import { fileURLToPath } from "node:url";
 
-export type Script = "produce" | "consume" | "dashboard";
+/** A permission set in deno.json; its task is the same name, `-` written `:`. */
+export type Script = "produce" | "consume" | "dashboard" | "dashboard-shared";
 
 /** A young generation this small keeps RSS flat under load (see the README's measurements). */
 const V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
@@ -18,7 +19,14 @@ const FILES: Record<Script, string[]> = {
   produce: ["producer.ts"],
   consume: ["consumer.ts"],
   dashboard: ["consumer.ts", "--dashboard"],
+  // The dashboard beyond loopback: the same script, allowed to listen on 0.0.0.0 / [::].
+  "dashboard-shared": ["consumer.ts", "--dashboard"],
 };
+
+/** The deno.json task that runs `script`. */
+export function taskOf(script: Script): string {
+  return script.replace("-", ":");
+}
 
 /** The project root: scripts run here, with the relative paths their permission sets name. */
 export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));

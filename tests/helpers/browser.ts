@@ -16,7 +16,8 @@ export const CHROMIUM = "/usr/bin/chromium";
  * visits: an open event stream would keep the server's shutdown waiting.
  */
 export async function withBrowser<T>(
-  viewport: { width: number; height: number },
+  /** `acceptInsecureCerts`: trust a test server's self-signed certificate. */
+  viewport: { width: number; height: number; acceptInsecureCerts?: boolean },
   body: (browser: Browser) => Promise<T>,
 ): Promise<T> {
   const profile = await Deno.makeTempDir({ prefix: "market-stream-chromium-" });
@@ -44,7 +45,8 @@ export async function withBrowser<T>(
         "--disable-quic",
       ],
       // Set at launch: setViewport on an open page may reload it.
-      defaultViewport: { ...viewport, deviceScaleFactor: 1 },
+      defaultViewport: { width: viewport.width, height: viewport.height, deviceScaleFactor: 1 },
+      acceptInsecureCerts: viewport.acceptInsecureCerts ?? false,
       // The test runner owns the process's signals.
       handleSIGINT: false,
       handleSIGTERM: false,
