@@ -64,7 +64,8 @@ export function createKafka(config: Config, clientIdSuffix: string): Kafka {
   return new Kafka({
     clientId: `${config.clientId}-${clientIdSuffix}`,
     brokers: [...config.brokers],
-    ssl: config.ssl,
+    // Node's tls options, as PEM text: the CA to trust, the client certificate (mTLS).
+    ssl: config.sslFiles ? { ...config.sslFiles } : config.ssl,
     sasl: config.sasl
       ? {
         // kafkajs types each mechanism separately; the three share one shape.

@@ -86,5 +86,23 @@ Deno.test("the tasks run each script exactly as the demo, the tests and the benc
   const { tasks } = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
   for (const script of ["produce", "consume", "dashboard"] as Script[]) {
     assert.equal(tasks[script], ["deno", ...scriptArgs(script, { envFile: true })].join(" "));
+    assert.equal(
+      tasks[`${script}:remote`],
+      ["deno", ...scriptArgs(script, { envFile: true, remote: true })].join(" "),
+    );
+  }
+});
+
+Deno.test("each -remote permission set is its local set with any host and certs/ readable", async () => {
+  const { permissions } = JSON.parse(
+    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+  );
+  for (const script of ["produce", "consume", "dashboard"] as Script[]) {
+    const local = permissions[script];
+    assert.deepEqual(permissions[`${script}-remote`], {
+      ...local,
+      net: true,
+      read: [...local.read ?? [], "certs"],
+    });
   }
 });

@@ -3,8 +3,9 @@
  * its permission set from deno.json (the one declaration of what each script may
  * touch) and its V8 flags. Tests and the benchmark leave out `--env-file`, so a
  * developer's `.env` never steers them; the demo keeps it. deno.json's `produce`,
- * `consume` and `dashboard` tasks are these words with `--env-file`
- * (tests/cli_test.ts holds them to it).
+ * `consume` and `dashboard` tasks are these words with `--env-file`, and their
+ * `:remote` variants the same with the `-remote` set: any host, and certificates in
+ * `certs/` (tests/cli_test.ts holds them to it).
  */
 
 import { fileURLToPath } from "node:url";
@@ -25,12 +26,13 @@ export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
 
 /**
  * `deno` arguments that run `script` with its permission set. `envFile` loads `.env`
- * as the task does; `files` replaces the set's read and write paths (a test's
- * recordings in a temporary folder).
+ * as the task does; `remote` takes the `-remote` set (the `:remote` task); `files`
+ * replaces the set's read and write paths (a test's recordings and certificates in a
+ * temporary folder).
  */
 export function scriptArgs(
   script: Script,
-  options: { envFile?: boolean; files?: string } = {},
+  options: { envFile?: boolean; remote?: boolean; files?: string } = {},
 ): string[] {
   const files = options.files === undefined
     ? []
@@ -40,7 +42,7 @@ export function scriptArgs(
     "run",
     "-q",
     "--no-prompt",
-    `-P=${script}`,
+    `-P=${script}${options.remote ? "-remote" : ""}`,
     ...files,
     ...envFile,
     V8_FLAGS,
