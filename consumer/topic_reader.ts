@@ -49,7 +49,7 @@ import type {
 import { Partitioners } from "kafkajs";
 import { type Config, validateTopic } from "../config.ts";
 import { sleep, unlessAborted } from "../lib/async.ts";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { checkAccess, createKafka, ensureTopic } from "../lib/kafka.ts";
 import { HEADER_RECEIVED_AT, type Rejection } from "../lib/trade.ts";
 import { applyBatch, type ConsumerCounts, emptyCounts, lagOf, type ReaderState } from "./apply.ts";
 import type { Aggregator, ConsumerStatus } from "./candles.ts";
@@ -208,6 +208,7 @@ class TopicReader implements RunningConsumer {
   async #connect(): Promise<void> {
     const { config, fromMs, dlq } = this.#options;
     const admin = this.#admin;
+    await checkAccess(config); // a refused certificate or password: one line, exit 2
     await admin.connect();
     await ensureTopic(admin, this.#topic, config.partitions, config.replicationFactor);
     if (dlq) {
