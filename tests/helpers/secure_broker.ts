@@ -71,8 +71,11 @@ async function issue(dir: string, name: string, ext: string): Promise<void> {
   ]);
 }
 
-/** A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate. */
-export async function makePki(): Promise<Pki> {
+/**
+ * A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate,
+ * in a temporary folder removed on dispose.
+ */
+export async function makePki(): Promise<Pki & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "market-stream-pki-" });
   await openssl(dir, [
     "req",
@@ -109,6 +112,7 @@ export async function makePki(): Promise<Pki> {
     clientCert: `${dir}/client.pem`,
     clientKey: `${dir}/client.key`,
     serverKeystore,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }).catch(() => {}),
   };
 }
 
