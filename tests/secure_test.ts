@@ -17,7 +17,7 @@ const TRADES = 600;
 
 /** A script as its `:remote` task runs it, reading (and recording) only in `dir`. */
 function run(script: Script, dir: string, args: string[], env: Record<string, string>): Proc {
-  return new Proc([...scriptArgs(script, { remote: true, files: dir }), ...args], env);
+  return new Proc([...scriptArgs(script, { files: dir }), ...args], env);
 }
 
 /** Trade ids, each with how many times it occurs. */
@@ -55,7 +55,7 @@ Deno.test("secured clusters: SASL_SSL with SCRAM-SHA-512 and a private CA, and m
       async () => {
         const topic = uniqueName("secure");
         const recording = `${pki.dir}/${topic}.ndjson`;
-        await using producer = run("produce", pki.dir, [
+        await using producer = run("produce-remote", pki.dir, [
           "--source=sim",
           "--rate=1000",
           `--limit=${TRADES}`,
@@ -75,7 +75,7 @@ Deno.test("secured clusters: SASL_SSL with SCRAM-SHA-512 and a private CA, and m
         assert.deepEqual(countIds(kept.map(({ record }) => tradeId(record))), countIds(sent));
         for (const { key, record } of kept) assert.equal(key, record.symbol);
 
-        await using consumer = run("consume", pki.dir, [`--limit=${TRADES}`, "--from=1h"], {
+        await using consumer = run("consume-remote", pki.dir, [`--limit=${TRADES}`, "--from=1h"], {
           ...broker.env(),
           KAFKA_TOPIC: topic,
           KAFKA_GROUP_ID: uniqueName("secure-group"),
@@ -97,37 +97,37 @@ Deno.test("secured clusters: SASL_SSL with SCRAM-SHA-512 and a private CA, and m
     const cases: [string, Script, Record<string, string>, RegExp][] = [
       [
         "a wrong password",
-        "produce",
+        "produce-remote",
         { ...sasl.env(), KAFKA_SASL_PASSWORD: `wrong-${sasl.password}` },
         /^error: KAFKA_SASL_PASSWORD: the broker refused user "market-stream" \(SCRAM-SHA-512 authentication failed\)/,
       ],
       [
         "a wrong password (consumer)",
-        "consume",
+        "consume-remote",
         { ...sasl.env(), KAFKA_SASL_PASSWORD: `wrong-${sasl.password}` },
         /^error: KAFKA_SASL_PASSWORD: the broker refused user "market-stream"/,
       ],
       [
         "TLS without the private CA",
-        "produce",
+        "produce-remote",
         { ...noCa, KAFKA_SSL: "true" },
         /^error: KAFKA_SSL_CA: the broker's certificate is not trusted \(.+\): set KAFKA_SSL_CA/,
       ],
       [
         "mTLS without a client certificate",
-        "consume",
+        "consume-remote",
         noCert,
         /^error: KAFKA_SSL_CERT: the broker refused the TLS connection \(.+\): the cluster wants a client certificate/,
       ],
       [
         "a missing CA file",
-        "produce",
+        "produce-remote",
         { ...sasl.env(), KAFKA_SSL_CA: `${pki.dir}/missing.pem` },
         /^error: KAFKA_SSL_CA: ".*\/missing\.pem": no such file \(example: KAFKA_SSL_CA=certs\/ca\.pem\)$/,
       ],
       [
         "a missing CA file where the :remote tasks read certificates",
-        "produce",
+        "produce-remote",
         { ...sasl.env(), KAFKA_SSL_CA: "certs/missing-ca.pem" },
         /^error: KAFKA_SSL_CA: "certs\/missing-ca\.pem": no such file/,
       ],
@@ -136,8 +136,8 @@ Deno.test("secured clusters: SASL_SSL with SCRAM-SHA-512 and a private CA, and m
       // The certs/ case runs with the task's own read paths, not the test folder.
       const files = env.KAFKA_SSL_CA?.startsWith("certs/") ? undefined : pki.dir;
       await using proc = new Proc([
-        ...scriptArgs(script, { remote: true, files }),
-        ...script === "produce" ? ["--source=sim", "--limit=10"] : ["--limit=10"],
+        ...scriptArgs(script, { files }),
+        ...script === "produce-remote" ? ["--source=sim", "--limit=10"] : ["--limit=10"],
       ], { ...env, KAFKA_TOPIC: uniqueName("mistake") });
       const { code, stdout, stderr } = await proc.done;
       assert.equal(code, 2, `${what}: ${stderr}`);

@@ -3,14 +3,21 @@
  * its permission set from deno.json (the one declaration of what each script may
  * touch) and its V8 flags. Tests and the benchmark leave out `--env-file`, so a
  * developer's `.env` never steers them; the demo keeps it. deno.json's `produce`,
- * `consume` and `dashboard` tasks are these words with `--env-file`, and their
- * `:remote` variants the same with the `-remote` set: any host, and certificates in
- * `certs/` (tests/cli_test.ts holds them to it).
+ * `consume` and `dashboard` tasks, and their `:remote` variants (any host, and
+ * certificates in `certs/`), are these words with `--env-file` (tests/cli_test.ts
+ * holds them to it).
  */
 
 import { fileURLToPath } from "node:url";
 
-export type Script = "produce" | "consume" | "dashboard";
+/** A permission set in deno.json; its task is the same name, `-` written `:`. */
+export type Script =
+  | "produce"
+  | "consume"
+  | "dashboard"
+  | "produce-remote"
+  | "consume-remote"
+  | "dashboard-remote";
 
 /** A young generation this small keeps RSS flat under load (see the README's measurements). */
 const V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
@@ -19,20 +26,28 @@ const FILES: Record<Script, string[]> = {
   produce: ["producer.ts"],
   consume: ["consumer.ts"],
   dashboard: ["consumer.ts", "--dashboard"],
+  // A cluster beyond this machine: the same scripts, allowed any host and certs/.
+  "produce-remote": ["producer.ts"],
+  "consume-remote": ["consumer.ts"],
+  "dashboard-remote": ["consumer.ts", "--dashboard"],
 };
+
+/** The deno.json task that runs `script`. */
+export function taskOf(script: Script): string {
+  return script.replace("-", ":");
+}
 
 /** The project root: scripts run here, with the relative paths their permission sets name. */
 export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
 
 /**
  * `deno` arguments that run `script` with its permission set. `envFile` loads `.env`
- * as the task does; `remote` takes the `-remote` set (the `:remote` task); `files`
- * replaces the set's read and write paths (a test's recordings and certificates in a
- * temporary folder).
+ * as the task does; `files` replaces the set's read and write paths (a test's
+ * recordings in a temporary folder).
  */
 export function scriptArgs(
   script: Script,
-  options: { envFile?: boolean; remote?: boolean; files?: string } = {},
+  options: { envFile?: boolean; files?: string } = {},
 ): string[] {
   const files = options.files === undefined
     ? []
@@ -42,7 +57,7 @@ export function scriptArgs(
     "run",
     "-q",
     "--no-prompt",
-    `-P=${script}${options.remote ? "-remote" : ""}`,
+    `-P=${script}`,
     ...files,
     ...envFile,
     V8_FLAGS,
