@@ -211,8 +211,12 @@ function readPem(variable: keyof typeof PEM_FILES, path: string): string {
     fail(variable, `"${path}": ${why}`, example);
   }
   if (/^-----BEGIN ENCRYPTED PRIVATE KEY-----$|^Proc-Type: 4,ENCRYPTED$/m.test(text)) {
-    const decrypt = `openssl pkey -in ${path} -out certs/client.key`;
-    fail(variable, `"${path}" is an encrypted key: decrypt it once (${decrypt})`, example);
+    const decrypt = `openssl pkey -in ${path} -out certs/client-decrypted.key`;
+    fail(
+      variable,
+      `"${path}" is an encrypted key: decrypt it once (${decrypt}) and name that`,
+      example,
+    );
   }
   if (!begin.test(text)) {
     const kind = variable === "KAFKA_SSL_KEY" ? "private key" : "certificate";

@@ -138,11 +138,17 @@ function serverProperties(port: number, dataDir: URL): string {
   ].join("\n");
 }
 
-/** A KRaft cluster id: 16 random bytes, base64url without padding. */
+/**
+ * A KRaft cluster id: 16 random bytes, base64url without padding, never starting
+ * with "-" (kafka-storage would read `-t -x…` as a flag: 1 format in 64 failed).
+ */
 function randomClusterId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
-    .replace(/=+$/, "");
+  for (;;) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    const id = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
+      .replace(/=+$/, "");
+    if (!id.startsWith("-")) return id;
+  }
 }
 
 /** Throws a UsageError naming what to install when Java 17+ or Maven is missing. */
