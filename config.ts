@@ -25,6 +25,9 @@ export const DEFAULTS = {
   KAFKA_CLIENT_ID: "market-stream",
   KAFKA_GROUP_ID: "market-stream-charts",
   KAFKA_SSL: "",
+  KAFKA_SSL_CA: "",
+  KAFKA_SSL_CERT: "",
+  KAFKA_SSL_KEY: "",
   KAFKA_SASL_MECHANISM: "",
   KAFKA_SASL_USERNAME: "",
   KAFKA_SASL_PASSWORD: "",
@@ -56,6 +59,8 @@ export interface Config {
   readonly clientId: string;
   readonly groupId: string;
   readonly ssl: boolean;
+  /** PEM text of KAFKA_SSL_CA, KAFKA_SSL_CERT and KAFKA_SSL_KEY, read once; set means TLS. */
+  readonly sslFiles?: SslFiles;
   readonly sasl?: Readonly<{ mechanism: SaslMechanism; username: string; password: string }>;
   readonly symbols: readonly string[];
   /** The source the producer uses unless `--source` says otherwise. */
@@ -70,6 +75,13 @@ export interface Config {
   readonly dashboardTls?: Readonly<{ certFile: string; keyFile: string }>;
   /** The producer's /metrics; undefined: not served. */
   readonly producerMetrics?: Readonly<{ host: string; port: number; token?: string }>;
+}
+
+/** A private CA to trust, and a client certificate with its key (mTLS); PEM text. */
+export interface SslFiles {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
 }
 
 /** A configuration mistake, phrased for the person who made it (exit code 2). */
@@ -230,6 +242,83 @@ function parseProducerMetrics(env: Env): Config["producerMetrics"] {
   return Object.freeze({ host, port, token });
 }
 
+const PEM_FILES = {
+  KAFKA_SSL_CA: { example: "certs/ca.pem", begin: /^-----BEGIN CERTIFICATE-----$/m },
+  KAFKA_SSL_CERT: { example: "certs/client.pem", begin: /^-----BEGIN CERTIFICATE-----$/m },
+  KAFKA_SSL_KEY: {
+    example: "certs/client.key",
+    begin: /^-----BEGIN (?:RSA |EC )?PRIVATE KEY-----$/m,
+  },
+} as const;
+
+/**
+ * The PEM text of the file `variable` names. Read here, once, so that a missing,
+ * unreadable or wrong file is one line before anything connects; the message names
+ * the path and never quotes the file.
+ */
+function readPem(variable: keyof typeof PEM_FILES, path: string): string {
+  const { example, begin } = PEM_FILES[variable];
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      fail(
+        variable,
+        `this task may not read "${path}": put it in certs/ and run the task's :remote variant ` +
+          "(deno task produce:remote, consume:remote, dashboard:remote)",
+        example,
+      );
+    }
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "not readable by this user"
+      : error instanceof Deno.errors.IsADirectory
+      ? "a folder, not a file"
+      : "unreadable";
+    fail(variable, `"${path}": ${why}`, example);
+  }
+  if (/^-----BEGIN ENCRYPTED PRIVATE KEY-----$|^Proc-Type: 4,ENCRYPTED$/m.test(text)) {
+    const decrypt = `openssl pkey -in ${path} -out certs/client-decrypted.key`;
+    fail(
+      variable,
+      `"${path}" is an encrypted key: decrypt it once (${decrypt}) and name that`,
+      example,
+    );
+  }
+  if (!begin.test(text)) {
+    const kind = variable === "KAFKA_SSL_KEY" ? "private key" : "certificate";
+    fail(variable, `"${path}" holds no PEM ${kind} ("-----BEGIN ..." line)`, example);
+  }
+  return text;
+}
+
+/** KAFKA_SSL_CA, _CERT and _KEY: a certificate and its key go together; any of them means TLS. */
+function parseSslFiles(env: Env): SslFiles | undefined {
+  const path = (name: keyof typeof PEM_FILES) => env[name]?.trim() || undefined;
+  const [ca, cert, key] = [path("KAFKA_SSL_CA"), path("KAFKA_SSL_CERT"), path("KAFKA_SSL_KEY")];
+  if (key && !cert) fail("KAFKA_SSL_CERT", "is needed with KAFKA_SSL_KEY", "certs/client.pem");
+  if (cert && !key) fail("KAFKA_SSL_KEY", "is needed with KAFKA_SSL_CERT", "certs/client.key");
+  if (!ca && !cert) return undefined;
+  return Object.freeze({
+    ...ca ? { ca: readPem("KAFKA_SSL_CA", ca) } : {},
+    ...cert && key
+      ? { cert: readPem("KAFKA_SSL_CERT", cert), key: readPem("KAFKA_SSL_KEY", key) }
+      : {},
+  });
+}
+
+/** KAFKA_SSL, which the certificate files turn on (and may not contradict). */
+function parseSsl(env: Env, files: SslFiles | undefined): boolean {
+  const ssl = parseBoolean(env.KAFKA_SSL?.trim() ?? "", "KAFKA_SSL");
+  if (files && !ssl && env.KAFKA_SSL?.trim()) {
+    const problem = "is false, but KAFKA_SSL_CA or KAFKA_SSL_CERT needs TLS: set it to true";
+    fail("KAFKA_SSL", problem, "true");
+  }
+  return ssl || files !== undefined;
+}
+
 function parseSource(env: Env, token: string | undefined): Source {
   const source = env.SOURCE?.trim().toLowerCase() || (token ? "finnhub" : "sim");
   if (!SOURCES.includes(source as Source)) {
@@ -250,6 +339,7 @@ export function loadConfig(env: Env): Config {
   for (const broker of brokers) parseHostPort(broker, "KAFKA_BROKERS", example);
   const dashboardHost = value("DASHBOARD_HOST");
   parseHostPort(`${dashboardHost}:1`, "DASHBOARD_HOST", "127.0.0.1");
+  const sslFiles = parseSslFiles(env);
   return Object.freeze({
     brokers: Object.freeze(brokers),
     topic: validateTopic(value("KAFKA_TOPIC")),
@@ -257,7 +347,8 @@ export function loadConfig(env: Env): Config {
     replicationFactor: int("KAFKA_REPLICATION_FACTOR", 1, 32),
     clientId: value("KAFKA_CLIENT_ID"),
     groupId: value("KAFKA_GROUP_ID"),
-    ssl: parseBoolean(value("KAFKA_SSL"), "KAFKA_SSL"),
+    ssl: parseSsl(env, sslFiles),
+    sslFiles,
     sasl: parseSasl(env),
     symbols: Object.freeze(parseSymbols(value("SYMBOLS"))),
     source: parseSource(env, token),

@@ -49,7 +49,7 @@ import type {
 import { Partitioners } from "kafkajs";
 import { type Config, validateTopic } from "../config.ts";
 import { sleep, unlessAborted } from "../lib/async.ts";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { checkAccess, createKafka, ensureTopic } from "../lib/kafka.ts";
 import { HEADER_RECEIVED_AT, type Rejection } from "../lib/trade.ts";
 import {
   applyBatch,
@@ -221,6 +221,7 @@ class TopicReader implements RunningConsumer {
   async #connect(): Promise<void> {
     const { config, fromMs, dlq } = this.#options;
     const admin = this.#admin;
+    await checkAccess(config); // a refused certificate or password: one line, exit 2
     await admin.connect();
     const { partitions, replicationFactor } = config;
     await ensureTopic(admin, { topic: this.#topic, partitions, replicationFactor });

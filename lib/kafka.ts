@@ -56,15 +56,21 @@ function oneLineLogger() {
 /**
  * The client for `config.brokers`. Throws a UsageError (exit code 2) when the task's
  * permissions do not reach them: kafkajs would retry `getaddrinfo EPERM` for seconds.
+ * `quiet` makes a client that logs nothing and does not retry (checkAccess).
  */
-export function createKafka(config: Config, clientIdSuffix: string): Kafka {
+export function createKafka(
+  config: Config,
+  clientIdSuffix: string,
+  options: { quiet?: boolean } = {},
+): Kafka {
   const denied = netAccessProblem("KAFKA_BROKERS", config.brokers);
   if (denied) throw new UsageError(denied);
   filterTimeoutWarnings();
   return new Kafka({
     clientId: `${config.clientId}-${clientIdSuffix}`,
     brokers: [...config.brokers],
-    ssl: config.ssl,
+    // Node's tls options, as PEM text: the CA to trust, the client certificate (mTLS).
+    ssl: config.sslFiles ? { ...config.sslFiles } : config.ssl,
     sasl: config.sasl
       ? {
         // kafkajs types each mechanism separately; the three share one shape.
@@ -74,9 +80,73 @@ export function createKafka(config: Config, clientIdSuffix: string): Kafka {
       }
       : undefined,
     connectionTimeout: 3_000,
-    logLevel: logLevel.WARN,
-    logCreator: oneLineLogger,
+    ...options.quiet ? { logLevel: logLevel.NOTHING, retry: { retries: 0 } } : {
+      logLevel: logLevel.WARN,
+      logCreator: oneLineLogger,
+    },
   });
+}
+
+/**
+ * What a broker's refusal of our credentials means, as the one line naming the
+ * variable to fix; undefined for anything else (a broker down or still starting).
+ * Built from the error's text only: it holds no password and no key.
+ */
+export function accessProblem(error: unknown, config: Config): UsageError | undefined {
+  const reason = String(error instanceof Error ? error.message : error)
+    .replace(/^Connection error: /, "");
+  if (/authentication failed|SASLAuthentication/i.test(`${error} ${reason}`) && config.sasl) {
+    return new UsageError(
+      `KAFKA_SASL_PASSWORD: the broker refused user "${config.sasl.username}" ` +
+        `(${config.sasl.mechanism.toUpperCase()} authentication failed): check ` +
+        "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM",
+    );
+  }
+  if (
+    /unable to (verify|get local issuer)|self[- ]signed|UnknownIssuer|not valid for|does not match|certificate has expired|invalid peer certificate/i
+      .test(reason)
+  ) {
+    const fix = config.sslFiles?.ca
+      ? "KAFKA_SSL_CA does not name the CA that signed it"
+      : "set KAFKA_SSL_CA to the CA file of the cluster";
+    return new UsageError(
+      `KAFKA_SSL_CA: the broker's certificate is not trusted (${reason}): ${fix}`,
+    );
+  }
+  if (
+    /BadCertificate|CertificateRequired|certificate required|UnknownCA|bad certificate/i.test(
+      reason,
+    )
+  ) {
+    const fix = config.sslFiles?.cert
+      ? "the broker does not accept KAFKA_SSL_CERT (signed by another CA, or expired?)"
+      : "the cluster wants a client certificate (mTLS): set KAFKA_SSL_CERT and KAFKA_SSL_KEY";
+    return new UsageError(
+      `KAFKA_SSL_CERT: the broker refused the TLS connection (${reason}): ${fix}`,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * With TLS or SASL set, one quick connection without retries, so that a refused
+ * certificate or password is one line and exit code 2 at once instead of seconds of
+ * retries. A broker that does not answer is not decided here: the caller's own
+ * connection retries it as before.
+ */
+export async function checkAccess(config: Config): Promise<void> {
+  if (!config.ssl && !config.sasl) return;
+  const admin = createKafka(config, "check", { quiet: true }).admin();
+  try {
+    await admin.connect();
+    // A TLS 1.3 server judges the client certificate after the handshake: ask something.
+    await admin.describeCluster();
+  } catch (error) {
+    const problem = accessProblem(error, config);
+    if (problem) throw problem;
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
 }
 
 /**

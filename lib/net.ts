@@ -34,6 +34,7 @@ export function netAccessProblem(variable: string, hosts: readonly string[]): st
   );
   return host === undefined
     ? undefined
-    : `${variable}: no permission to reach ${host}: add it to the task's "net" permissions ` +
-      `in deno.json`;
+    : `${variable}: no permission to reach ${host}: the local tasks reach only this machine ` +
+      "and ws.finnhub.io; use the :remote tasks (deno task produce:remote, consume:remote, " +
+      "dashboard:remote)";
 }

@@ -32,8 +32,9 @@ import {
 } from "kafkajs";
 import type { Config } from "../config.ts";
 import { sleep, unlessAborted } from "../lib/async.ts";
+import { UsageError } from "../lib/cli.ts";
 import { FEED_TOPIC_CONFIG, feedTopicOf } from "../lib/feed.ts";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { checkAccess, createKafka, ensureTopic } from "../lib/kafka.ts";
 import { formatCount } from "../lib/format.js";
 import {
   encodeTrade,
@@ -424,8 +425,9 @@ export async function connectProducer(
     return { kafka, producer, topic: state === "created" ? "created" as const : "found" as const };
   };
   try {
-    return await unlessAborted(connect(), signal);
+    return await unlessAborted(checkAccess(config).then(connect), signal);
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(
       `cannot reach Kafka at ${config.brokers.join(",")}: ${reason} ` +

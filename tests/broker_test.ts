@@ -78,7 +78,7 @@ Deno.test("launcher errors are one line and exit code 2", async (t) => {
     assert.equal(result.code, 2);
     assert.equal(
       result.stderr,
-      'error: KAFKA_BROKERS: no permission to reach kafka.invalid:9092: add it to the task\'s "net" permissions in deno.json\n',
+      "error: KAFKA_BROKERS: no permission to reach kafka.invalid:9092: the local tasks reach only this machine and ws.finnhub.io; use the :remote tasks (deno task produce:remote, consume:remote, dashboard:remote)\n",
     );
   });
   await t.step("an unknown command", async () => {

@@ -84,8 +84,33 @@ Deno.test("lines: split across chunks, the last without a newline, linear on a l
 
 Deno.test("the tasks run each script exactly as the demo, the tests and the bench start it", async () => {
   const { tasks } = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-  for (const script of ["produce", "consume", "dashboard", "dashboard-shared"] as Script[]) {
-    const task = tasks[taskOf(script)];
-    assert.equal(task, ["deno", ...scriptArgs(script, { envFile: true })].join(" "));
+  const scripts: Script[] = [
+    "produce",
+    "consume",
+    "dashboard",
+    "dashboard-shared",
+    "produce-remote",
+    "consume-remote",
+    "dashboard-remote",
+  ];
+  for (const script of scripts) {
+    assert.equal(
+      tasks[taskOf(script)],
+      ["deno", ...scriptArgs(script, { envFile: true })].join(" "),
+    );
+  }
+});
+
+Deno.test("each -remote permission set is its local set with any host and certs/ readable", async () => {
+  const { permissions } = JSON.parse(
+    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+  );
+  for (const script of ["produce", "consume", "dashboard"]) {
+    const local = permissions[script];
+    assert.deepEqual(permissions[`${script}-remote`], {
+      ...local,
+      net: true,
+      read: [...local.read ?? [], "certs"],
+    });
   }
 });

@@ -150,3 +150,67 @@ Deno.test("durations and times as people write them in flags and URLs", () => {
     assert.equal(parseTime(bad), undefined, bad);
   }
 });
+
+Deno.test("TLS files: read once into the config; each mistake is one line naming the variable", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "market-stream-tls-" });
+  const SECRET = "c2VjcmV0LWtleS1tYXRlcmlhbA";
+  const files = {
+    ca: "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n",
+    cert: "-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----\n",
+    key: `-----BEGIN PRIVATE KEY-----\n${SECRET}\n-----END PRIVATE KEY-----\n`,
+    encrypted:
+      `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${SECRET}\n-----END ENCRYPTED PRIVATE KEY-----\n`,
+    der: "0\u0082\u0001\n",
+  };
+  for (const [name, text] of Object.entries(files)) {
+    await Deno.writeTextFile(`${dir}/${name}`, text);
+  }
+  try {
+    await t.step("a CA alone turns TLS on; a certificate comes with its key", () => {
+      const ca = loadConfig({ KAFKA_SSL_CA: `${dir}/ca` });
+      assert.equal(ca.ssl, true);
+      assert.deepEqual(ca.sslFiles, { ca: files.ca });
+      const mtls = loadConfig({
+        KAFKA_SSL_CA: `${dir}/ca`,
+        KAFKA_SSL_CERT: `${dir}/cert`,
+        KAFKA_SSL_KEY: `${dir}/key`,
+      });
+      assert.deepEqual(mtls.sslFiles, { ca: files.ca, cert: files.cert, key: files.key });
+      assert.ok(Object.isFrozen(mtls.sslFiles));
+      assert.equal(loadConfig({}).sslFiles, undefined);
+    });
+    await t.step("mistakes", () => {
+      const cases: [Record<string, string>, RegExp][] = [
+        [
+          { KAFKA_SSL_CA: `${dir}/nope.pem` },
+          /^KAFKA_SSL_CA: ".*\/nope\.pem": no such file \(example: KAFKA_SSL_CA=certs\/ca\.pem\)$/,
+        ],
+        [{ KAFKA_SSL_CA: dir }, /^KAFKA_SSL_CA: ".*": a folder, not a file/],
+        [{ KAFKA_SSL_CA: `${dir}/der` }, /^KAFKA_SSL_CA: ".*\/der" holds no PEM certificate/],
+        [{ KAFKA_SSL_CA: `${dir}/key` }, /^KAFKA_SSL_CA: ".*\/key" holds no PEM certificate/],
+        [{ KAFKA_SSL_KEY: `${dir}/key` }, /^KAFKA_SSL_CERT: is needed with KAFKA_SSL_KEY/],
+        [{ KAFKA_SSL_CERT: `${dir}/cert` }, /^KAFKA_SSL_KEY: is needed with KAFKA_SSL_CERT/],
+        [
+          { KAFKA_SSL_CERT: `${dir}/cert`, KAFKA_SSL_KEY: `${dir}/cert` },
+          /^KAFKA_SSL_KEY: ".*\/cert" holds no PEM private key/,
+        ],
+        [
+          { KAFKA_SSL_CERT: `${dir}/cert`, KAFKA_SSL_KEY: `${dir}/encrypted` },
+          /^KAFKA_SSL_KEY: ".*\/encrypted" is an encrypted key: decrypt it once \(openssl pkey/,
+        ],
+        [
+          { KAFKA_SSL: "false", KAFKA_SSL_CA: `${dir}/ca` },
+          /^KAFKA_SSL: is false, but KAFKA_SSL_CA or KAFKA_SSL_CERT needs TLS/,
+        ],
+      ];
+      for (const [env, expected] of cases) {
+        const message = configError(env);
+        assert.match(message, expected);
+        assert.equal(message.split("\n").length, 1, message);
+        assert.ok(!message.includes(SECRET), "no key material in the message");
+      }
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -222,12 +222,12 @@ Deno.test("bad flags and settings: one line, exit code 2, before touching anythi
     [
       ["--source=sim"],
       { KAFKA_BROKERS: "kafka.invalid:9092" },
-      /^error: KAFKA_BROKERS: no permission to reach kafka\.invalid:9092: add it to the task's "net" permissions in deno\.json$/,
+      /^error: KAFKA_BROKERS: no permission to reach kafka\.invalid:9092: the local tasks reach only this machine and ws\.finnhub\.io; use the :remote tasks \(deno task produce:remote, consume:remote, dashboard:remote\)$/,
     ],
     [
       ["--source=finnhub"],
       { FINNHUB_TOKEN: "not-a-real-key", FINNHUB_WS_URL: "wss://finnhub.invalid/ws" },
-      /^error: FINNHUB_WS_URL: no permission to reach finnhub\.invalid:443: add it to the task's "net" permissions in deno\.json$/,
+      /^error: FINNHUB_WS_URL: no permission to reach finnhub\.invalid:443: the local tasks reach only this machine and ws\.finnhub\.io; use the :remote tasks \(deno task produce:remote, consume:remote, dashboard:remote\)$/,
     ],
   ];
   for (const [args, env, expected] of cases) {

@@ -3,14 +3,22 @@
  * its permission set from deno.json (the one declaration of what each script may
  * touch) and its V8 flags. Tests and the benchmark leave out `--env-file`, so a
  * developer's `.env` never steers them; the demo keeps it. deno.json's `produce`,
- * `consume`, `dashboard` and `dashboard:shared` tasks are these words with
- * `--env-file` (tests/cli_test.ts holds them to it).
+ * `consume`, `dashboard` and `dashboard:shared` tasks, and the `:remote` variants (any
+ * host, and certificates in `certs/`), are these words with `--env-file`
+ * (tests/cli_test.ts holds them to it).
  */
 
 import { fileURLToPath } from "node:url";
 
 /** A permission set in deno.json; its task is the same name, `-` written `:`. */
-export type Script = "produce" | "consume" | "dashboard" | "dashboard-shared";
+export type Script =
+  | "produce"
+  | "consume"
+  | "dashboard"
+  | "dashboard-shared"
+  | "produce-remote"
+  | "consume-remote"
+  | "dashboard-remote";
 
 /** A young generation this small keeps RSS flat under load (see the README's measurements). */
 const V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
@@ -21,6 +29,10 @@ const FILES: Record<Script, string[]> = {
   dashboard: ["consumer.ts", "--dashboard"],
   // The dashboard beyond loopback: the same script, allowed to listen on 0.0.0.0 / [::].
   "dashboard-shared": ["consumer.ts", "--dashboard"],
+  // A cluster beyond this machine: the same scripts, allowed any host and certs/.
+  "produce-remote": ["producer.ts"],
+  "consume-remote": ["consumer.ts"],
+  "dashboard-remote": ["consumer.ts", "--dashboard"],
 };
 
 /** The deno.json task that runs `script`. */

@@ -2,7 +2,7 @@
  * The local broker launcher behind `deno task kafka`, `kafka:stop`, `kafka:status`.
  *
  * 1. If KAFKA_BROKERS already answers as Kafka, reuse it.
- * 2. Else, if a Docker engine answers, `docker compose -f docker/compose.yml up -d --wait`.
+ * 2. Else, if a Docker engine answers, `docker compose -p market-stream -f docker/compose.yml up -d --wait`.
  * 3. Else run Apache Kafka natively (native.ts): resolve the pinned jars from Maven
  *    Central (tools/broker/pom.xml), format KRaft storage once, start `kafka.Kafka` as
  *    its own JVM with its pid, data and logs under `.kafka/` at the project root.
@@ -42,6 +42,8 @@ const STATE_FILE = new URL("broker.json", KAFKA_HOME);
 const DATA_DIR = new URL("data/", KAFKA_HOME);
 const LOG_FILE = new URL("logs/server.log", KAFKA_HOME);
 const COMPOSE_FILE = new URL("../../docker/compose.yml", import.meta.url);
+/** The compose project (and volume prefix); given here, as Compose v1 knows no `name:` key. */
+const COMPOSE_PROJECT = "market-stream";
 const EXAMPLE = "127.0.0.1:9092";
 
 /** What the launcher left behind, so stop and status know what they own. */
@@ -121,7 +123,7 @@ async function startDocker(port: number): Promise<void> {
   console.log(`Starting apache/kafka:${KAFKA_VERSION} with docker compose…`);
   const result = await run(
     "docker",
-    ["compose", "-f", fileURLToPath(COMPOSE_FILE), "up", "-d", "--wait"],
+    ["compose", "-p", COMPOSE_PROJECT, "-f", fileURLToPath(COMPOSE_FILE), "up", "-d", "--wait"],
     {
       timeoutMs: START_TIMEOUT_MS * 2,
     },
@@ -175,7 +177,14 @@ async function stop(): Promise<number> {
     return 0;
   }
   if (state.mode === "docker") {
-    const result = await run("docker", ["compose", "-f", fileURLToPath(COMPOSE_FILE), "down"], {
+    const result = await run("docker", [
+      "compose",
+      "-p",
+      COMPOSE_PROJECT,
+      "-f",
+      fileURLToPath(COMPOSE_FILE),
+      "down",
+    ], {
       timeoutMs: 120_000,
     });
     if (!result || result.code !== 0) {
@@ -231,7 +240,9 @@ async function status(): Promise<number> {
           `running; logs ${log}`,
     );
   } else if (state?.mode === "docker") {
-    console.log(`Docker broker started by this project (docker compose -f docker/compose.yml ps)`);
+    console.log(
+      `Docker broker started by this project (docker compose -p market-stream -f docker/compose.yml ps)`,
+    );
   } else {
     console.log("No broker started by this project.");
   }

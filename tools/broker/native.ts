@@ -25,6 +25,13 @@ export const START_TIMEOUT_MS = 90_000;
 /** What listens on a port: Kafka, nothing, or something else. */
 type Probe = "kafka" | "closed" | "other";
 
+/** A TLS listener's probe: the CA that signed it and, for mTLS, a client certificate (PEM). */
+export interface ProbeTls {
+  readonly caCerts: string[];
+  readonly cert?: string;
+  readonly key?: string;
+}
+
 const ANSWER_TIMEOUT_MS = 2_000;
 /** Lines of the JVM's stderr kept for the message of a broker that did not start. */
 const STDERR_LINES = 20;
@@ -32,13 +39,18 @@ const STDERR_LINES = 20;
 /**
  * Sends one ApiVersions v0 request, the first thing every Kafka client sends, and
  * checks that the answer carries our correlation id. Raw bytes instead of kafkajs:
- * it is fast, silent, and tells "not Kafka" apart from "nothing there".
+ * it is fast, silent, and tells "not Kafka" apart from "nothing there". With `tls`
+ * it speaks TLS first (Kafka answers ApiVersions before SASL authentication).
  */
-export async function probeKafka(host: string, port: number): Promise<Probe> {
+export async function probeKafka(host: string, port: number, tls?: ProbeTls): Promise<Probe> {
   const hostname = host.replace(/^\[|\]$/g, "");
-  let conn: Deno.TcpConn;
+  let conn: Deno.Conn;
   try {
-    conn = await withTimeout(Deno.connect({ hostname, port }), ANSWER_TIMEOUT_MS);
+    const connecting: Promise<Deno.Conn> = tls
+      ? Deno.connectTls({ hostname, port, ...tls })
+        .then(async (conn) => (await conn.handshake(), conn))
+      : Deno.connect({ hostname, port });
+    conn = await withTimeout(connecting, ANSWER_TIMEOUT_MS);
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
     return "closed";
@@ -126,11 +138,17 @@ function serverProperties(port: number, dataDir: URL): string {
   ].join("\n");
 }
 
-/** A KRaft cluster id: 16 random bytes, base64url without padding. */
+/**
+ * A KRaft cluster id: 16 random bytes, base64url without padding, never starting
+ * with "-" (kafka-storage would read `-t -x…` as a flag: 1 format in 64 failed).
+ */
 function randomClusterId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
-    .replace(/=+$/, "");
+  for (;;) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    const id = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
+      .replace(/=+$/, "");
+    if (!id.startsWith("-")) return id;
+  }
 }
 
 /** Throws a UsageError naming what to install when Java 17+ or Maven is missing. */
@@ -180,7 +198,11 @@ async function resolveClasspath(): Promise<string> {
   return (await Deno.readTextFile(CLASSPATH_FILE)).trim();
 }
 
-async function formatStorage(classpath: string, dataDir: URL, properties: URL): Promise<void> {
+async function formatStorage(
+  classpath: string,
+  node: { dataDir: URL; propertiesFile: URL; formatArgs: readonly string[] },
+): Promise<void> {
+  const { dataDir, propertiesFile: properties } = node;
   try {
     await Deno.stat(new URL("meta.properties", dataDir));
     return; // formatted on an earlier run: keep the topics
@@ -194,6 +216,7 @@ async function formatStorage(classpath: string, dataDir: URL, properties: URL): 
     randomClusterId(),
     "-c",
     decodeURIComponent(properties.pathname),
+    ...node.formatArgs,
   ]);
   if (!result || result.code !== 0) {
     throw new BrokerStartError(
@@ -210,11 +233,14 @@ async function readLog(logFile: URL): Promise<string> {
   }
 }
 
-async function waitForKafka(port: number, isAlive: () => boolean): Promise<boolean> {
+async function waitForKafka(
+  node: { port: number; probeTls?: ProbeTls },
+  isAlive: () => boolean,
+): Promise<boolean> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   let lastReport = Date.now();
   while (Date.now() < deadline) {
-    if (await probeKafka("127.0.0.1", port) === "kafka") return true;
+    if (await probeKafka("127.0.0.1", node.port, node.probeTls) === "kafka") return true;
     if (!isAlive()) return false;
     if (Date.now() - lastReport >= 10_000) {
       lastReport = Date.now();
@@ -248,6 +274,10 @@ export interface NativeBrokerOptions {
   readonly classpath?: string;
   /** More server properties, e.g. shorter timeouts for tests; they override the defaults. */
   readonly properties?: Readonly<Record<string, string | number>>;
+  /** More `kafka-storage format` arguments, e.g. `--add-scram` for SCRAM users. */
+  readonly formatArgs?: readonly string[];
+  /** When `port` speaks TLS (listeners overridden in `properties`): how to probe it. */
+  readonly probeTls?: ProbeTls;
   /** Called with the pid once the JVM is spawned, before it answers. */
   readonly onSpawn?: (pid: number) => Promise<void> | void;
 }
@@ -263,6 +293,8 @@ interface Node {
   readonly dataDir: URL;
   readonly logFile: URL;
   readonly propertiesFile: URL;
+  readonly formatArgs: readonly string[];
+  readonly probeTls?: ProbeTls;
 }
 
 /** Makes the node's folders, writes its properties, formats its storage once, empties its log. */
@@ -276,6 +308,8 @@ async function prepareNode(options: NativeBrokerOptions, classpath: string): Pro
     dataDir: new URL("data/", home),
     logFile: new URL("logs/server.log", home),
     propertiesFile: new URL("server.properties", home),
+    formatArgs: options.formatArgs ?? [],
+    probeTls: options.probeTls,
   };
   await Deno.mkdir(new URL("logs/", home), { recursive: true });
   await Deno.mkdir(node.dataDir, { recursive: true });
@@ -284,7 +318,7 @@ async function prepareNode(options: NativeBrokerOptions, classpath: string): Pro
     node.propertiesFile,
     serverProperties(node.port, node.dataDir) + extra.join(""),
   );
-  await formatStorage(classpath, node.dataDir, node.propertiesFile);
+  await formatStorage(classpath, node);
   await Deno.writeTextFile(node.logFile, ""); // each start gets a fresh log
   return node;
 }
@@ -356,7 +390,7 @@ export async function startNativeBroker(options: NativeBrokerOptions): Promise<N
   const node = await prepareNode(options, classpath);
   const { jvm, broker } = spawnKafka(node, classpath);
   await options.onSpawn?.(broker.pid);
-  if (await waitForKafka(node.port, () => jvm.alive)) return broker;
+  if (await waitForKafka(node, () => jvm.alive)) return broker;
   const wasAlive = jvm.alive;
   const { code } = await broker.stop("SIGKILL");
   const why = wasAlive
