@@ -8,6 +8,7 @@
  */
 
 import { UsageError } from "./lib/cli.ts";
+import { readPem } from "./lib/pem.ts";
 import { MIN_TOKEN_LENGTH } from "./lib/auth.ts";
 import { isLoopback } from "./lib/net.ts";
 import { redact } from "./lib/redact.ts";
@@ -242,69 +243,38 @@ function parseProducerMetrics(env: Env): Config["producerMetrics"] {
   return Object.freeze({ host, port, token });
 }
 
-const PEM_FILES = {
-  KAFKA_SSL_CA: { example: "certs/ca.pem", begin: /^-----BEGIN CERTIFICATE-----$/m },
-  KAFKA_SSL_CERT: { example: "certs/client.pem", begin: /^-----BEGIN CERTIFICATE-----$/m },
-  KAFKA_SSL_KEY: {
-    example: "certs/client.key",
-    begin: /^-----BEGIN (?:RSA |EC )?PRIVATE KEY-----$/m,
-  },
+const KAFKA_FILES = {
+  KAFKA_SSL_CA: { kind: "certificate", example: "certs/ca.pem" },
+  KAFKA_SSL_CERT: { kind: "certificate", example: "certs/client.pem" },
+  KAFKA_SSL_KEY: { kind: "private key", example: "certs/client.key" },
 } as const;
 
-/**
- * The PEM text of the file `variable` names. Read here, once, so that a missing,
- * unreadable or wrong file is one line before anything connects; the message names
- * the path and never quotes the file.
- */
-function readPem(variable: keyof typeof PEM_FILES, path: string): string {
-  const { example, begin } = PEM_FILES[variable];
-  let text: string;
+/** A Kafka TLS file, read once (lib/pem.ts: one line for each mistake). */
+function readKafkaFile(variable: keyof typeof KAFKA_FILES, path: string): string {
   try {
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) {
-      fail(
-        variable,
-        `this task may not read "${path}": put it in certs/ and run the task's :remote variant ` +
-          "(deno task produce:remote, consume:remote, dashboard:remote)",
-        example,
-      );
-    }
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "not readable by this user"
-      : error instanceof Deno.errors.IsADirectory
-      ? "a folder, not a file"
-      : "unreadable";
-    fail(variable, `"${path}": ${why}`, example);
-  }
-  if (/^-----BEGIN ENCRYPTED PRIVATE KEY-----$|^Proc-Type: 4,ENCRYPTED$/m.test(text)) {
-    const decrypt = `openssl pkey -in ${path} -out certs/client-decrypted.key`;
-    fail(
+    return readPem({
       variable,
-      `"${path}" is an encrypted key: decrypt it once (${decrypt}) and name that`,
-      example,
-    );
+      path,
+      ...KAFKA_FILES[variable],
+      outOfReach: "put it in certs/ and run the task's :remote variant " +
+        "(deno task produce:remote, consume:remote, dashboard:remote)",
+    });
+  } catch (error) {
+    throw error instanceof UsageError ? new ConfigError(error.message) : error;
   }
-  if (!begin.test(text)) {
-    const kind = variable === "KAFKA_SSL_KEY" ? "private key" : "certificate";
-    fail(variable, `"${path}" holds no PEM ${kind} ("-----BEGIN ..." line)`, example);
-  }
-  return text;
 }
 
 /** KAFKA_SSL_CA, _CERT and _KEY: a certificate and its key go together; any of them means TLS. */
 function parseSslFiles(env: Env): SslFiles | undefined {
-  const path = (name: keyof typeof PEM_FILES) => env[name]?.trim() || undefined;
+  const path = (name: keyof typeof KAFKA_FILES) => env[name]?.trim() || undefined;
   const [ca, cert, key] = [path("KAFKA_SSL_CA"), path("KAFKA_SSL_CERT"), path("KAFKA_SSL_KEY")];
   if (key && !cert) fail("KAFKA_SSL_CERT", "is needed with KAFKA_SSL_KEY", "certs/client.pem");
   if (cert && !key) fail("KAFKA_SSL_KEY", "is needed with KAFKA_SSL_CERT", "certs/client.key");
   if (!ca && !cert) return undefined;
   return Object.freeze({
-    ...ca ? { ca: readPem("KAFKA_SSL_CA", ca) } : {},
+    ...ca ? { ca: readKafkaFile("KAFKA_SSL_CA", ca) } : {},
     ...cert && key
-      ? { cert: readPem("KAFKA_SSL_CERT", cert), key: readPem("KAFKA_SSL_KEY", key) }
+      ? { cert: readKafkaFile("KAFKA_SSL_CERT", cert), key: readKafkaFile("KAFKA_SSL_KEY", key) }
       : {},
   });
 }

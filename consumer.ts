@@ -75,7 +75,7 @@ async function consume(flags: Flags, config: Config): Promise<number> {
     throw new UsageError("--dashboard: this task may not read the page: run `deno task dashboard`");
   }
   const view: View = flags.dashboard ? "dashboard" : Deno.stdout.isTerminal() ? "charts" : "lines";
-  const tls = view === "dashboard" ? await dashboardChecks(config) : undefined;
+  const tls = view === "dashboard" ? dashboardChecks(config) : undefined;
   const fromMs = resolveFrom(flags, Date.now(), defaultSpanMs(view, flags));
   using stop = stopOnSignals(() => {
     if (view === "charts") leaveScreen();
@@ -98,15 +98,7 @@ async function consume(flags: Flags, config: Config): Promise<number> {
   const latencyLog = flags.limit === undefined && view !== "dashboard"
     ? undefined
     : new LatencyHistogram();
-  // The producer's feed (heartbeats, gaps) is read beside the trades, by its own reader.
-  const feedReader = startFeedReader({ config, signal: halt.signal });
-  const feed = () => summarizeFeed(feedReader.log, { now: Date.now(), from: fromMs });
-  try {
-    return await watch(flags, { config, view, halt, aggregator, fromMs, feed, latencyLog, tls });
-  } finally {
-    halt.abort();
-    await feedReader.stopped;
-  }
+  return await watch(flags, { config, view, halt, aggregator, fromMs, latencyLog, tls });
 }
 
 /** Reads the trades into the aggregation and shows them until the stop; the exit code. */
@@ -116,11 +108,10 @@ async function watch(flags: Flags, run: {
   readonly halt: AbortController;
   readonly aggregator: Aggregator;
   readonly fromMs: number;
-  readonly feed: () => FeedSummary;
   readonly latencyLog?: LatencyHistogram;
   readonly tls?: Tls;
 }): Promise<number> {
-  const { config, view, halt, aggregator, fromMs, feed, latencyLog, tls } = run;
+  const { config, view, halt, aggregator, fromMs, latencyLog, tls } = run;
   let dashboard: Dashboard | undefined;
   const reader = await read({
     config,
@@ -132,6 +123,10 @@ async function watch(flags: Flags, run: {
     latencyLog,
   });
   if (reader === "stopped") return 0;
+  // The producer's feed (heartbeats, gaps) is read beside the trades by its own
+  // reader, once Kafka has let the trade reader in (a refused login is one line).
+  const feedReader = startFeedReader({ config, signal: halt.signal });
+  const feed = () => summarizeFeed(feedReader.log, { now: Date.now(), from: fromMs });
 
   const stopAtLimit = watchLimit(reader, flags.limit, () => halt.abort());
   if (flags.limit !== undefined) {
@@ -161,7 +156,7 @@ async function watch(flags: Flags, run: {
   } finally {
     clearInterval(stopAtLimit);
     halt.abort();
-    await reader.stopped.catch(() => {});
+    await Promise.all([reader.stopped.catch(() => {}), feedReader.stopped]);
   }
   if (failure !== undefined && !(failure instanceof Deno.errors.BrokenPipe)) {
     throw new Error(`consumer stopped: ${redact(String(failure))}`);
@@ -237,16 +232,17 @@ async function show(view: View, session: {
  * Before Kafka: the task may listen where DASHBOARD_HOST says, and the certificate
  * and key read. The PEM text, with DASHBOARD_CERT.
  */
-async function dashboardChecks(config: Config): Promise<Tls | undefined> {
+function dashboardChecks(config: Config): Tls | undefined {
   const host = config.dashboardHost;
   const name = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
   if (Deno.permissions.querySync({ name: "net", host: name }).state !== "granted") {
     throw new UsageError(
-      `DASHBOARD_HOST: this task may listen only on loopback, not ${host}: run ` +
-        "`deno task dashboard:shared` (with DASHBOARD_TOKEN) to share the dashboard",
+      `DASHBOARD_HOST: this task may not listen on ${host}: \`deno task dashboard\` listens ` +
+        "on loopback, `deno task dashboard:shared` on every interface (DASHBOARD_HOST=0.0.0.0), " +
+        "`deno task dashboard:remote` anywhere; beyond loopback with DASHBOARD_TOKEN",
     );
   }
-  return config.dashboardTls && await loadTls(config.dashboardTls);
+  return config.dashboardTls && loadTls(config.dashboardTls);
 }
 
 /** How far back a run starts unless --from says: the window its view shows. */

@@ -29,7 +29,7 @@ import { type Config, loadConfig, readEnv } from "./config.ts";
 import { unlessAborted } from "./lib/async.ts";
 import { exitCodeFor, stopOnSignals, UsageError } from "./lib/cli.ts";
 import { formatCount } from "./lib/format.js";
-import { feedTopicOf } from "./lib/feed.ts";
+import { feedTopicOf, MAX_PRODUCER_LENGTH } from "./lib/feed.ts";
 import { hostAndPort, netAccessProblem } from "./lib/net.ts";
 import { redact } from "./lib/redact.ts";
 import type { Source } from "./lib/trade.ts";
@@ -45,6 +45,7 @@ import {
 import {
   type Beat,
   feedCounts,
+  feedSink,
   FeedWriter,
   finnhubFeedState,
   plainFeedState,
@@ -54,7 +55,7 @@ import { producerFamilies } from "./producer/metrics.ts";
 import { createCounters } from "./producer/status.ts";
 import { type MetricsServer, serveMetrics } from "./lib/metrics.ts";
 import { runSim } from "./producer/market_sim.ts";
-import { connectProducer, kafkaSink, Publisher } from "./producer/publisher.ts";
+import { type Connected, connectProducer, kafkaSink, Publisher } from "./producer/publisher.ts";
 import {
   openRecording,
   type Recorder,
@@ -159,51 +160,32 @@ async function produce(plan: Plan): Promise<number> {
       return 0;
     }
     con.log(`kafka: topic ${config.topic} ${kafka.topic}, sending`);
+    if (kafka.feedProblem !== undefined) {
+      con.log(
+        `feed: cannot create ${feedTopicOf(config.topic)} (${redact(kafka.feedProblem)}); ` +
+          `trades go on, viewers will say the feed state is unknown`,
+      );
+    }
 
     // The source stops on the process's stop, at --limit, at the end of a replay, or
     // when nothing more can reach Kafka; what it received still goes to Kafka below.
     const sourceStop = new AbortController();
     stop.signal.addEventListener("abort", () => sourceStop.abort(), { once: true });
     const started = Date.now();
-    // The feed topic hears of every gap; its heartbeat reads the pipeline, built below.
-    const feed = new FeedWriter({
-      kafka: kafka.kafka,
-      topic: feedTopicOf(config.topic),
-      producer: `${config.clientId}-${crypto.randomUUID().slice(0, 8)}`,
-      source,
-      everyMs: flags.heartbeat * 1000,
-      beat: () => feedBeat(plan, pipe, started),
-      delayMs: () => intake.delayMs(),
-      log: con.log,
-    });
-    publisher = new Publisher(kafkaSink(kafka.producer, config.topic), {
-      capacity: flags.queue,
-      log: con.log,
-      onFailed: () => sourceStop.abort(),
-      onDropped: (trades, receivedAt) => feed.dropped(trades, receivedAt),
-      onOutage: (outage) => feed.gap({ reason: "kafka-unreachable", ...outage }),
-    });
-    const intake = createIntake({
-      publisher,
-      log: con.log,
-      limit: flags.limit,
-      onLimit: () => sourceStop.abort(),
-      maxTracked: source === "replay" ? MAX_REPLAY_SYMBOLS : Infinity,
-      rejectLogEveryMs: Math.max(flags.statusInterval, 5) * 1000,
-    });
-    const finnhub = source === "finnhub"
-      ? finnhubClient(plan, { intake, recorder, con, feed }, sourceStop.signal)
-      : undefined;
-    const pipe: Pipeline = { intake, publisher, recorder, con, finnhub };
+    const pipe = buildPipeline(plan, { kafka, recorder, con, sourceStop, started });
+    publisher = pipe.publisher;
     scraped = pipe;
-    await feed.start().catch((error) => con.log(`feed: not written (${redact(String(error))})`));
+    const { feed, intake } = pipe;
+    // The feed is a courtesy to viewers: the trades go on without it.
+    await unlessAborted(feed.start(), stop.signal)
+      .catch((error) => con.log(`feed: not written (${redact(String(error))})`));
     let sourceCode: number;
     let flushed: Awaited<ReturnType<typeof flush>>;
     {
       // The status line goes on through the flush: a stop with Kafka away shows what waits.
       using _status = statusLine(plan, pipe);
       sourceCode = await runSource(plan, pipe, sourceStop);
-      flushed = await flush(plan, { publisher, recorder, feed, producer: kafka.producer });
+      flushed = await flush(plan, pipe, kafka.producer);
     }
     refreshCounters(pipe);
     con.close(formatSummary(source, Date.now() - started, intake.counters));
@@ -242,9 +224,59 @@ function startMetrics(
 interface Pipeline {
   readonly intake: Intake;
   readonly publisher: Publisher;
+  readonly feed: FeedWriter;
   readonly recorder?: Recorder;
   readonly con: Console;
   readonly finnhub?: FinnhubClient;
+}
+
+/**
+ * The queue to Kafka, its ledger, the feed writer and (finnhub) the client, wired:
+ * every dropped trade, Kafka outage and lost connection reaches the feed topic.
+ */
+function buildPipeline(plan: Plan, parts: {
+  readonly kafka: Connected;
+  readonly recorder?: Recorder;
+  readonly con: Console;
+  readonly sourceStop: AbortController;
+  readonly started: number;
+}): Pipeline {
+  const { flags, config, source } = plan;
+  const { kafka, recorder, con, sourceStop } = parts;
+  const feedTopic = feedTopicOf(config.topic);
+  // The heartbeat reads the pipeline, built below, at each beat.
+  const feed = new FeedWriter({
+    sink: feedSink(kafka.kafka, feedTopic),
+    topic: feedTopic,
+    producer: `${config.clientId.slice(0, MAX_PRODUCER_LENGTH - 9)}-${
+      crypto.randomUUID().slice(0, 8)
+    }`,
+    source,
+    everyMs: flags.heartbeat * 1000,
+    beat: () => feedBeat(plan, pipe, parts.started),
+    delayMs: () => intake.delayMs(),
+    log: con.log,
+  });
+  const publisher = new Publisher(kafkaSink(kafka.producer, config.topic), {
+    capacity: flags.queue,
+    log: con.log,
+    onFailed: () => sourceStop.abort(),
+    onDropped: (trades, receivedAt) => feed.dropped(trades, receivedAt),
+    onOutage: (outage) => feed.gap({ reason: "kafka-unreachable", ...outage }),
+  });
+  const intake = createIntake({
+    publisher,
+    log: con.log,
+    limit: flags.limit,
+    onLimit: () => sourceStop.abort(),
+    maxTracked: source === "replay" ? MAX_REPLAY_SYMBOLS : Infinity,
+    rejectLogEveryMs: Math.max(flags.statusInterval, 5) * 1000,
+  });
+  const finnhub = source === "finnhub"
+    ? finnhubClient(plan, { intake, recorder, con, feed }, sourceStop.signal)
+    : undefined;
+  const pipe: Pipeline = { intake, publisher, feed, recorder, con, finnhub };
+  return pipe;
 }
 
 /**
@@ -375,12 +407,16 @@ function refreshCounters(pipe: Pipeline): void {
  */
 async function flush(
   plan: Plan,
-  parts: { publisher: Publisher; recorder?: Recorder; feed: FeedWriter; producer: Producer },
+  pipe: Pipeline,
+  producer: Producer,
 ): Promise<{ code: number; report(): void }> {
-  const { publisher, recorder, feed, producer } = parts;
+  const { publisher, recorder, feed, finnhub } = pipe;
   const undelivered = await publisher.close(plan.flags.flushTimeout * 1000);
   recorder?.close(); // flushes: a write that fails now still counts below
-  // The last heartbeat says "stopped": viewers tell a clean stop from a dead producer.
+  // A connection still lost at the stop is a gap too, up to now; then the last
+  // heartbeat says "stopped": viewers tell a clean stop from a dead producer.
+  const stillLost = finnhub?.openGap(Date.now());
+  if (stillLost) feed.disconnected(stillLost, plan.config.symbols);
   await feed.close(2_000);
   await unlessAborted(producer.disconnect().catch(() => {}), AbortSignal.timeout(2_000));
   const recorded = !recorder

@@ -55,7 +55,14 @@ export interface ChartData {
 }
 
 /** Feed states that are news: shown in bold, never dropped for room. */
-const ALARMING = new Set(["silent", "reconnecting", "refused", "pings-only", "unknown"]);
+const ALARMING = new Set([
+  "silent",
+  "stopped",
+  "reconnecting",
+  "refused",
+  "pings-only",
+  "unknown",
+]);
 
 export interface Size {
   readonly columns: number;
@@ -149,7 +156,7 @@ function feedParts(feed: FeedSummary | undefined, now: number): Part[] {
     drop: alarming ? 0 : 3,
     code: alarming ? BOLD_YELLOW : DIM,
   }];
-  const shown = feed.gaps.filter((gap) => gap.reason !== "kafka-unreachable");
+  const shown = feed.gaps.filter((gap) => gap.tradesMissing);
   if (shown.length > 0) {
     const last = shown[shown.length - 1];
     parts.push({
@@ -351,8 +358,7 @@ export function renderFrame(data: ChartData, size: Size, now: number): string {
       width,
       intervalMs: data.intervalMs,
       utcOffsetMinutes: data.utcOffsetMinutes,
-      // Trades are missing there (a delay of Kafka's lost none: not marked).
-      gaps: data.feed?.gaps.filter((gap) => gap.reason !== "kafka-unreachable"),
+      gaps: data.feed?.gaps.filter((gap) => gap.tradesMissing),
     }),
   );
   return lines.join("\n");

@@ -30,6 +30,8 @@ import type { Source } from "../lib/trade.ts";
 export const SILENT_AFTER_BEATS = 3;
 /** Gaps kept in memory (the newest); the topic keeps a week of them. */
 const MAX_GAPS = 1_000;
+/** Gaps a summary carries (the newest in its span): it goes to every browser each second. */
+export const MAX_SHOWN_GAPS = 100;
 /** Producer runs remembered (the newest heartbeat of each). */
 const MAX_PRODUCERS = 100;
 /** How long a stop waits for the feed reader to leave its group. */
@@ -57,6 +59,11 @@ export interface FeedSummary {
 export interface GapView extends Gap {
   /** "disconnected 14s: closed by server, code 1001 …". */
   readonly words: string;
+  /**
+   * Trades may be missing in it (a lost connection, dropped trades): charts shade
+   * it and symbols are marked. A Kafka outage only delayed them: listed, not shaded.
+   */
+  readonly tradesMissing: boolean;
 }
 
 export interface SymbolFeed {
@@ -141,9 +148,14 @@ export function summarizeFeed(log: FeedLog, options: { now: number; from: number
     if (gap.reason === "disconnected" && gap.to >= midnight) reconnectsToday++;
     if (gap.tradeTo < from) continue;
     const reason = REASON_WORDS[gap.reason];
-    gaps.push({ ...gap, words: `${reason} ${formatAge(gap.to - gap.from)}: ${gap.detail}` });
+    gaps.push({
+      ...gap,
+      words: `${reason} ${formatAge(gap.to - gap.from)}: ${gap.detail}`,
+      tradesMissing: gap.reason !== "kafka-unreachable",
+    });
   }
   gaps.sort((a, b) => a.tradeFrom - b.tradeFrom);
+  gaps.splice(0, Math.max(0, gaps.length - MAX_SHOWN_GAPS));
   const words = beat === undefined
     ? unknownWords(log)
     : describeState(beat, { now, reconnectsToday });
@@ -211,6 +223,9 @@ function symbolNotes(
   const { now, gaps } = context;
   const notes: Record<string, SymbolFeed> = {};
   const silent = isSilent(beat, now);
+  const missing = gaps.filter((gap) => gap.tradesMissing);
+  const all = missing.some((gap) => gap.symbols.length === 0);
+  const gapped = new Set(missing.flatMap((gap) => gap.symbols));
   for (const symbol of beat.symbols) {
     const lastTradeAt = beat.lastTradeAt[symbol] ?? null;
     const market = marketOf(symbol);
@@ -219,7 +234,7 @@ function symbolNotes(
     notes[symbol] = {
       lastTradeAt,
       stale: silent || (open && age >= STALE_AFTER_MS),
-      gapped: gaps.some((gap) => gap.symbols.length === 0 || gap.symbols.includes(symbol)),
+      gapped: all || gapped.has(symbol),
       note: silent ? "producer silent" : closedReason(market, now),
     };
   }
@@ -228,7 +243,7 @@ function symbolNotes(
 
 export interface FeedReader {
   readonly log: FeedLog;
-  /** Resolves once the reader has left the group (after the signal aborts). */
+  /** Resolves after the signal aborts, once the reader has left its group or given up waiting. */
   readonly stopped: Promise<void>;
 }
 
@@ -246,6 +261,7 @@ export function startFeedReader(options: { config: Config; signal: AbortSignal }
   const consumer = kafka.consumer({
     groupId: `${config.groupId}.feed.${crypto.randomUUID().slice(0, 8)}`,
   });
+  // Each step checks the stop: a stop while connecting must not leave a consumer running.
   const run = async () => {
     const admin = kafka.admin();
     await admin.connect();
@@ -259,8 +275,11 @@ export function startFeedReader(options: { config: Config; signal: AbortSignal }
     } finally {
       await admin.disconnect();
     }
+    if (signal.aborted) return;
     await consumer.connect();
+    if (signal.aborted) return;
     await consumer.subscribe({ topic, fromBeginning: true });
+    if (signal.aborted) return;
     await consumer.run({
       autoCommit: false,
       eachMessage: ({ message }) => {
@@ -269,9 +288,10 @@ export function startFeedReader(options: { config: Config; signal: AbortSignal }
       },
     });
   };
+  const running = run();
   const stopped = (async () => {
     try {
-      await unlessAborted(run(), signal);
+      await unlessAborted(running, signal);
       if (!signal.aborted) {
         await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
       }
@@ -283,6 +303,8 @@ export function startFeedReader(options: { config: Config; signal: AbortSignal }
       // Nothing is committed, so leaving the group is a courtesy: a member still
       // joining (the broker holds a new group's first join ~3 s) is not waited for.
       await unlessAborted(consumer.disconnect(), AbortSignal.timeout(LEAVE_MS)).catch(() => {});
+      // A step that was under way at the stop may connect after it: leave then too.
+      running.finally(() => consumer.disconnect().catch(() => {})).catch(() => {});
     }
   })();
   return { log, stopped };

@@ -3,26 +3,29 @@
  * applied), as p50/p99 over the last minute.
  *
  * At 100k records/s a minute of samples would be millions of numbers, so each
- * second keeps a histogram instead: exact 1 ms buckets below 100 ms, then buckets
- * of 10 ms, 100 ms and 1 s (at most 10 % off), and one bucket for 100 s and more.
+ * second keeps a histogram instead: exact 1 ms buckets up to 100 ms, then buckets
+ * of 10 ms, 100 ms and 1 s (at most 10 % off), and one bucket above 100 s. Each
+ * bucket holds (its lower edge, its upper edge], as Prometheus's `le` means: a
+ * latency (whole ms: the difference of two wall clocks) equal to an edge counts
+ * under that edge.
  * Recording is one array increment; a quantile merges the 60 histograms, which the
  * views do a few times a second at most.
  */
 
-const EXACT = 100; // 0-99 ms: one bucket per ms
+const EXACT = 101; // 0-100 ms: one bucket per ms
 const BUCKETS = EXACT + 90 + 90 + 90 + 1;
 
 /** The bucket of a latency in ms (negative ones, from clock skew, count as 0). */
 export function latencyBucket(ms: number): number {
   if (!(ms > 0)) return 0;
-  if (ms < 100) return Math.floor(ms);
-  if (ms < 1_000) return EXACT + Math.floor((ms - 100) / 10);
-  if (ms < 10_000) return EXACT + 90 + Math.floor((ms - 1_000) / 100);
-  if (ms < 100_000) return EXACT + 180 + Math.floor((ms - 10_000) / 1_000);
+  if (ms <= 100) return Math.ceil(ms);
+  if (ms <= 1_000) return EXACT + Math.ceil((ms - 100) / 10) - 1;
+  if (ms <= 10_000) return EXACT + 90 + Math.ceil((ms - 1_000) / 100) - 1;
+  if (ms <= 100_000) return EXACT + 180 + Math.ceil((ms - 10_000) / 1_000) - 1;
   return BUCKETS - 1;
 }
 
-/** The value a bucket stands for: exact below 100 ms, else the middle of its range. */
+/** The value a bucket stands for: exact up to 100 ms, else the middle of its range. */
 export function bucketValue(bucket: number): number {
   if (bucket < EXACT) return bucket;
   if (bucket < EXACT + 90) return 100 + (bucket - EXACT) * 10 + 5;
@@ -31,9 +34,9 @@ export function bucketValue(bucket: number): number {
   return 100_000;
 }
 
-/** The exclusive upper edge of a bucket, ms (Infinity for the last). */
+/** The upper edge of a bucket, ms, included in it (Infinity for the last). */
 function bucketEnd(bucket: number): number {
-  if (bucket < EXACT) return bucket + 1;
+  if (bucket < EXACT) return bucket;
   if (bucket < EXACT + 90) return 100 + (bucket - EXACT + 1) * 10;
   if (bucket < EXACT + 180) return 1_000 + (bucket - EXACT - 90 + 1) * 100;
   if (bucket < EXACT + 270) return 10_000 + (bucket - EXACT - 180 + 1) * 1_000;
@@ -119,10 +122,10 @@ export class LatencyHistogram {
   }
 
   /**
-   * Per bound (ms, ascending), how many latencies fell below it: Prometheus's
-   * cumulative buckets. Exact when every bound is a bucket edge (1-100 ms, then
-   * steps of 10, 100 and 1,000 ms); otherwise a bucket counts under a bound only
-   * when its whole range lies below it.
+   * Per bound (ms, ascending), how many latencies were at most it: Prometheus's
+   * cumulative `le` buckets. Exact when every bound is a bucket edge (0-100 ms,
+   * then steps of 10, 100 and 1,000 ms); otherwise a bucket counts under a bound
+   * only when its whole range lies at or below it.
    */
   cumulative(boundsMs: readonly number[]): number[] {
     const out: number[] = [];

@@ -13,6 +13,7 @@ import { Gate } from "../lib/auth.ts";
 import { UsageError } from "../lib/cli.ts";
 import type { Family } from "../lib/metrics.ts";
 import { isLoopback } from "../lib/net.ts";
+import { readPem } from "../lib/pem.ts";
 import { text } from "./http.ts";
 import { type AggregatorView, Hub, type HubMetrics } from "./hub.ts";
 import { router } from "./routes.ts";
@@ -78,43 +79,27 @@ function publicUrl(hostname: string, port: number, secure: boolean): string {
   return `${secure ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}/`;
 }
 
-/** One PEM file, or a UsageError naming the variable and the fix. */
-async function readPem(
-  variable: string,
-  path: string,
-  expect: { what: string; marker: RegExp },
-): Promise<string> {
-  let pem: string;
-  try {
-    pem = await Deno.readTextFile(path);
-  } catch (error) {
-    const why = error instanceof Deno.errors.NotCapable
-      ? "the task may not read it: put it in certs/ (deno task dashboard:shared reads certs/)"
-      : error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : (error as Error).message;
-    throw new UsageError(`${variable}: cannot read "${path}": ${why}`);
-  }
-  if (!expect.marker.test(pem)) {
-    throw new UsageError(`${variable}: "${path}" is not a PEM ${expect.what}`);
-  }
-  return pem;
-}
-
 /**
  * The certificate and key files, read and checked before Kafka: one clear line for
  * each mistake. A listener on a throwaway loopback port parses them (and checks that
  * the key belongs to the certificate) or says why not.
  */
-export async function loadTls(files: { certFile: string; keyFile: string }): Promise<Tls> {
+export function loadTls(files: { certFile: string; keyFile: string }): Tls {
+  const outOfReach = "put it in certs/ (deno task dashboard:shared and dashboard:remote read it)";
   const tls = {
-    cert: await readPem("DASHBOARD_CERT", files.certFile, {
-      what: "certificate (no -----BEGIN CERTIFICATE----- line)",
-      marker: /-----BEGIN CERTIFICATE-----/,
+    cert: readPem({
+      variable: "DASHBOARD_CERT",
+      path: files.certFile,
+      kind: "certificate",
+      example: "certs/cert.pem",
+      outOfReach,
     }),
-    key: await readPem("DASHBOARD_KEY", files.keyFile, {
-      what: "private key (no -----BEGIN … PRIVATE KEY----- line)",
-      marker: /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
+    key: readPem({
+      variable: "DASHBOARD_KEY",
+      path: files.keyFile,
+      kind: "private key",
+      example: "certs/key.pem",
+      outOfReach,
     }),
   };
   try {

@@ -4,7 +4,7 @@
  *
  * - `Authorization: Bearer <token>`: tools, scrapers, curl.
  * - A page link with `?token=<token>` (when `page` is on): exchanged for an
- *   HttpOnly, SameSite=Strict cookie (Secure over HTTPS) and a redirect to the same
+ *   HttpOnly, SameSite=Lax cookie (Secure over HTTPS) and a redirect to the same
  *   URL without the token, so the token leaves the address bar and the history. The
  *   cookie holds an HMAC of the token, not the token: changing the token ends every
  *   session.
@@ -92,33 +92,37 @@ export class Gate {
 
   /** Decides one request from `address` (the client's IP). */
   check(request: Request, url: URL, address: string, now = Date.now()): Verdict {
+    // Good credentials pass even from a locked address: behind a proxy or NAT, one
+    // guesser must not lock every user and the scraper out.
+    const authorization = request.headers.get("authorization");
+    const bearer = authorization === null
+      ? undefined
+      : /^Bearer +(\S+) *$/i.exec(authorization)?.[1] ?? "";
+    if (bearer !== undefined && sameSecret(bearer, this.#options.token)) return { kind: "pass" };
+    const link = this.#options.page ? url.searchParams.get("token") : null;
+    const cookie = cookieValue(request.headers.get("cookie"), SESSION_COOKIE);
+    const session = this.#options.page && cookie !== undefined && sameSecret(cookie, this.#session);
+    if (link === null && session) return { kind: "pass" };
+    if (link !== null && sameSecret(link, this.#options.token)) {
+      const rest = new URLSearchParams(url.searchParams);
+      rest.delete("token");
+      const query = rest.size > 0 ? `?${rest}` : "";
+      // One leading slash: "//host/" would send the browser to another site.
+      const path = url.pathname.replace(/^\/+/, "/");
+      return { kind: "login", location: `${path}${query}`, cookie: this.#cookie() };
+    }
     const locked = this.#lockedFor(address, now);
     if (locked > 0) {
       return this.#deny(429, "too many failed logins from this address: try again later", {
         "retry-after": String(Math.ceil(locked / 1000)),
       });
     }
-    const authorization = request.headers.get("authorization");
-    if (authorization !== null) {
-      const bearer = /^Bearer +(\S+) *$/i.exec(authorization)?.[1] ?? "";
-      return sameSecret(bearer, this.#options.token)
-        ? { kind: "pass" }
-        : this.#fail(address, "a wrong Authorization: Bearer token", now);
+    if (bearer !== undefined) {
+      return this.#fail(address, "a wrong Authorization: Bearer token", now);
     }
     if (!this.#options.page) return this.#deny(401, "send Authorization: Bearer <token>");
-    const link = url.searchParams.get("token");
-    if (link !== null) {
-      if (!sameSecret(link, this.#options.token)) {
-        return this.#fail(address, "a wrong ?token= link", now);
-      }
-      const rest = new URLSearchParams(url.searchParams);
-      rest.delete("token");
-      const query = rest.size > 0 ? `?${rest}` : "";
-      return { kind: "login", location: `${url.pathname}${query}`, cookie: this.#cookie() };
-    }
+    if (link !== null) return this.#fail(address, "a wrong ?token= link", now);
     // A stale cookie (the token changed) is no attack: 401, not counted.
-    const cookie = cookieValue(request.headers.get("cookie"), SESSION_COOKIE);
-    if (cookie !== undefined && sameSecret(cookie, this.#session)) return { kind: "pass" };
     return this.#deny(
       401,
       "this dashboard is shared with a token: open the link with ?token=<token> that you " +
@@ -129,7 +133,10 @@ export class Gate {
   #cookie(): string {
     const secure = this.#options.secure ? "; Secure" : "";
     return `${SESSION_COOKIE}=${this.#session}; Path=/; Max-Age=${SESSION_MAX_AGE_S}; ` +
-      `HttpOnly; SameSite=Strict${secure}`;
+      // Lax, not Strict: a link clicked in a chat or a mail is a navigation from another
+      // site, and a Strict cookie set by its redirect would not come back on it. The
+      // dashboard answers GET only and changes nothing, so Lax gives nothing away.
+      `HttpOnly; SameSite=Lax${secure}`;
   }
 
   #deny(status: 401 | 429, message: string, headers: Record<string, string> = {}): Verdict {

@@ -125,9 +125,27 @@ export function feedKey(record: FeedRecord): string {
     : `gap/${record.producer}/${record.n}`;
 }
 
-/** The record value (the writer adds `v`). */
+/** Longest texts a record carries (the schema's limits): longer ones are cut. */
+export const MAX_PRODUCER_LENGTH = 200;
+const MAX_DETAIL_LENGTH = 500;
+const MAX_SYMBOL_LENGTH = 64;
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/**
+ * The record value. Texts from elsewhere (a close reason, a kafkajs error) are cut
+ * to the schema's limits, so a long one never makes a record every reader refuses.
+ */
 export function encodeFeed(record: FeedRecord): string {
-  return JSON.stringify(record);
+  const symbols = record.symbols.filter((symbol) => symbol.length <= MAX_SYMBOL_LENGTH);
+  return JSON.stringify({
+    ...record,
+    producer: clip(record.producer, MAX_PRODUCER_LENGTH),
+    symbols,
+    ...(record.detail === undefined ? {} : { detail: clip(record.detail, MAX_DETAIL_LENGTH) }),
+  });
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -140,7 +158,7 @@ const isText = (value: unknown, max: number): value is string =>
   typeof value === "string" && value.length <= max;
 
 const isSymbols = (value: unknown): value is string[] =>
-  Array.isArray(value) && value.every((symbol) => isText(symbol, 64));
+  Array.isArray(value) && value.every((symbol) => isText(symbol, MAX_SYMBOL_LENGTH));
 
 function isCountMap(value: unknown): value is Record<string, number> {
   return isRecord(value) && Object.values(value).every(isCount);
@@ -166,20 +184,20 @@ export function decodeFeed(value: Uint8Array | string | null): FeedRecord | null
   }
   if (!isRecord(parsed) || parsed.v !== SCHEMA_VERSION) return null;
   const { kind, producer, source } = parsed;
-  if (!isText(producer, 200) || !SOURCES.includes(source as Source)) return null;
+  if (!isText(producer, MAX_PRODUCER_LENGTH) || !SOURCES.includes(source as Source)) return null;
   if (kind === "heartbeat") {
     const { at, everyMs, state, since, detail, lastFrameAt, lastPingAt, lastTradeAt, counts } =
       parsed;
     const valid = isTime(at) && isTime(everyMs) && everyMs > 0 && isSymbols(parsed.symbols) &&
       FEED_STATES.includes(state as FeedState) && isTime(since) &&
-      (detail === undefined || isText(detail, 500)) && isTimeOrNull(lastFrameAt) &&
+      (detail === undefined || isText(detail, MAX_DETAIL_LENGTH)) && isTimeOrNull(lastFrameAt) &&
       isTimeOrNull(lastPingAt) && isCountMap(lastTradeAt) && isCounts(counts);
     return valid ? parsed as unknown as Heartbeat : null;
   }
   if (kind === "gap") {
     const { n, reason, detail, from, to, tradeFrom, tradeTo, symbols, dropped } = parsed;
     const valid = isCount(n) && GAP_REASONS.includes(reason as GapReason) &&
-      isText(detail, 500) && [from, to, tradeFrom, tradeTo].every(isTime) &&
+      isText(detail, MAX_DETAIL_LENGTH) && [from, to, tradeFrom, tradeTo].every(isTime) &&
       (to as number) >= (from as number) && (tradeTo as number) >= (tradeFrom as number) &&
       isSymbols(symbols) &&
       (dropped === undefined || isCount(dropped));

@@ -12,7 +12,7 @@
  * MAX_PENDING of them.
  */
 
-import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
+import { type Kafka, type Message, Partitioners } from "kafkajs";
 import { unlessAborted } from "../lib/async.ts";
 import {
   encodeFeed,
@@ -41,8 +41,33 @@ export type Beat = Pick<
   "state" | "since" | "detail" | "symbols" | "lastFrameAt" | "lastPingAt" | "lastTradeAt" | "counts"
 >;
 
+/** Where feed records go: feedSink in production, anything with its shape in tests. */
+export interface FeedSink {
+  connect(): Promise<void>;
+  send(messages: Message[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A small kafkajs producer of its own for the feed topic: a few retries, then the
+ * send fails and the writer tries again with the next beat.
+ */
+export function feedSink(kafka: Kafka, topic: string): FeedSink {
+  const producer = kafka.producer({
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 1_000 },
+  });
+  return {
+    connect: () => producer.connect(),
+    send: async (messages) => void await producer.send({ topic, acks: -1, messages }),
+    close: () => producer.disconnect(),
+  };
+}
+
 export interface FeedWriterOptions {
-  readonly kafka: Kafka;
+  readonly sink: FeedSink;
+  /** The feed topic, for the log. */
   readonly topic: string;
   /** This producer run, e.g. "market-stream-1a2b3c4d". */
   readonly producer: string;
@@ -68,10 +93,9 @@ interface DropRun {
 
 export class FeedWriter {
   readonly #options: FeedWriterOptions;
-  readonly #producer: Producer;
   readonly #shown = createLimiter(30_000);
-  /** Gap records not yet acknowledged. */
-  #pending: Message[] = [];
+  /** Gap records not yet acknowledged, oldest first, with their numbers. */
+  #pending: { n: number; message: Message }[] = [];
   #n = 0;
   #drops: DropRun | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -81,16 +105,11 @@ export class FeedWriter {
 
   constructor(options: FeedWriterOptions) {
     this.#options = options;
-    this.#producer = options.kafka.producer({
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 1_000 },
-    });
   }
 
-  /** Connects, writes the first heartbeat, beats on (the topic exists: connectProducer). */
+  /** Connects, writes the first heartbeat, then one every `everyMs` until close. */
   async start(): Promise<void> {
-    await this.#producer.connect();
+    await this.#options.sink.connect();
     await this.#write(this.#options.beat());
     this.#timer = setInterval(() => this.#tick(), this.#options.everyMs);
   }
@@ -149,7 +168,7 @@ export class FeedWriter {
       await this.#write({ ...this.#options.beat(), state: "stopped", since: Date.now() });
     };
     await unlessAborted(last(), AbortSignal.timeout(timeoutMs)).catch(() => {});
-    await unlessAborted(this.#producer.disconnect(), AbortSignal.timeout(2_000)).catch(() => {});
+    await unlessAborted(this.#options.sink.close(), AbortSignal.timeout(2_000)).catch(() => {});
   }
 
   #tick(): void {
@@ -184,7 +203,7 @@ export class FeedWriter {
       ...fields,
     };
     this.stats.gaps++;
-    this.#pending.push(this.#message(gap, fields.to));
+    this.#pending.push({ n: gap.n, message: this.#message(gap, fields.to) });
     if (this.#pending.length > MAX_PENDING) {
       this.#pending.shift();
       this.stats.lost++;
@@ -210,14 +229,16 @@ export class FeedWriter {
       everyMs: this.#options.everyMs,
       ...beat,
     };
-    const gaps = this.#pending;
+    // Gaps added while this send is under way wait for the next one: only those sent
+    // (by number: a full backlog may drop the oldest meanwhile) leave the backlog.
+    const gaps = [...this.#pending];
+    const lastSent = gaps.at(-1)?.n ?? 0;
     try {
-      await this.#producer.send({
-        topic: this.#options.topic,
-        acks: -1,
-        messages: [...gaps, this.#message(heartbeat, at)],
-      });
-      this.#pending = this.#pending.slice(gaps.length);
+      await this.#options.sink.send([
+        ...gaps.map((gap) => gap.message),
+        this.#message(heartbeat, at),
+      ]);
+      this.#pending = this.#pending.filter((gap) => gap.n > lastSent);
       this.stats.beats++;
     } catch (error) {
       if (this.#shown("send")) {

@@ -338,15 +338,27 @@ export class FinnhubClient {
       `finnhub: reconnected after a ${seconds(outcome.openedAt - this.#lostAt)} gap ` +
         `(reconnect ${state.reconnects}), subscribed again to ${state.subscribed} symbols`,
     );
+    this.#options.onGap?.({ from: this.#lostAt, to: outcome.openedAt, detail: this.#gapDetail() });
+    this.#lostAt = 0;
+  }
+
+  /**
+   * The connection lost and not regained yet, as a gap up to `now` (the producer
+   * stops): undefined when connected.
+   */
+  openGap(now: number): { from: number; to: number; detail: string } | undefined {
+    if (this.#lostAt === 0 || this.state.connected) return undefined;
+    const detail = `${this.#gapDetail()}; not connected again before the stop`;
+    return { from: this.#lostAt, to: Math.max(now, this.#lostAt), detail };
+  }
+
+  /** Why the connection was lost, and the handshakes refused since. */
+  #gapDetail(): string {
     const refused = this.#refusals === 0
       ? ""
       : `; then refused ${this.#refusals} time${this.#refusals > 1 ? "s" : ""} ` +
         `(${this.#lastRefusal})`;
-    this.#options.onGap?.({
-      from: this.#lostAt,
-      to: outcome.openedAt,
-      detail: this.#hide(`${this.#lostReason}${refused}`),
-    });
+    return this.#hide(`${this.#lostReason}${refused}`);
   }
 
   #setPhase(phase: Phase, detail: string): void {

@@ -398,6 +398,14 @@ export class Publisher {
   }
 }
 
+export interface Connected {
+  readonly kafka: Kafka;
+  readonly producer: Producer;
+  readonly topic: "created" | "found";
+  /** Why the feed topic could not be made sure of (the trades go on without it). */
+  readonly feedProblem?: string;
+}
+
 /**
  * Makes sure the topic and its feed topic exist, then connects the idempotent producer: both before
  * any trade is taken. "stopped" when the signal aborts first (kafkajs retries an
@@ -406,23 +414,30 @@ export class Publisher {
 export async function connectProducer(
   config: Config,
   signal: AbortSignal,
-): Promise<{ kafka: Kafka; producer: Producer; topic: "created" | "found" } | "stopped"> {
+): Promise<Connected | "stopped"> {
   const kafka = createKafka(config, "producer");
   const producer = createIdempotentProducer(kafka);
-  const connect = async () => {
+  const connect = async (): Promise<Connected> => {
     const admin = kafka.admin();
     await admin.connect();
     const { topic, partitions, replicationFactor } = config;
     const state = await ensureTopic(admin, { topic, partitions, replicationFactor });
-    await ensureTopic(admin, {
+    // The feed topic is for viewers: a cluster that will not let us create it (an ACL)
+    // costs the feed, never the trades.
+    const feedProblem = await ensureTopic(admin, {
       topic: feedTopicOf(topic),
       partitions: 1,
       replicationFactor,
       configEntries: FEED_TOPIC_CONFIG,
-    });
+    }).then(() => undefined, (error) => error instanceof Error ? error.message : String(error));
     await admin.disconnect();
     await producer.connect();
-    return { kafka, producer, topic: state === "created" ? "created" as const : "found" as const };
+    return {
+      kafka,
+      producer,
+      topic: state === "created" ? "created" : "found",
+      feedProblem,
+    };
   };
   try {
     return await unlessAborted(checkAccess(config).then(connect), signal);

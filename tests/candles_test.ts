@@ -6,7 +6,13 @@
 
 import assert from "node:assert/strict";
 import { Aggregator, MAX_AHEAD_MS, RateWindow } from "../consumer/candles.ts";
-import { bucketValue, latencyBucket, LatencyWindow, parseReceivedAt } from "../consumer/latency.ts";
+import {
+  bucketValue,
+  latencyBucket,
+  LatencyHistogram,
+  LatencyWindow,
+  parseReceivedAt,
+} from "../consumer/latency.ts";
 import type { TradeRecord } from "../lib/trade.ts";
 import {
   assertCandlesEqual,
@@ -202,8 +208,8 @@ Deno.test("trades per second count whole seconds by trade time", () => {
 });
 
 Deno.test("latency p50/p99 over the last minute", async (t) => {
-  await t.step("buckets: exact under 100 ms, within 10 % above", () => {
-    for (const ms of [0, 1, 57, 99]) assert.equal(bucketValue(latencyBucket(ms)), ms);
+  await t.step("buckets: exact up to 100 ms, within 10 % above", () => {
+    for (const ms of [0, 1, 57, 99, 100]) assert.equal(bucketValue(latencyBucket(ms)), ms);
     for (const ms of [100, 250, 999, 1_000, 4_321, 9_999, 12_345, 99_999]) {
       const value = bucketValue(latencyBucket(ms));
       assert.ok(Math.abs(value - ms) / ms <= 0.1, `${ms} -> ${value}`);
@@ -217,10 +223,24 @@ Deno.test("latency p50/p99 over the last minute", async (t) => {
     for (let i = 1; i <= 100; i++) window.record(i <= 98 ? 3 : 2_000, now);
     window.record(500, now - 61_000); // older than a minute
     assert.equal(window.quantile(0.5, now), 3);
-    assert.equal(window.quantile(0.99, now), 2_050);
+    assert.equal(window.quantile(0.99, now), 1_950, "2,000 ms is in (1,900, 2,000]");
     assert.equal(window.quantile(0.5, now + 61_000), null);
     assert.equal(new LatencyWindow().quantile(0.5, now), null);
   });
+  await t.step(
+    "cumulative buckets count latencies at or below each bound (Prometheus's le)",
+    () => {
+      const histogram = new LatencyHistogram();
+      for (const ms of [0, 1, 1, 2, 5, 6, 100, 101, 110, 111, 2_000, 2_001, 250_000]) {
+        histogram.record(ms);
+      }
+      assert.deepEqual(
+        histogram.cumulative([1, 2, 5, 100, 110, 2_000, 100_000]),
+        [3, 4, 5, 7, 9, 11, 12],
+      );
+      assert.equal(histogram.count, 13);
+    },
+  );
   await t.step("the received-at header from bytes or text", () => {
     const bytes = new TextEncoder().encode("1700000000123");
     assert.equal(parseReceivedAt(bytes), 1_700_000_000_123);

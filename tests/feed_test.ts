@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { Ajv2020 } from "ajv/dist/2020.js";
-import { FeedLog, summarizeFeed } from "../consumer/feed.ts";
+import { FeedLog, MAX_SHOWN_GAPS, summarizeFeed } from "../consumer/feed.ts";
 import { quietReason } from "../lib/market_hours.ts";
 import {
   decodeFeed,
@@ -18,7 +18,8 @@ import {
   type Gap,
   type Heartbeat,
 } from "../lib/feed.ts";
-import { FeedWriter } from "../producer/feed.ts";
+import { type FeedSink, feedSink, FeedWriter } from "../producer/feed.ts";
+import { sleep } from "../lib/async.ts";
 import { BROKERS, withTopic } from "./helpers/kafka.ts";
 import { readFeed, startDashboardConsumer, startProducer, waitUntil } from "./helpers/processes.ts";
 
@@ -185,8 +186,53 @@ Deno.test("the feed log: the newest heartbeat wins, junk is counted, gaps are bo
   assert.equal(log.gaps().length, 1_000);
   assert.equal(log.gaps()[0].n, 101, "the oldest go first");
   const windowed = summarizeFeed(log, { now: NOW, from: NOW - 590_000 });
-  assert.equal(windowed.gaps.length, 1_000, "gaps ending in the window");
+  assert.equal(windowed.gaps.length, MAX_SHOWN_GAPS, "a summary carries the newest gaps only");
+  assert.equal(windowed.gaps.at(-1)!.n, 1_100);
   assert.equal(summarizeFeed(log, { now: NOW, from: NOW }).gaps.length, 0);
+});
+
+Deno.test("the feed writer keeps a gap added while a write is under way for the next one", async () => {
+  const sent: string[][] = [];
+  let hold: Promise<void> | undefined;
+  let release = () => {};
+  const sink: FeedSink = {
+    connect: () => Promise.resolve(),
+    send: async (messages) => {
+      sent.push(messages.map((message) => String(message.value)));
+      await hold;
+    },
+    close: () => Promise.resolve(),
+  };
+  const writer = new FeedWriter({
+    sink,
+    topic: "t.feed",
+    producer: "test-0a1b2c3d",
+    source: "sim",
+    everyMs: 40,
+    beat: () => {
+      const { state, since, symbols, lastFrameAt, lastPingAt, lastTradeAt, counts } = beat();
+      return { state, since, symbols, lastFrameAt, lastPingAt, lastTradeAt, counts };
+    },
+    delayMs: () => 0,
+    log: () => {},
+  });
+  await writer.start();
+  hold = new Promise((resolve) => (release = resolve));
+  const gap = (from: number) =>
+    writer.gap({ reason: "kafka-unreachable", from, to: from + 1, detail: "x".repeat(2_000) });
+  gap(1_000);
+  await sleep(70); // a beat is under way with gap 1, held by the sink
+  gap(2_000); // added while it is under way
+  release();
+  hold = undefined;
+  await sleep(120);
+  await writer.close(1_000);
+  const gaps = sent.flat().map((value) => decodeFeed(value)).filter((record) =>
+    record?.kind === "gap"
+  ) as Gap[];
+  assert.deepEqual(gaps.map((gap) => gap.n), [1, 2], "each gap written once, none lost");
+  assert.equal(gaps[0].detail.length, 500, "a long reason is cut to the schema's limit");
+  assert.ok(sent.flat().every((value) => decodeFeed(value) !== null), "every record decodes");
 });
 
 Deno.test("the feed writer: dropped trades become one queue-full gap; a clean close says stopped", async () => {
@@ -194,7 +240,7 @@ Deno.test("the feed writer: dropped trades become one queue-full gap; a clean cl
     await admin.createTopics({ topics: [{ topic: feedTopicOf(topic) }], waitForLeaders: true });
     const logs: string[] = [];
     const writer = new FeedWriter({
-      kafka,
+      sink: feedSink(kafka, feedTopicOf(topic)),
       topic: feedTopicOf(topic),
       producer: "test-0a1b2c3d",
       source: "sim",

@@ -164,7 +164,7 @@ Deno.test("shared over HTTPS with a token, metrics at both ends, from the real p
               assert.ok(page.url().endsWith("#symbol=AAPL&window=5m"), page.url());
               const cookies = await browser.cookies();
               const session = cookies.find((cookie) => cookie.name === "market_stream_session");
-              assert.ok(session?.httpOnly && session.secure && session.sameSite === "Strict");
+              assert.ok(session?.httpOnly && session.secure && session.sameSite === "Lax");
               const readable = await page.evaluate(() =>
                 (globalThis as unknown as { document: { cookie: string } }).document.cookie
               );

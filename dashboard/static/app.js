@@ -207,14 +207,13 @@ fitToBox(candleChart, candleEl);
 let drawn = { price: null, candles: null, decimals: 2, gaps: [] };
 
 /**
- * The feed gaps of the chosen symbol in which trades may be missing (a Kafka delay
- * lost none), with their length for the band's label.
+ * The feed gaps of the chosen symbol in which trades may be missing (consumer/feed.ts
+ * decides: a Kafka delay lost none), with their length for the band's label.
  */
 function feedGaps() {
   const gaps = state.feed?.gaps ?? [];
   return gaps.filter((gap) =>
-    gap.reason !== "kafka-unreachable" &&
-    (gap.symbols.length === 0 || gap.symbols.includes(state.symbol))
+    gap.tradesMissing && (gap.symbols.length === 0 || gap.symbols.includes(state.symbol))
   ).map((gap) => ({ ...gap, length: formatAge(gap.to - gap.from) }));
 }
 
