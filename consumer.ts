@@ -158,6 +158,7 @@ async function watch(flags: Flags, run: {
     halt.abort();
     await Promise.all([reader.stopped.catch(() => {}), feedReader.stopped]);
   }
+  if (failure instanceof UsageError) throw failure; // the port in use: one line, exit 2
   if (failure !== undefined && !(failure instanceof Deno.errors.BrokenPipe)) {
     throw new Error(`consumer stopped: ${redact(String(failure))}`);
   }

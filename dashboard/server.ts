@@ -12,7 +12,7 @@ import type { FeedSummary } from "../consumer/feed.ts";
 import { Gate } from "../lib/auth.ts";
 import { UsageError } from "../lib/cli.ts";
 import type { Family } from "../lib/metrics.ts";
-import { isLoopback } from "../lib/net.ts";
+import { isLoopback, listenError } from "../lib/net.ts";
 import { readPem } from "../lib/pem.ts";
 import { text } from "./http.ts";
 import { type AggregatorView, Hub, type HubMetrics } from "./hub.ts";
@@ -128,11 +128,7 @@ function listen(
       },
     }, handler);
   } catch (error) {
-    const where = `${options.hostname}:${options.port}`;
-    if (error instanceof Deno.errors.AddrInUse) {
-      throw new Error(`dashboard: ${where} is in use (set DASHBOARD_PORT to another port)`);
-    }
-    throw new Error(`dashboard: cannot listen on ${where}: ${(error as Error).message}`);
+    throw listenError(error, { ...options, variable: "DASHBOARD_PORT" });
   }
 }
 

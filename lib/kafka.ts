@@ -102,8 +102,20 @@ export function accessProblem(error: unknown, config: Config): UsageError | unde
         "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM",
     );
   }
+  if (/not valid for|does not match|altnames/i.test(reason)) {
+    return new UsageError(
+      `KAFKA_BROKERS: the broker's certificate is for another host name (${reason}): name ` +
+        "the brokers as their certificates do (the cluster's bootstrap address)",
+    );
+  }
+  if (/certificate has expired|CertExpired|not yet valid/i.test(reason)) {
+    return new UsageError(
+      `KAFKA_BROKERS: the broker's certificate is out of its dates (${reason}): the cluster's ` +
+        "operator must renew it (or this machine's clock is wrong)",
+    );
+  }
   if (
-    /unable to (verify|get local issuer)|self[- ]signed|UnknownIssuer|not valid for|does not match|certificate has expired|invalid peer certificate/i
+    /unable to (verify|get local issuer)|self[- ]signed|UnknownIssuer|invalid peer certificate/i
       .test(reason)
   ) {
     const fix = config.sslFiles?.ca

@@ -13,7 +13,7 @@
  */
 
 import { Gate } from "./auth.ts";
-import { UsageError } from "./cli.ts";
+import { listenError } from "./net.ts";
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -171,19 +171,13 @@ export function serveMetrics(options: MetricsServerOptions, variable: string): M
     });
   };
   let server: Deno.HttpServer<Deno.NetAddr>;
-  const where = `${options.hostname}:${options.port}`;
   try {
     server = Deno.serve(
       { hostname: options.hostname, port: options.port, onListen: () => {} },
       handler,
     );
   } catch (error) {
-    const problem = error instanceof Deno.errors.AddrInUse
-      ? `${where} is in use: set ${variable} to another port`
-      : error instanceof Deno.errors.NotCapable
-      ? `no permission to listen on ${where}: add it to the task's "net" permissions in deno.json`
-      : `cannot listen on ${where}: ${(error as Error).message}`;
-    throw new UsageError(`${variable}: ${problem}`);
+    throw listenError(error, { hostname: options.hostname, port: options.port, variable });
   }
   const host = options.hostname.includes(":") ? `[${options.hostname}]` : options.hostname;
   return {

@@ -3,6 +3,8 @@
  * `host:port` a URL connects to, and whether the task's permissions reach a host.
  */
 
+import { UsageError } from "./cli.ts";
+
 /**
  * True when `host` names this machine by loopback: `localhost`, 127.0.0.0/8 or
  * `::1`, with or without brackets and a `:port` (as in a Host header or
@@ -37,4 +39,21 @@ export function netAccessProblem(variable: string, hosts: readonly string[]): st
     : `${variable}: no permission to reach ${host}: the local tasks reach only this machine ` +
       "and ws.finnhub.io; use the :remote tasks (deno task produce:remote, consume:remote, " +
       "dashboard:remote)";
+}
+
+/**
+ * Why a server could not listen, as one line naming the setting to change: a
+ * UsageError (exit 2), whichever server it was (the dashboard, the producer's metrics).
+ */
+export function listenError(
+  error: unknown,
+  where: { readonly hostname: string; readonly port: number; readonly variable: string },
+): UsageError {
+  const at = `${where.hostname}:${where.port}`;
+  const problem = error instanceof Deno.errors.AddrInUse
+    ? `${at} is in use: set ${where.variable} to another port`
+    : error instanceof Deno.errors.NotCapable
+    ? `no permission to listen on ${at}: add it to the task's "net" permissions in deno.json`
+    : `cannot listen on ${at}: ${error instanceof Error ? error.message : error}`;
+  return new UsageError(`${where.variable}: ${problem}`);
 }

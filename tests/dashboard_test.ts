@@ -474,7 +474,10 @@ Deno.test("a port in use is one clear error, and nothing is left running", () =>
           aggregator: newAggregator(),
           status: () => status(),
         }),
-      new RegExp(`^Error: dashboard: 127\\.0\\.0\\.1:${listener.addr.port} is in use`),
+      new RegExp(
+        `^UsageError: DASHBOARD_PORT: 127\\.0\\.0\\.1:${listener.addr.port} is in use: set ` +
+          "DASHBOARD_PORT to another port$",
+      ),
     );
   } finally {
     listener.close();
