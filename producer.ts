@@ -411,13 +411,14 @@ async function flush(
   producer: Producer,
 ): Promise<{ code: number; report(): void }> {
   const { publisher, recorder, feed, finnhub } = pipe;
+  const deadline = Date.now() + plan.flags.flushTimeout * 1000;
   const undelivered = await publisher.close(plan.flags.flushTimeout * 1000);
   recorder?.close(); // flushes: a write that fails now still counts below
   // A connection still lost at the stop is a gap too, up to now; then the last
   // heartbeat says "stopped": viewers tell a clean stop from a dead producer.
   const stillLost = finnhub?.openGap(Date.now());
   if (stillLost) feed.disconnected(stillLost, plan.config.symbols);
-  await feed.close(2_000);
+  await feed.close(Math.max(1_000, deadline - Date.now()));
   await unlessAborted(producer.disconnect().catch(() => {}), AbortSignal.timeout(2_000));
   const recorded = !recorder
     ? ""

@@ -13,7 +13,7 @@
  */
 
 import { type Kafka, type Message, Partitioners } from "kafkajs";
-import { unlessAborted } from "../lib/async.ts";
+import { sleep, unlessAborted, withTimeout } from "../lib/async.ts";
 import {
   encodeFeed,
   type FeedCounts,
@@ -34,6 +34,13 @@ const MAX_PENDING = 1_000;
 const MAX_GAP_SYMBOLS = 100;
 /** A run of dropped trades ends when none was dropped for this long. */
 const DROP_RUN_IDLE_MS = 1_000;
+/**
+ * A write not acknowledged by then counts as failed: its gaps stay in the backlog for
+ * the next beat. (A send to a broker that died mid-request can wait for kafkajs's
+ * 30 s request timeout, and every beat meanwhile would be skipped.) A gap written
+ * twice this way is one gap to a viewer: its key and number repeat.
+ */
+const WRITE_TIMEOUT_MS = 5_000;
 
 /** The heartbeat's changing part, read at every beat. */
 export type Beat = Pick<
@@ -99,7 +106,7 @@ export class FeedWriter {
   #n = 0;
   #drops: DropRun | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
-  #writing: Promise<void> | undefined;
+  #writing: Promise<unknown> | undefined;
   /** Gaps recorded, and gap events lost to a full backlog. */
   readonly stats = { gaps: 0, lost: 0, beats: 0 };
 
@@ -110,7 +117,7 @@ export class FeedWriter {
   /** Connects, writes the first heartbeat, then one every `everyMs` until close. */
   async start(): Promise<void> {
     await this.#options.sink.connect();
-    await this.#write(this.#options.beat());
+    await this.#write(this.#options.beat(), Math.max(WRITE_TIMEOUT_MS, this.#options.everyMs));
     this.#timer = setInterval(() => this.#tick(), this.#options.everyMs);
   }
 
@@ -163,18 +170,27 @@ export class FeedWriter {
   async close(timeoutMs: number): Promise<void> {
     clearInterval(this.#timer);
     this.#endDropRun(Infinity);
-    const last = async () => {
-      await this.#writing;
-      await this.#write({ ...this.#options.beat(), state: "stopped", since: Date.now() });
-    };
-    await unlessAborted(last(), AbortSignal.timeout(timeoutMs)).catch(() => {});
+    const deadline = Date.now() + timeoutMs;
+    if (this.#writing) await unlessAborted(this.#writing, AbortSignal.timeout(timeoutMs));
+    // Again until it is written or the time is up: a broker just back may refuse a
+    // while (its partitions' leaders), and the last gaps must not be lost to that.
+    const since = Date.now();
+    while (Date.now() < deadline) {
+      const beat = { ...this.#options.beat(), state: "stopped" as const, since };
+      if (await this.#write(beat, deadline - Date.now())) break;
+      await sleep(Math.min(250, Math.max(0, deadline - Date.now())));
+    }
     await unlessAborted(this.#options.sink.close(), AbortSignal.timeout(2_000)).catch(() => {});
   }
 
   #tick(): void {
     this.#endDropRun(Date.now());
     if (this.#writing) return; // Kafka is slow: this beat is skipped, the next replaces it
-    this.#writing = this.#write(this.#options.beat()).finally(() => (this.#writing = undefined));
+    const writing = this.#write(
+      this.#options.beat(),
+      Math.max(WRITE_TIMEOUT_MS, this.#options.everyMs),
+    );
+    this.#writing = writing.then(() => (this.#writing = undefined));
   }
 
   #endDropRun(now: number): void {
@@ -217,8 +233,11 @@ export class FeedWriter {
     return { key: feedKey(record), value: encodeFeed(record), timestamp: String(at) };
   }
 
-  /** One request: the pending gaps and a heartbeat. Never throws; says a failure once. */
-  async #write(beat: Beat): Promise<void> {
+  /**
+   * One request: the pending gaps and a heartbeat, given `timeoutMs`. Never throws;
+   * true when Kafka took it, else says why (once per 30 s).
+   */
+  async #write(beat: Beat, timeoutMs: number): Promise<boolean> {
     const at = Date.now();
     const heartbeat: Heartbeat = {
       v: 1,
@@ -234,12 +253,13 @@ export class FeedWriter {
     const gaps = [...this.#pending];
     const lastSent = gaps.at(-1)?.n ?? 0;
     try {
-      await this.#options.sink.send([
-        ...gaps.map((gap) => gap.message),
-        this.#message(heartbeat, at),
-      ]);
+      await withTimeout(
+        this.#options.sink.send([...gaps.map((gap) => gap.message), this.#message(heartbeat, at)]),
+        Math.max(1, timeoutMs),
+      );
       this.#pending = this.#pending.filter((gap) => gap.n > lastSent);
       this.stats.beats++;
+      return true;
     } catch (error) {
       if (this.#shown("send")) {
         const reason = error instanceof Error ? error.message : String(error);
@@ -248,6 +268,7 @@ export class FeedWriter {
             `${this.#pending.length} gap events kept for the next heartbeat`,
         );
       }
+      return false;
     }
   }
 }
