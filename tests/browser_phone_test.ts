@@ -1,0 +1,127 @@
+/**
+ * The dashboard on a phone, in a real browser: the simulated producer and the
+ * dashboard consumer on the real broker, headless Chromium at 390×844 (an iPhone
+ * 12–15's CSS pixels). One column, no sideways scrolling, the price chart the
+ * width of the screen, the page live. `UPDATE_SCREENSHOT=1` writes docs/phone.png.
+ */
+
+import assert from "node:assert/strict";
+import { type PageDocument, recordPage, text, waitFor, withBrowser } from "./helpers/browser.ts";
+import { BROKERS, uniqueName, withTopic } from "./helpers/kafka.ts";
+import { startDashboardConsumer, startProducer } from "./helpers/processes.ts";
+
+declare const document: PageDocument & {
+  documentElement: { scrollWidth: number; clientWidth: number };
+};
+declare function getComputedStyle(el: unknown): { display: string };
+
+const SYMBOLS = ["AAPL", "MSFT", "NVDA", "BINANCE:BTCUSDT", "BINANCE:ETHUSDT"];
+const PHONE = { width: 390, height: 844 };
+const SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"
+  ? new URL("../docs/phone.png", import.meta.url)
+  : undefined;
+
+Deno.test("the dashboard on a 390×844 phone: one column, no sideways scroll, a full-width live chart", async (t) => {
+  await withTopic(1, async (topic) => {
+    const env = {
+      KAFKA_BROKERS: BROKERS,
+      KAFKA_TOPIC: topic,
+      KAFKA_GROUP_ID: uniqueName("phone-viewer"),
+      SYMBOLS: SYMBOLS.join(","),
+    };
+    await using producer = startProducer(["--source=sim", "--rate=60", "--seed=7"], env);
+    await using dashboard = await startDashboardConsumer([], env);
+    await withBrowser(PHONE, async (browser) => {
+      const page = await browser.newPage();
+      const log = recordPage(page);
+      await page.goto(`${dashboard.url}#symbol=AAPL&window=1m`);
+      await waitFor(
+        page,
+        "the page to connect and chart AAPL",
+        () =>
+          document.getElementById("connection-text")?.textContent === "live" &&
+          Number(document.getElementById("price-chart")!.dataset.points) >= 3,
+        { timeout: 20_000 },
+      );
+
+      await t.step("no horizontal overflow, a chart the width of the screen", async () => {
+        const layout = await page.evaluate(() => {
+          // deno-lint-ignore no-explicit-any
+          const box = (id: string) => (document.getElementById(id) as any).getBoundingClientRect();
+          const chart = box("price-chart");
+          const watchlist = box("watchlist");
+          const header = document.querySelectorAll(".topbar")[0] as unknown as {
+            scrollWidth: number;
+            clientWidth: number;
+          };
+          return {
+            scrollWidth: document.documentElement.scrollWidth,
+            chartWidth: chart.width,
+            chartLeft: chart.left,
+            watchlistTop: watchlist.top,
+            chartBottom: chart.bottom,
+            header: [header.scrollWidth, header.clientWidth],
+            canvases: [...document.querySelectorAll("#price-chart canvas")].map((c) =>
+              // deno-lint-ignore no-explicit-any
+              (c as any).getBoundingClientRect().width
+            ),
+          };
+        });
+        assert.ok(layout.scrollWidth <= PHONE.width, `page ${layout.scrollWidth} px wide`);
+        assert.ok(layout.chartWidth >= 330, `price chart ${layout.chartWidth} px wide`);
+        assert.ok(layout.canvases[0] >= 330, `chart canvas ${layout.canvases[0]} px wide`);
+        assert.ok(layout.chartLeft >= 0, "the chart starts on screen");
+        assert.ok(layout.watchlistTop >= layout.chartBottom, "the watchlist follows the charts");
+        assert.ok(layout.header[0] <= layout.header[1], `header cut off: ${layout.header}`);
+      });
+
+      await t.step("the page is live and the watchlist switches symbols", async () => {
+        const before = Number(
+          await page.evaluate(() => document.getElementById("price-chart")!.dataset.last),
+        );
+        await waitFor(
+          page,
+          "the chart to gain points",
+          (after) => Number(document.getElementById("price-chart")!.dataset.last) >= after,
+          { args: [before + 2000] },
+        );
+        const row = await page.$(`#watchlist tr[data-symbol="MSFT"]`);
+        assert.ok(row, "MSFT's row");
+        await row.click();
+        await row.dispose();
+        await waitFor(
+          page,
+          "MSFT's chart",
+          () =>
+            document.getElementById("quote-symbol")!.textContent === "MSFT" &&
+            Number(document.getElementById("price-chart")!.dataset.points) >= 3,
+        );
+        assert.equal(await text(page, "connection-text"), "live");
+        const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+        assert.ok(scrollWidth <= PHONE.width, `page ${scrollWidth} px wide with MSFT`);
+      });
+
+      await t.step("screenshot: docs/phone.png", async () => {
+        await waitFor(
+          page,
+          "a few seconds of MSFT",
+          () => Number(document.getElementById("price-chart")!.dataset.points) >= 12,
+          { timeout: 20_000 },
+        );
+        await page.evaluate(() =>
+          (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0)
+        );
+        const png = await page.screenshot();
+        assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], "a PNG");
+        if (SCREENSHOT) await Deno.writeFile(SCREENSHOT, png);
+      });
+
+      const problems = log.console.filter((line) => /error|refused|uncaught|violat/i.test(line));
+      assert.deepEqual(problems, [], "no console errors");
+    });
+    producer.kill("SIGTERM");
+    assert.equal((await producer.done).code, 0);
+    dashboard.kill("SIGTERM");
+    assert.equal((await dashboard.done).code, 0);
+  });
+});
