@@ -85,7 +85,7 @@ async function consume(flags: Flags, config: Config): Promise<number> {
   // The reader stops on a signal, at --limit, or when the view fails.
   const halt = haltWithDeadline(stop.signal, view);
   const aggregator = new Aggregator({
-    intervalsMs: [...new Set([...DEFAULT_INTERVALS_MS, flags.intervalMs])],
+    intervalsMs: keptIntervals(flags),
     maxCandles: DEFAULT_MAX_CANDLES,
     maxSymbols: DEFAULT_MAX_SYMBOLS,
     fromMs,
@@ -284,6 +284,11 @@ function watchLimit(reader: RunningConsumer, limit: number | undefined, stop: ()
   }, 20);
 }
 
+/** The candle intervals the aggregation keeps: the defaults and --interval. */
+function keptIntervals(flags: Flags): number[] {
+  return [...new Set([...DEFAULT_INTERVALS_MS, flags.intervalMs])];
+}
+
 /** What the terminal views draw, read fresh at each redraw. */
 function chartData(parts: {
   readonly reader: RunningConsumer;
@@ -305,6 +310,7 @@ function chartData(parts: {
     status: reader.status(),
     topic: config.topic,
     intervalMs: flags.intervalMs,
+    keptIntervalsMs: keptIntervals(flags),
     overlay: flags.overlay,
     color: !Deno.noColor,
     utcOffsetMinutes: -new Date().getTimezoneOffset(),

@@ -52,6 +52,39 @@ export interface ChartData {
   readonly notes?: readonly string[];
   /** The producer's feed (consumer/feed.ts): in the header, and gaps on the time axis. */
   readonly feed?: FeedSummary;
+  /**
+   * The candle intervals the aggregation keeps. A chart interval it does not keep is
+   * drawn from the widest kept one that divides it (5 s from 1 s candles, 5 m from 1 m).
+   */
+  readonly keptIntervalsMs?: readonly number[];
+  /**
+   * Keys are on (an interactive terminal): the symbols are shown a page at a time, and
+   * the last line before the axis is a one-line hint of the keys instead of "+N more".
+   */
+  readonly paging?: { readonly page: number };
+}
+
+/** The intervals the terminal's +/- keys step through. */
+export const INTERVAL_CHOICES_MS: readonly number[] = Object.freeze([
+  1_000,
+  5_000,
+  15_000,
+  60_000,
+  300_000,
+  900_000,
+]);
+
+/** The chart interval `step` choices after `current` (the ends hold). */
+export function stepInterval(current: number, step: number): number {
+  const choices = [...new Set([...INTERVAL_CHOICES_MS, current])].sort((a, b) => a - b);
+  const index = choices.indexOf(current) + step;
+  return choices[Math.max(0, Math.min(choices.length - 1, index))];
+}
+
+/** The kept candle interval a chart of `intervalMs` is drawn from. */
+function candleSource(intervalMs: number, kept: readonly number[] | undefined): number {
+  const fits = (kept ?? []).filter((k) => intervalMs % k === 0);
+  return fits.length === 0 ? intervalMs : Math.max(...fits);
 }
 
 /** Feed states that are news: shown in bold, never dropped for room. */
@@ -191,6 +224,21 @@ function legendLine(entry: Shown, width: number, now: number, color: boolean): s
   return fitParts(parts, width, color);
 }
 
+/** The keys, in one line: which symbols are shown, how to page, how to change the interval. */
+function hintLine(data: ChartData, layout: Layout, width: number): string {
+  const { first, shown, total } = layout;
+  const range = shown.length === 1
+    ? `symbol ${first + 1} of ${total}`
+    : `symbols ${first + 1}–${first + shown.length} of ${total}`;
+  const parts: Part[] = [
+    { text: range, drop: 0, code: DIM },
+    ...(shown.length < total ? [{ text: "←/→ page", drop: 0, code: DIM }] : []),
+    { text: `+/- interval (${formatInterval(data.intervalMs)})`, drop: 1, code: DIM },
+    { text: "q quit", drop: 2, code: DIM },
+  ];
+  return fitParts(parts, width, data.color, " · ");
+}
+
 function moreLine(rest: readonly string[], width: number): string {
   const names = rest.map(printable).join(", ");
   const text = `+${rest.length} more: ${names} (a taller terminal or --overlay shows more)`;
@@ -209,8 +257,11 @@ interface Shown {
 /** Where everything goes in a frame: which symbols fit, the label column, the time window. */
 interface Layout {
   readonly shown: Shown[];
-  /** Symbols that did not fit. */
+  /** Symbols that did not fit (none when paging: the hint line says where they are). */
   readonly more: string[];
+  /** The index of the first shown symbol, and how many there are (paging). */
+  readonly first: number;
+  readonly total: number;
   /** Lines between the header and the time axis. */
   readonly body: number;
   /** Chart lines under each legend (panels view). */
@@ -227,18 +278,26 @@ function planLayout(data: ChartData, symbols: string[], size: Size, now: number)
   const body = size.rows - 2; // less the header and the time axis
   // How many symbols fit (panels of a legend and 2+ chart lines, or overlay legends
   // over a chart of 3+ lines), keeping a line for "+N more" when not all do.
+  // With keys on, a page of them and a line for the hint.
   const count = symbols.length;
-  const visible = data.overlay
+  const paged = data.paging !== undefined;
+  const visible = paged
+    ? Math.min(count, Math.max(1, data.overlay ? body - 4 : Math.floor((body - 1) / 3)))
+    : data.overlay
     ? (count <= body - 3 ? count : body - 4)
     : (count <= Math.floor(body / 3) ? count : Math.floor((body - 1) / 3));
-  const more = symbols.slice(visible);
-  const panelHeight = Math.floor((body - (more.length > 0 ? 1 : 0)) / visible) - 1;
+  const more = paged ? [] : symbols.slice(visible);
+  const pages = Math.ceil(count / visible);
+  const page = paged ? ((data.paging!.page % pages) + pages) % pages : 0;
+  const firstShown = page * visible;
+  const panelHeight = Math.floor((body - (more.length > 0 || paged ? 1 : 0)) / visible) - 1;
   // Candles are read for the visible symbols only: a frame's cost does not grow
   // with symbols nobody sees.
-  const all = symbols.slice(0, visible).map((symbol, i) => ({
+  const source = candleSource(intervalMs, data.keptIntervalsMs);
+  const all = symbols.slice(firstShown, firstShown + visible).map((symbol, i) => ({
     stats: aggregation.stats(symbol, now)!,
-    code: PALETTE[i % PALETTE.length],
-    candles: aggregation.candles(symbol, intervalMs),
+    code: PALETTE[(firstShown + i) % PALETTE.length],
+    candles: aggregation.candles(symbol, source),
   }));
   // The window ends now; if nothing traded within it, it ends at the last trade.
   const lastTrade = Math.max(...symbols.map((symbol) => aggregation.stats(symbol, now)!.lastTime));
@@ -256,7 +315,18 @@ function planLayout(data: ChartData, symbols: string[], size: Size, now: number)
     }));
     const startMs = (endSlot - columns + 1) * intervalMs;
     const endMs = endSlot * intervalMs;
-    return { shown, more, body, panelHeight, labelWidth, columns, startMs, endMs };
+    return {
+      shown,
+      more,
+      first: firstShown,
+      total: count,
+      body,
+      panelHeight,
+      labelWidth,
+      columns,
+      startMs,
+      endMs,
+    };
   };
   const widthFor = (decimals: readonly number[]) =>
     Math.max(...all.map(({ stats, candles }, i) => {
@@ -298,7 +368,7 @@ function overlayLines(data: ChartData, layout: Layout, width: number, now: numbe
   lines.push(...plotSeries(series, {
     lo,
     hi,
-    height: layout.body - shown.length - (more.length > 0 ? 1 : 0),
+    height: layout.body - shown.length - (more.length > 0 || data.paging !== undefined ? 1 : 0),
     labelWidth: layout.labelWidth,
     label: (v) => formatPct(v, decimals),
     codes: plotted.map((entry) => entry.code),
@@ -351,8 +421,10 @@ export function renderFrame(data: ChartData, size: Size, now: number): string {
   lines.push(
     ...(data.overlay ? overlayLines : panelLines)(data, layout, width, now),
   );
-  while (lines.length < rows - 1) lines.push("");
+  const hint = data.paging === undefined ? [] : [hintLine(data, layout, width)];
+  while (lines.length < rows - 1 - hint.length) lines.push("");
   lines.push(
+    ...hint,
     timeAxis({
       ...layout,
       width,

@@ -76,7 +76,9 @@ export function closesBySlot(
   while (i < candles.length && candles[i].start < firstStart) carry = candles[i++].close;
   for (let column = 0; column < columns; column++) {
     const start = firstStart + column * intervalMs;
-    while (i < candles.length && candles[i].start <= start) carry = candles[i++].close;
+    // Every candle that starts inside the column: the close of the last one. Candles
+    // finer than the column (5 s columns from 1 s candles) merge into it.
+    while (i < candles.length && candles[i].start < start + intervalMs) carry = candles[i++].close;
     out[column] = carry;
   }
   return out;

@@ -4,7 +4,7 @@
  * otherwise plain lines now and then, for a pipe or a log collector.
  */
 
-import { type ChartData, plainLines, renderFrame } from "./chart.ts";
+import { type ChartData, plainLines, renderFrame, stepInterval } from "./chart.ts";
 
 const encoder = new TextEncoder();
 
@@ -63,18 +63,97 @@ async function repeat(options: ViewOptions, draw: () => void, now = false): Prom
   return failure;
 }
 
-/** The charts, redrawn in place (and on every resize) until the consumer stops. */
+/**
+ * The charts, redrawn in place (and on every resize) until the consumer stops. When
+ * stdin is a terminal too, keys page through the symbols and change the interval
+ * (chart.ts draws the hint); stdin is in cbreak mode then, so Ctrl+C still stops.
+ */
 export async function showCharts(options: ViewOptions): Promise<unknown> {
-  const redraw = () =>
-    writeAll(inPlace(renderFrame(options.data(), Deno.consoleSize(), Date.now())));
+  const keys = Deno.stdin.isTerminal() ? { page: 0, intervalMs: 0 } : undefined;
+  const frameData = (): ChartData => {
+    const data = options.data();
+    if (keys === undefined) return data;
+    keys.intervalMs ||= data.intervalMs;
+    return { ...data, intervalMs: keys.intervalMs, paging: { page: keys.page } };
+  };
+  const redraw = () => writeAll(inPlace(renderFrame(frameData(), Deno.consoleSize(), Date.now())));
   writeAll(ENTER_SCREEN);
   Deno.addSignalListener("SIGWINCH", redraw);
+  const reading = keys === undefined ? undefined : readKeys((key) => {
+    if (key === "quit") return options.stop();
+    if (key === "next" || key === "previous") keys.page += key === "next" ? 1 : -1;
+    else keys.intervalMs = stepInterval(keys.intervalMs, key === "longer" ? 1 : -1);
+    redraw();
+  });
   try {
     return await repeat(options, redraw, true);
   } finally {
+    await reading?.stop();
     Deno.removeSignalListener("SIGWINCH", redraw);
     leaveScreen();
   }
+}
+
+export type Key = "next" | "previous" | "longer" | "shorter" | "quit";
+
+const KEYS: [string, Key][] = [
+  ["\x1b[6~", "next"], // Page Down
+  ["\x1b[5~", "previous"], // Page Up
+  ["\x1b[C", "next"], // →
+  ["\x1b[D", "previous"], // ←
+  ["\x1b[B", "next"], // ↓
+  ["\x1b[A", "previous"], // ↑
+  [" ", "next"],
+  ["n", "next"],
+  ["p", "previous"],
+  ["+", "longer"],
+  ["=", "longer"],
+  ["i", "longer"],
+  ["-", "shorter"],
+  ["I", "shorter"],
+  ["q", "quit"],
+];
+
+/** The keys in what one read of stdin gave; anything else is skipped. */
+export function parseKeys(text: string): Key[] {
+  const out: Key[] = [];
+  let i = 0;
+  while (i < text.length) {
+    const match = KEYS.find(([sequence]) => text.startsWith(sequence, i));
+    if (match !== undefined) {
+      out.push(match[1]);
+      i += match[0].length;
+    } else if (text[i] === "\x1b" && text[i + 1] === "[") {
+      // An escape sequence of a key we do not use: skip to its final byte.
+      i += 2;
+      while (i < text.length && !/[A-Za-z~]/.test(text[i])) i++;
+      i++;
+    } else {
+      i++;
+    }
+  }
+  return out;
+}
+
+/** Reads keys from stdin in cbreak mode until stopped; the mode is restored on stop. */
+function readKeys(onKey: (key: Key) => void): { stop: () => Promise<void> } {
+  Deno.stdin.setRaw(true, { cbreak: true });
+  const reader = Deno.stdin.readable.getReader();
+  const decoder = new TextDecoder();
+  const loop = (async () => {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      for (const key of parseKeys(decoder.decode(value, { stream: true }))) onKey(key);
+    }
+  })().catch(() => {});
+  return {
+    stop: async () => {
+      await reader.cancel().catch(() => {});
+      await loop;
+      Deno.stdin.setRaw(false);
+    },
+  };
 }
 
 /** Plain key=value lines every `everyMs`, and once more at the end. */

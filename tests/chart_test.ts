@@ -8,7 +8,14 @@
 
 import assert from "node:assert/strict";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
-import { type ChartData, plainLines, renderFrame, type Size } from "../consumer/chart.ts";
+import {
+  type ChartData,
+  plainLines,
+  renderFrame,
+  type Size,
+  stepInterval,
+} from "../consumer/chart.ts";
+import { parseKeys } from "../consumer/terminal.ts";
 import { FeedLog, summarizeFeed } from "../consumer/feed.ts";
 import { closesBySlot } from "../consumer/plot.ts";
 import { encodeFeed, type FeedRecord } from "../lib/feed.ts";
@@ -133,6 +140,17 @@ const CASES: [string, Size, Partial<ChartData>][] = [
   ["panels_80x14.txt", { columns: 80, rows: 14 }, {}],
   ["panels_80x10_more.txt", { columns: 80, rows: 10 }, {}],
   ["overlay_100x24.txt", { columns: 100, rows: 24 }, { overlay: true }],
+  // With keys on (stdin a terminal): a page of symbols and the hint line.
+  ["panels_80x10_keys_page2.txt", { columns: 80, rows: 10 }, { paging: { page: 1 } }],
+  ["panels_100x16_keys_5s.txt", { columns: 100, rows: 16 }, {
+    paging: { page: 0 },
+    intervalMs: 5_000,
+    keptIntervalsMs: [1_000, 60_000],
+  }],
+  ["overlay_80x9_keys_page2.txt", { columns: 80, rows: 9 }, {
+    overlay: true,
+    paging: { page: 1 },
+  }],
 ];
 
 Deno.test("the frame equals its snapshot and fits the terminal", async (t) => {
@@ -182,6 +200,9 @@ Deno.test("every size from tiny to wide fits, and a small terminal says so", () 
         const frame = renderFrame(data({ overlay, color: true }), size, NOW);
         assertFits(frame, size);
         if (columns < 40 || rows < 6) assert.match(frame, /^terminal too small/);
+        for (const page of [0, 1, 7, -1]) {
+          assertFits(renderFrame(data({ overlay, paging: { page } }), size, NOW), size);
+        }
       }
     }
   }
@@ -247,4 +268,41 @@ Deno.test("records dated ahead of the clock are shown, on the header and the pla
   assert.match(plainLines(refused, NOW)[0], / too_late=1 too_early=4( |$)/);
   assert.match(renderFrame(refused, { columns: 200, rows: 40 }, NOW), /too early 4/);
   assert.doesNotMatch(renderFrame(data(), { columns: 200, rows: 40 }, NOW), /too early/);
+});
+
+Deno.test("keys page through every symbol, each once, and the hint says where they are", () => {
+  const size = { columns: 80, rows: 10 }; // two panels a page
+  const seen: string[] = [];
+  for (const page of [0, 1]) {
+    const frame = renderFrame(data({ paging: { page } }), size, NOW);
+    seen.push(...[...frame.matchAll(/■ (\S+)/g)].map((match) => match[1]));
+    assert.match(frame.split("\n").at(-2)!, /^symbols [13]–[24] of 4 · ←\/→ page · /);
+    assert.doesNotMatch(frame, /more:/);
+  }
+  assert.deepEqual(seen, ["AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "QUIET"]);
+  // The pages wrap around, both ways.
+  const at = (page: number) => renderFrame(data({ paging: { page } }), size, NOW);
+  assert.equal(at(2), at(0));
+  assert.equal(at(-1), at(1));
+  // All symbols on one page: the hint has no paging keys.
+  const tall = renderFrame(data({ paging: { page: 0 } }), { columns: 100, rows: 40 }, NOW);
+  assert.match(tall.split("\n").at(-2)!, /^symbols 1–4 of 4 · \+\/- interval \(1s\) · q quit$/);
+});
+
+Deno.test("keys: what a read of stdin means, and the interval steps", () => {
+  assert.deepEqual(parseKeys("n p q"), ["next", "next", "previous", "next", "quit"]);
+  assert.deepEqual(parseKeys("\x1b[6~\x1b[5~\x1b[C\x1b[D+-"), [
+    "next",
+    "previous",
+    "next",
+    "previous",
+    "longer",
+    "shorter",
+  ]);
+  assert.deepEqual(parseKeys("\x1b[15~x\x1b[Hq"), ["quit"], "other keys are skipped");
+  assert.equal(stepInterval(1_000, 1), 5_000);
+  assert.equal(stepInterval(60_000, -1), 15_000);
+  assert.equal(stepInterval(1_000, -1), 1_000, "the ends hold");
+  assert.equal(stepInterval(900_000, 1), 900_000);
+  assert.equal(stepInterval(2_000, 1), 5_000, "a --interval off the list joins it");
 });
