@@ -15,6 +15,7 @@ import type { Aggregator, Candle, ConsumerStatus } from "../consumer/candles.ts"
 import type { FeedSummary } from "../consumer/feed.ts";
 import { encodeEvent, SseClient } from "./sse.ts";
 import { candleRowsJson, safeJson } from "./wire.ts";
+import { sparks } from "./spark.ts";
 
 /** What the hub reads from the consumer's Aggregator (consumer/candles.ts). */
 export type AggregatorView = Pick<
@@ -258,9 +259,9 @@ export class Hub {
       safeJson(sub.symbol)
     },"interval":${sub.intervalMs},"window":${sub.windowMs},"intervals":${
       safeJson(aggregator.intervals())
-    },"rev":${revision},"candles":${candleRowsJson(candles)}${
-      this.#tail(aggregator.symbols(), { feed: true })
-    }`;
+    },"rev":${revision},"candles":${candleRowsJson(candles)},"sparks":${
+      safeJson(sparks(aggregator, Date.now()))
+    }${this.#tail(aggregator.symbols(), { feed: true })}`;
     return encodeEvent({ id: eventId(this.#boot, revision), event: "snapshot", data, retry: 1000 });
   }
 

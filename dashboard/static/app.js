@@ -18,6 +18,7 @@ import {
   updateStats,
   updateWatchlist,
 } from "./panels.js";
+import { initWatchlist } from "./watchlist.js";
 
 /** The windows the page offers, and the candle width of the candlestick view in each. */
 const WINDOWS = { "1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000 };
@@ -155,6 +156,7 @@ function onSnapshot(message, id) {
   for (const row of message.candles) upsert(series, row);
   state.series = series;
   trim(series);
+  watchlist.seed(message);
   onCommon(message);
   syncPicker(state);
 }
@@ -183,6 +185,7 @@ function onCommon(message) {
   state.streams = message.streams;
   if (state.connection !== "live") setConnection(state, "live");
   updateWatchlist(state, message.stats);
+  watchlist.update(message);
   requestDraw();
 }
 
@@ -384,6 +387,15 @@ function loadLocation() {
 // --- start -----------------------------------------------------------------------
 
 loadLocation();
+// Sparklines, sorting and the ↑/↓ and 1–4 keys (watchlist.js).
+const watchlist = initWatchlist({
+  table: $("watchlist-table"),
+  sortPicker: $("watchlist-sort"),
+  stats: () => state.stats,
+  current: () => state.symbol,
+  select: selectSymbol,
+  selectWindow,
+});
 // One listener for every watchlist row, present and future.
 $("watchlist").addEventListener("click", (event) => {
   const row = /** @type {HTMLElement} */ (event.target).closest("tr");

@@ -1,19 +1,36 @@
 /**
- * The dashboard on a phone, in a real browser: the simulated producer and the
- * dashboard consumer on the real broker, headless Chromium at 390×844 (an iPhone
- * 12–15's CSS pixels). One column, no sideways scrolling, the price chart the
- * width of the screen, the page live. `UPDATE_SCREENSHOT=1` writes docs/phone.png.
+ * The dashboard's views of issue 12 in a real browser: the simulated producer and
+ * the dashboard consumer on the real broker, headless Chromium at 390×844 (an
+ * iPhone 12–15's CSS pixels). On the phone: one column, no sideways scrolling, the
+ * price chart the width of the screen, the page live (`UPDATE_SCREENSHOT=1` writes
+ * docs/phone.png). The watchlist: sparklines, sorting that is remembered, the
+ * ↑/↓ and 1–4 keys.
  */
 
 import assert from "node:assert/strict";
-import { type PageDocument, recordPage, text, waitFor, withBrowser } from "./helpers/browser.ts";
+import {
+  type Page,
+  type PageDocument,
+  recordPage,
+  text,
+  waitFor,
+  withBrowser,
+} from "./helpers/browser.ts";
 import { BROKERS, uniqueName, withTopic } from "./helpers/kafka.ts";
 import { startDashboardConsumer, startProducer } from "./helpers/processes.ts";
 
 declare const document: PageDocument & {
   documentElement: { scrollWidth: number; clientWidth: number };
+  activeElement: { blur(): void };
 };
-declare function getComputedStyle(el: unknown): { display: string };
+declare const location: { readonly hash: string };
+
+const tableSort = (page: Page) =>
+  page.evaluate(() => document.getElementById("watchlist-table")!.dataset.sort);
+const rowOrder = (page: Page) =>
+  page.evaluate(() =>
+    [...document.querySelectorAll("#watchlist tr")].map((row) => row.dataset.symbol!)
+  );
 
 const SYMBOLS = ["AAPL", "MSFT", "NVDA", "BINANCE:BTCUSDT", "BINANCE:ETHUSDT"];
 const PHONE = { width: 390, height: 844 };
@@ -99,6 +116,93 @@ Deno.test("the dashboard on a 390×844 phone: one column, no sideways scroll, a 
         assert.equal(await text(page, "connection-text"), "live");
         const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
         assert.ok(scrollWidth <= PHONE.width, `page ${scrollWidth} px wide with MSFT`);
+      });
+
+      await t.step("every symbol has a sparkline of the last minutes, bounded", async () => {
+        const sparks = await waitFor(page, "a sparkline on every row", () => {
+          const svgs = [...document.querySelectorAll("#watchlist tr svg.spark")];
+          const counts = svgs.map((svg) => Number(svg.dataset.points));
+          return svgs.length === 5 && counts.every((n) => n >= 2) ? counts : null;
+        }, { timeout: 15_000 });
+        assert.ok(sparks!.every((n) => n <= 60), `at most 60 points: ${sparks}`);
+        const head = await page.evaluate(() =>
+          [...document.querySelectorAll("#watchlist-table th")].map((th) => th.textContent)
+        );
+        assert.deepEqual(head, ["Symbol", "5m", "Last", "Chg %", "T/s"]);
+      });
+
+      await t.step("sorting by a header, by the picker, and remembered", async () => {
+        await page.click(`#watchlist-table th[data-sort="change"]`);
+        assert.equal(await tableSort(page), "change desc");
+        // The rows follow the page's numbers: at some moment right after a re-sort
+        // (once a second) the shown changes read from the highest down.
+        await waitFor(page, "rows by change, highest first", () => {
+          const shown = [...document.querySelectorAll("#watchlist tr")].map((row) =>
+            // deno-lint-ignore no-explicit-any
+            Number((row as any).cells[3].textContent.replace(/[%+,]/g, ""))
+          );
+          return shown.length === 5 && shown.every((v, i) => i === 0 || v <= shown[i - 1]);
+        });
+        await page.click(`#watchlist-table th[data-sort="change"]`);
+        assert.equal(await tableSort(page), "change asc", "a second click turns it round");
+        await page.select("#watchlist-sort", "volume");
+        assert.equal(await tableSort(page), "volume desc");
+        await page.click(`#watchlist-table th[data-sort="name"]`);
+        assert.deepEqual(await rowOrder(page), [...SYMBOLS].sort());
+        await page.click(`#watchlist-table th[data-sort="tps"]`);
+        await page.reload();
+        await waitFor(
+          page,
+          "the rows again",
+          () => document.querySelectorAll("#watchlist tr").length === 5,
+        );
+        assert.equal(await tableSort(page), "tps desc", "the sort survives a reload");
+        assert.equal(
+          await page.evaluate(() => document.getElementById("watchlist-sort")!.value),
+          "tps",
+        );
+        await page.click(`#watchlist-table th[data-sort="name"]`);
+      });
+
+      await t.step("keys: ↑/↓ move between symbols, 1–4 choose the window", async () => {
+        const order = await rowOrder(page);
+        const at = order.indexOf(await text(page, "quote-symbol"));
+        await page.keyboard.press("ArrowDown");
+        await waitFor(
+          page,
+          "the next symbol",
+          (symbol) => document.getElementById("quote-symbol")!.textContent === symbol,
+          {
+            args: [order[at + 1]],
+          },
+        );
+        await page.keyboard.press("ArrowUp");
+        await waitFor(
+          page,
+          "back to the symbol",
+          (symbol) => document.getElementById("quote-symbol")!.textContent === symbol,
+          {
+            args: [order[at]],
+          },
+        );
+        for (const [key, window] of [["2", "5m"], ["4", "1h"], ["1", "1m"]]) {
+          await page.keyboard.press(key as "1");
+          await waitFor(
+            page,
+            `the ${window} window`,
+            (window) =>
+              document.querySelectorAll(
+                  `#window-picker button[data-window="${window}"][aria-pressed="true"]`,
+                ).length === 1 &&
+              location.hash.includes(`window=${window}`),
+            { args: [window] },
+          );
+        }
+        // A key typed into a field is the field's.
+        await page.focus("#watchlist-sort");
+        await page.keyboard.press("3");
+        assert.match(await page.evaluate(() => location.hash), /window=1m/);
+        await page.evaluate(() => document.activeElement.blur());
       });
 
       await t.step("screenshot: docs/phone.png", async () => {

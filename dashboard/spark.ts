@@ -1,0 +1,40 @@
+/**
+ * The watchlist's sparklines and the compare view's lines: per symbol, the last
+ * price every `SPARK_STEP_MS` over the last `SPARK_POINTS` steps, sent once in each
+ * snapshot. The page carries them on from the stats every push already has, so
+ * they cost no extra push; at 100 symbols a snapshot grows by about 40 kB.
+ */
+
+import type { Aggregator } from "../consumer/candles.ts";
+import { closesBySlot } from "../consumer/plot.ts";
+
+export const SPARK_STEP_MS = 5_000;
+export const SPARK_POINTS = 60;
+
+/** Sparklines of every symbol: the step, the newest slot and the closes (null before a symbol's first trade). */
+export interface Sparks {
+  readonly stepMs: number;
+  /** The newest slot: its start is `end * stepMs`. */
+  readonly end: number;
+  readonly lines: Record<string, (number | null)[]>;
+}
+
+/** The closes, drawn from the widest kept interval that divides the step (1 s candles). */
+export function sparks(
+  aggregator: Pick<Aggregator, "symbols" | "intervals" | "candles">,
+  now: number,
+): Sparks {
+  const end = Math.floor(now / SPARK_STEP_MS);
+  const fits = aggregator.intervals().filter((interval) => SPARK_STEP_MS % interval === 0);
+  const lines: Record<string, (number | null)[]> = {};
+  if (fits.length === 0) return { stepMs: SPARK_STEP_MS, end, lines };
+  const source = Math.max(...fits);
+  const from = (end - SPARK_POINTS + 1) * SPARK_STEP_MS;
+  for (const symbol of aggregator.symbols()) {
+    // One candle before the window carries its close in.
+    const candles = aggregator.candles(symbol, source, from - 60 * source);
+    const closes = closesBySlot(candles, SPARK_STEP_MS, end, SPARK_POINTS);
+    lines[symbol] = closes.map((close) => close ?? null);
+  }
+  return { stepMs: SPARK_STEP_MS, end, lines };
+}

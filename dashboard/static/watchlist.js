@@ -1,0 +1,268 @@
+// The watchlist's extras: a sparkline of the last minutes per symbol, sorting by
+// name, change, volume or trades/s (the choice is remembered in the browser), and
+// keys: ↑/↓ move between symbols, 1–4 choose the window.
+//
+// The sparklines cost no extra push: each snapshot carries the last five minutes
+// of every symbol (dashboard/spark.ts), and the stats every push already has carry
+// them on. Memory is bounded: a fixed number of points per symbol.
+
+const SORT_STORAGE = "market-stream.watchlist.sort";
+const WINDOW_KEYS = ["1m", "5m", "15m", "1h"];
+const REDRAW_MS = 1000;
+const SVG = "http://www.w3.org/2000/svg";
+const SPARK_WIDTH = 60;
+const SPARK_HEIGHT = 18;
+
+/** How each sort orders two stats lines; `descending` is the first click's direction. */
+const SORTS = {
+  name: { label: "Name", descending: false, value: (s) => s.symbol },
+  change: { label: "Change", descending: true, value: (s) => s.changePct },
+  volume: { label: "Volume", descending: true, value: (s) => s.volume },
+  tps: { label: "Trades/s", descending: true, value: (s) => s.tradesPerSecond },
+};
+
+/**
+ * Per symbol, the last price at each step (5 s) over a fixed number of steps:
+ * seeded by a snapshot, carried on by stats. A symbol without a trade keeps its
+ * last price: a flat line, as on the charts.
+ */
+export class SparkStore {
+  stepMs = 5000;
+  points = 60;
+  /** The newest slot (its start is end * stepMs). */
+  end = 0;
+  /** @type {Map<string, (number | null)[]>} */
+  lines = new Map();
+
+  /** A snapshot's sparks (dashboard/spark.ts) replace what was kept. */
+  seed(sparks) {
+    if (sparks === undefined || sparks === null) return;
+    this.stepMs = sparks.stepMs;
+    this.end = sparks.end;
+    this.lines = new Map();
+    for (const [symbol, line] of Object.entries(sparks.lines)) {
+      this.points = line.length;
+      this.lines.set(symbol, line.slice());
+    }
+  }
+
+  /** Moves the newest slot to `now`, carrying each line's last price into the new slots. */
+  advance(now) {
+    const slot = Math.floor(now / this.stepMs);
+    if (slot <= this.end) return;
+    const shift = Math.min(slot - this.end, this.points);
+    for (const line of this.lines.values()) {
+      const last = line[line.length - 1];
+      line.splice(0, shift);
+      for (let i = 0; i < shift; i++) line.push(last);
+    }
+    this.end = slot;
+  }
+
+  /**
+   * The stats of a push: a symbol's price holds from the slot of its last trade up
+   * to the newest slot (a trade dated ahead of the newest slot waits for it).
+   */
+  add(statsList) {
+    for (const stats of statsList) {
+      let line = this.lines.get(stats.symbol);
+      if (line === undefined) {
+        line = new Array(this.points).fill(null);
+        this.lines.set(stats.symbol, line);
+      }
+      const slot = Math.min(this.end, Math.floor(stats.lastTime / this.stepMs));
+      const from = Math.max(0, this.points - 1 - (this.end - slot));
+      for (let i = from; i < line.length; i++) line[i] = stats.last;
+    }
+  }
+
+  /** The times of the slots, oldest first. */
+  times() {
+    const first = this.end - this.points + 1;
+    return Array.from({ length: this.points }, (_, i) => (first + i) * this.stepMs);
+  }
+}
+
+/** SVG points of a line scaled into the sparkline's box; "" when it has no price. */
+function sparkPoints(line) {
+  const known = line.filter((v) => v !== null);
+  if (known.length === 0) return "";
+  const lo = Math.min(...known);
+  const hi = Math.max(...known);
+  const span = hi - lo || 1;
+  const step = SPARK_WIDTH / (line.length - 1);
+  const out = [];
+  line.forEach((v, i) => {
+    if (v === null) return;
+    const y = hi === lo ? SPARK_HEIGHT / 2 : 1 + (SPARK_HEIGHT - 2) * (1 - (v - lo) / span);
+    out.push(`${(i * step).toFixed(1)},${y.toFixed(1)}`);
+  });
+  return out.join(" ");
+}
+
+function loadSort() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(SORT_STORAGE) ?? "null");
+    if (saved && saved.key in SORTS && typeof saved.descending === "boolean") return saved;
+  } catch {
+    // a value from an older page, or storage turned off: the default
+  }
+  return { key: "name", descending: false };
+}
+
+/** True when a key press belongs to a field (a form of the page), not to the watchlist. */
+function typing(target) {
+  return target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName));
+}
+
+/**
+ * Wires the watchlist: `table` is the watchlist's <table>; `stats` gives the latest
+ * stats by symbol; `select` and `selectWindow` are the page's own choices.
+ */
+export function initWatchlist({ table, sortPicker, stats, current, select, selectWindow }) {
+  const sparks = new SparkStore();
+  const body = table.tBodies[0];
+  let sort = loadSort();
+  let lastDraw = 0;
+  let order = "";
+
+  // A column for the sparklines, after the symbol's (the rows get theirs as they come).
+  const head = table.tHead.rows[0];
+  const sparkHead = document.createElement("th");
+  sparkHead.className = "spark-col";
+  sparkHead.textContent = "5m";
+  sparkHead.title = "The last five minutes";
+  head.insertBefore(sparkHead, head.cells[1]);
+  const heads = { name: head.cells[0], change: head.cells[3], tps: head.cells[4] };
+  for (const [key, th] of Object.entries(heads)) {
+    th.dataset.sort = key;
+    th.classList.add("sortable");
+    th.tabIndex = 0;
+    const choose = () =>
+      setSort({ key, descending: sort.key === key ? !sort.descending : SORTS[key].descending });
+    th.addEventListener("click", choose);
+    th.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        choose();
+      }
+    });
+  }
+  sortPicker.replaceChildren(
+    ...Object.entries(SORTS).map(([key, { label }]) => new Option(label, key)),
+  );
+  sortPicker.addEventListener("change", () => {
+    const key = sortPicker.value;
+    setSort({ key, descending: SORTS[key].descending });
+  });
+
+  function setSort(next) {
+    sort = next;
+    try {
+      localStorage.setItem(SORT_STORAGE, JSON.stringify(sort));
+    } catch {
+      // storage turned off: the choice lasts as long as the page
+    }
+    order = "";
+    arrange();
+  }
+
+  /** Puts the rows in the chosen order; touches the DOM only when the order changed. */
+  function arrange() {
+    sortPicker.value = sort.key;
+    table.dataset.sort = `${sort.key} ${sort.descending ? "desc" : "asc"}`;
+    for (const [key, th] of Object.entries(heads)) {
+      th.setAttribute(
+        "aria-sort",
+        key === sort.key ? (sort.descending ? "descending" : "ascending") : "none",
+      );
+    }
+    const byName = stats();
+    const { value } = SORTS[sort.key];
+    const rows = [...body.rows].filter((row) => row.dataset.symbol !== undefined);
+    const keyOf = (row) => {
+      const line = byName.get(row.dataset.symbol);
+      return line === undefined ? null : value(line);
+    };
+    rows.sort((a, b) => {
+      const [x, y] = [keyOf(a), keyOf(b)];
+      let c = x === y ? 0 : x === null ? 1 : y === null ? -1 : x < y ? -1 : 1;
+      if (sort.descending && x !== null && y !== null) c = -c;
+      if (c === 0) c = a.dataset.symbol < b.dataset.symbol ? -1 : 1;
+      return c;
+    });
+    const next = rows.map((row) => row.dataset.symbol).join("\n");
+    if (next !== order) {
+      body.append(...rows);
+      order = next;
+    }
+  }
+
+  /** Gives a row its sparkline cell, once. */
+  function sparkCell(row) {
+    let svg = row.querySelector("svg.spark");
+    if (svg !== null) return svg;
+    const td = document.createElement("td");
+    td.className = "spark-col";
+    svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("viewBox", `0 0 ${SPARK_WIDTH} ${SPARK_HEIGHT}`);
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("aria-hidden", "true");
+    svg.append(document.createElementNS(SVG, "polyline"));
+    td.append(svg);
+    row.insertBefore(td, row.cells[1]);
+    return svg;
+  }
+
+  function drawSparks() {
+    for (const row of body.rows) {
+      const symbol = row.dataset.symbol;
+      if (symbol === undefined) continue;
+      const svg = sparkCell(row);
+      const line = sparks.lines.get(symbol) ?? [];
+      const points = sparkPoints(line);
+      const known = line.filter((v) => v !== null);
+      svg.firstChild.setAttribute("points", points);
+      svg.dataset.points = String(known.length);
+      svg.classList.toggle("down", known.length > 1 && known.at(-1) < known[0]);
+    }
+  }
+
+  /** Every push: carry the sparklines on; redraw and re-sort at most once a second. */
+  function update(message) {
+    sparks.advance(message.now);
+    sparks.add(message.stats);
+    const now = performance.now();
+    const newRows = [...body.rows].some((row) => row.querySelector("svg.spark") === null);
+    if (!newRows && now - lastDraw < REDRAW_MS) return;
+    lastDraw = now;
+    drawSparks();
+    arrange();
+  }
+
+  /** ↑/↓: the previous or next symbol in the watchlist's order; 1–4: the window. */
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (typing(event.target)) return;
+    const windowIndex = ["1", "2", "3", "4"].indexOf(event.key);
+    if (windowIndex >= 0) {
+      selectWindow(WINDOW_KEYS[windowIndex]);
+      return;
+    }
+    if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
+    const rows = [...body.rows].filter((row) => row.dataset.symbol !== undefined);
+    if (rows.length === 0) return;
+    event.preventDefault();
+    const at = rows.findIndex((row) => row.dataset.symbol === current());
+    const step = event.key === "ArrowDown" ? 1 : -1;
+    const next = rows[at < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, at + step))];
+    if (document.activeElement?.closest?.("#watchlist")) next.focus();
+    next.scrollIntoView({ block: "nearest" });
+    select(next.dataset.symbol);
+  });
+
+  arrange();
+  return { sparks, seed: (message) => sparks.seed(message.sparks), update };
+}
