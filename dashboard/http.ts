@@ -69,6 +69,7 @@ const FILES: Record<string, { file: URL; type: string }> = {
   "/charts.js": { file: page("charts.js"), type: JS },
   "/panels.js": { file: page("panels.js"), type: JS },
   "/watchlist.js": { file: page("watchlist.js"), type: JS },
+  "/compare.js": { file: page("compare.js"), type: JS },
   "/style.css": { file: page("style.css"), type: CSS },
   "/format.js": { file: new URL("../lib/format.js", import.meta.url), type: JS },
   "/vendor/uPlot.esm.js": { file: uplot("uPlot.esm.js"), type: JS },

@@ -24,7 +24,19 @@ declare const document: PageDocument & {
   activeElement: { blur(): void };
 };
 declare const location: { readonly hash: string };
+declare function getComputedStyle(el: unknown): { display: string };
 
+const COMPARE_SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"
+  ? new URL("../docs/compare.png", import.meta.url)
+  : undefined;
+const display = (page: Page, selector: string) =>
+  page.$eval(selector, (el) => getComputedStyle(el).display);
+const chipSymbols = (page: Page) =>
+  page.evaluate(() =>
+    [...document.querySelectorAll("#compare-chips .compare-chip")].map((chip) =>
+      chip.dataset.symbol!
+    )
+  );
 const tableSort = (page: Page) =>
   page.evaluate(() => document.getElementById("watchlist-table")!.dataset.sort);
 const rowOrder = (page: Page) =>
@@ -205,7 +217,67 @@ Deno.test("the dashboard on a 390×844 phone: one column, no sideways scroll, a 
         await page.evaluate(() => document.activeElement.blur());
       });
 
+      await t.step(
+        "compare: several symbols as % change on one chart, no extra pushes",
+        async () => {
+          await page.click("#compare-toggle");
+          const shown = await waitFor(page, "four symbols compared", () => {
+            const chart = document.getElementById("compare-chart")!;
+            const chips = [...document.querySelectorAll("#compare-chips .compare-chip")];
+            return chart.dataset.series === "4" && Number(chart.dataset.points) >= 2 &&
+                chips.length === 4
+              ? chips.map((chip) => chip.textContent)
+              : null;
+          }, { timeout: 15_000 });
+          for (const chip of shown!) assert.match(chip!, /SIM[+-]?\d+\.\d\d%×$/, chip!);
+          assert.equal(
+            await display(page, ".candle-card"),
+            "none",
+            "compare takes the candles' place",
+          );
+          assert.ok(
+            (await page.evaluate(() => document.documentElement.scrollWidth)) <= PHONE.width,
+            "no sideways scroll with compare on",
+          );
+          // Remove one, add another; the choice survives a reload.
+          await page.click("#compare-chips .compare-chip:nth-child(2) button");
+          await waitFor(
+            page,
+            "three lines",
+            () => document.getElementById("compare-chart")!.dataset.series === "3",
+          );
+          const left = await chipSymbols(page);
+          const extra = SYMBOLS.find((s) => !left.includes(s))!;
+          await page.select("#compare-add", extra);
+          await waitFor(
+            page,
+            "four lines again",
+            () => document.getElementById("compare-chart")!.dataset.series === "4",
+          );
+          await page.reload();
+          await waitFor(
+            page,
+            "compare after a reload",
+            () => Number(document.getElementById("compare-chart")!.dataset.points) >= 2,
+          );
+          assert.deepEqual(await chipSymbols(page), [...left, extra]);
+          // It redraws from the data the page has: about once a second, and the
+          // stream stays at most 20 pushes a second.
+          const draws = await page.evaluate(() =>
+            new Promise<number>((resolve) => {
+              const chart = document.getElementById("compare-chart")!;
+              const first = Number(chart.dataset.draws);
+              setTimeout(() => resolve(Number(chart.dataset.draws) - first), 3000);
+            })
+          );
+          assert.ok(draws >= 2 && draws <= 4, `${draws} compare redraws in 3 s`);
+          const pushes = Number(await text(page, "stat-pushes"));
+          assert.ok(pushes > 0 && pushes <= 21, `${pushes} updates/s`);
+        },
+      );
+
       await t.step("screenshot: docs/phone.png", async () => {
+        await page.click("#compare-toggle"); // back to the candles
         await waitFor(
           page,
           "a few seconds of MSFT",
@@ -219,6 +291,41 @@ Deno.test("the dashboard on a 390×844 phone: one column, no sideways scroll, a 
         assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], "a PNG");
         if (SCREENSHOT) await Deno.writeFile(SCREENSHOT, png);
       });
+
+      await t.step(
+        "compare on a desktop, the chosen symbols remembered: docs/compare.png",
+        async () => {
+          const desk = await browser.newPage();
+          await desk.setViewport({ width: 1440, height: 900 });
+          await desk.goto(`${dashboard.url}#symbol=AAPL&window=5m`);
+          // The phone went back to the candles, and the browser remembers: compare again,
+          // with the symbols chosen on the phone.
+          await waitFor(desk, "the page", () => document.getElementById("compare-toggle") !== null);
+          await desk.click("#compare-toggle");
+          await waitFor(
+            desk,
+            "compare on the desktop",
+            () =>
+              document.getElementById("compare-chart")!.dataset.series === "4" &&
+              Number(document.getElementById("compare-chart")!.dataset.points) >= 6,
+            {
+              timeout: 20_000,
+            },
+          );
+          const width = await desk.evaluate(() =>
+            // deno-lint-ignore no-explicit-any
+            (document.getElementById("compare-chart") as any).getBoundingClientRect().width
+          );
+          assert.ok(width >= 700, `compare chart ${width} px wide`);
+          const png = await desk.screenshot();
+          if (COMPARE_SCREENSHOT) {
+            await Deno.writeFile(COMPARE_SCREENSHOT, png);
+          }
+          await desk.click("#compare-toggle");
+          assert.notEqual(await display(desk, ".candle-card"), "none", "the candles are back");
+          await desk.close();
+        },
+      );
 
       const problems = log.console.filter((line) => /error|refused|uncaught|violat/i.test(line));
       assert.deepEqual(problems, [], "no console errors");

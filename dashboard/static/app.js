@@ -19,6 +19,7 @@ import {
   updateWatchlist,
 } from "./panels.js";
 import { initWatchlist } from "./watchlist.js";
+import { initCompare } from "./compare.js";
 
 /** The windows the page offers, and the candle width of the candlestick view in each. */
 const WINDOWS = { "1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000 };
@@ -186,6 +187,7 @@ function onCommon(message) {
   if (state.connection !== "live") setConnection(state, "live");
   updateWatchlist(state, message.stats);
   watchlist.update(message);
+  compare.update();
   requestDraw();
 }
 
@@ -395,6 +397,14 @@ const watchlist = initWatchlist({
   current: () => state.symbol,
   select: selectSymbol,
   selectWindow,
+});
+// Several symbols as % change on one chart, from the sparklines' data (compare.js).
+const compare = initCompare({
+  sparks: watchlist.sparks,
+  stats: () => state.stats,
+  feed: () => state.feed,
+  current: () => state.symbol,
+  symbols: () => [...state.stats.keys()].sort(),
 });
 // One listener for every watchlist row, present and future.
 $("watchlist").addEventListener("click", (event) => {

@@ -27,7 +27,7 @@ function timeAxisValues(_u, splits, _axis, _space, increment) {
   return splits.map((ms) => formatClock(ms, undefined, withSeconds));
 }
 
-function baseOptions(width, height, decimalsRef, onCursor) {
+export function baseOptions(width, height, decimalsRef, onCursor) {
   return {
     width,
     height,
@@ -151,7 +151,7 @@ function drawLastPrice(u, price, up, decimals) {
  * shaded bands with dashed edges under the series, at least 2 px wide however short,
  * labelled with their length where there is room. Returns how many were drawn.
  */
-function drawGaps(u, gaps) {
+export function drawGaps(u, gaps) {
   const { ctx, bbox } = u;
   const dpr = devicePixelRatio;
   const right = bbox.left + bbox.width;
