@@ -31,7 +31,9 @@ export const USAGE = `usage: deno task consume [flags]
                     (deno task dashboard: the task whose permissions allow it)
   --limit=N         stop after N records (applied, rejected, too late or early) and print a
                     summary line: records/s and latency p50/p99/p99.9 (benchmarks)
-  --help            this text`;
+  --help            this text
+keys on a terminal: ←/→ (PgUp/PgDn, n/p) page through the symbols, +/- change the
+  interval (1s 5s 15s 1m 5m 15m), q stops`;
 
 const SPEC = {
   from: { type: "string" },

@@ -50,7 +50,7 @@ const SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"
   ? new URL("../docs/phone.png", import.meta.url)
   : undefined;
 
-Deno.test("the dashboard on a 390×844 phone: one column, no sideways scroll, a full-width live chart", async (t) => {
+Deno.test("the dashboard in Chromium: a 390×844 phone in one column, the watchlist's sparklines, sorting and keys, compare", async (t) => {
   await withTopic(1, async (topic) => {
     const env = {
       KAFKA_BROKERS: BROKERS,
