@@ -71,6 +71,7 @@ const FILES: Record<string, { file: URL; type: string }> = {
   "/watchlist.js": { file: page("watchlist.js"), type: JS },
   "/compare.js": { file: page("compare.js"), type: JS },
   "/style.css": { file: page("style.css"), type: CSS },
+  "/views.css": { file: page("views.css"), type: CSS },
   "/format.js": { file: new URL("../lib/format.js", import.meta.url), type: JS },
   "/vendor/uPlot.esm.js": { file: uplot("uPlot.esm.js"), type: JS },
   "/vendor/uPlot.min.css": { file: uplot("uPlot.min.css"), type: CSS },
