@@ -213,3 +213,27 @@ export function formatMs(ms) {
 export function sourceMark(source) {
   return source === "sim" ? "SIMULATED" : source === "replay" ? "REPLAY" : "";
 }
+
+/** The header line of a candle CSV, the server's export and the page's alike. */
+export const CANDLE_CSV_HEADER = "time,open,high,low,close,volume,vwap,trades";
+
+/**
+ * Candle rows (time, open, high, low, close, volume, vwap, trades; dashboard/wire.ts)
+ * as CSV: the header, then one line per candle, `time` as ISO 8601 UTC with
+ * milliseconds (the candle's start), numbers as JavaScript writes them (the
+ * shortest form that reads back the same), an empty cell for a missing VWAP.
+ * Numbers only: no cell can start a spreadsheet formula, and nothing needs quoting.
+ * @param {ReadonlyArray<ReadonlyArray<number | null>>} rows
+ * @returns {string}
+ */
+export function formatCandleCsv(rows) {
+  const lines = [CANDLE_CSV_HEADER];
+  for (const row of rows) {
+    const cells = row.map((value, i) => {
+      if (value === null || !Number.isFinite(value)) return "";
+      return i === 0 ? new Date(value).toISOString() : String(value);
+    });
+    lines.push(cells.join(","));
+  }
+  return `${lines.join("\r\n")}\r\n`;
+}
