@@ -44,6 +44,8 @@ const state = {
   symbol: null,
   /** @type {string | null} the symbol's market (lib/market_hours.ts), from the snapshot */
   market: null,
+  /** @type {string | undefined} the zone of the axes and legends: the browser's, or an IANA name (studies.js) */
+  zone: undefined,
   window: "5m",
   interval: 1000,
   series: emptySeries(),

@@ -109,7 +109,8 @@ function drawSessionMarks(u, marks) {
 /** The RSI pane: 0–100 with the 30 and 70 lines, its cursor synced with the others. */
 function createRsiChart(el) {
   const opts = baseOptions(el.clientWidth || 600, el.clientHeight || 90, { value: 0 }, () => {});
-  opts.padding = [6, 4, 0, 18];
+  opts.padding = [6, 4, 6, 18];
+  opts.axes[0].show = false; // the price chart above reads the times
   opts.scales.price = { auto: false, range: [0, 100] };
   opts.axes[1].values = (_u, splits) => splits.map((v) => String(v));
   opts.axes[1].splits = () => [30, 70];
@@ -195,7 +196,8 @@ export function createStudies(
   }
 
   function applyZone() {
-    setAxisZone(zone === "exchange" ? exchangeZone(state.market) : undefined);
+    state.zone = zone === "exchange" ? exchangeZone(state.market) : undefined;
+    setAxisZone(state.zone);
     zoneButton.textContent = zone === "exchange" ? `Time: ${exchangeName()}` : "Time: local";
     zoneButton.title = "Axes in the browser's time zone or the exchange's";
     zoneButton.setAttribute("aria-pressed", String(zone === "exchange"));
