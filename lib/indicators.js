@@ -38,7 +38,8 @@ function checkPeriod(period, name) {
 }
 
 /**
- * Simple moving average, each point summed afresh (no running sum to drift).
+ * Simple moving average: a running sum (one add and one subtract a point), summed
+ * afresh every RESUM points so its rounding cannot build up over a long series.
  * @param {readonly number[]} values
  * @param {number} period
  * @returns {Line}
@@ -47,13 +48,21 @@ export function sma(values, period) {
   checkPeriod(period, "SMA");
   /** @type {Line} */
   const out = new Array(values.length).fill(null);
-  for (let i = period - 1; i < values.length; i++) {
-    let sum = 0;
-    for (let k = i - period + 1; k <= i; k++) sum += values[k];
-    out[i] = sum / period;
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) {
+    if (i >= period && i % RESUM === 0) {
+      sum = 0;
+      for (let k = i - period + 1; k <= i; k++) sum += values[k];
+    } else {
+      sum += values[i];
+      if (i >= period) sum -= values[i - period];
+    }
+    if (i >= period - 1) out[i] = sum / period;
   }
   return out;
 }
+
+const RESUM = 256;
 
 /**
  * Exponential moving average, seeded with the SMA of the first `period` values.

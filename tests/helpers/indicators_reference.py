@@ -1,11 +1,11 @@
 """Independent references for lib/indicators.js (tests/indicators_test.ts).
 
-Reads {"close": [...]} as JSON on stdin; prints JSON lines of columns (null where
-undefined) from two packages that share no code with ours:
+Reads {"close": [...]} as JSON on stdin; prints one JSON object of columns (null
+where undefined) from two packages that share no code with ours:
 - `ta` (pandas): SMA(20), Bollinger Bands (20, 2, population sigma);
-- TA-Lib: SMA(20), EMA(20) and RSI(14), which `ta` defines differently (its EMA
-  and RSI start the smoothing at the first close, not at the SMA of the first
-  period), and BBANDS(20, 2) again.
+- TA-Lib: SMA(20) and SMA(200), EMA(9), EMA(20) and RSI(14), which `ta` defines
+  differently (its EMA and RSI start the smoothing at the first close, not at the
+  SMA of the first period), and BBANDS(20, 2) again.
 Versions are pinned in tests/helpers/requirements.txt; .ci/run installs them.
 """
 
@@ -36,6 +36,7 @@ def main():
         "ta_bb_upper": column(bands.bollinger_hband()),
         "ta_bb_lower": column(bands.bollinger_lband()),
         "talib_sma20": column(talib.SMA(array, timeperiod=20)),
+        "talib_sma200": column(talib.SMA(array, timeperiod=200)),
         "talib_ema20": column(talib.EMA(array, timeperiod=20)),
         "talib_ema9": column(talib.EMA(array, timeperiod=9)),
         "talib_rsi14": column(talib.RSI(array, timeperiod=14)),
