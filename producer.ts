@@ -55,7 +55,8 @@ import { producerFamilies } from "./producer/metrics.ts";
 import { createCounters } from "./producer/status.ts";
 import { type MetricsServer, serveMetrics } from "./lib/metrics.ts";
 import { runSim } from "./producer/market_sim.ts";
-import { type Connected, connectProducer, kafkaSink, Publisher } from "./producer/publisher.ts";
+import { type Connected, connectProducer, kafkaSink } from "./producer/kafka_producer.ts";
+import { Publisher } from "./producer/publisher.ts";
 import {
   openRecording,
   type Recorder,

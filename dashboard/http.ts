@@ -73,6 +73,8 @@ const FILES: Record<string, { file: URL; type: string }> = {
   "/style.css": { file: page("style.css"), type: CSS },
   "/views.css": { file: page("views.css"), type: CSS },
   "/format.js": { file: new URL("../lib/format.js", import.meta.url), type: JS },
+  "/indicators.js": { file: new URL("../lib/indicators.js", import.meta.url), type: JS },
+  "/studies.js": { file: page("studies.js"), type: JS },
   "/vendor/uPlot.esm.js": { file: uplot("uPlot.esm.js"), type: JS },
   "/vendor/uPlot.min.css": { file: uplot("uPlot.min.css"), type: CSS },
 };

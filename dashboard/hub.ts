@@ -16,6 +16,7 @@ import type { FeedSummary } from "../consumer/feed.ts";
 import { encodeEvent, SseClient } from "./sse.ts";
 import { candleRowsJson, safeJson } from "./wire.ts";
 import { sparks } from "./spark.ts";
+import { marketOf } from "../lib/market_hours.ts";
 
 /** What the hub reads from the consumer's Aggregator (consumer/candles.ts). */
 export type AggregatorView = Pick<
@@ -255,8 +256,10 @@ export class Hub {
         candles = all.slice(firstFrom(all, last.start - sub.windowMs + sub.intervalMs));
       }
     }
-    const data = `{"symbol":${
-      safeJson(sub.symbol)
+    // The symbol's market (lib/market_hours.ts): the page's exchange clock and session marks.
+    const market = sub.symbol === null ? null : marketOf(sub.symbol);
+    const data = `{"symbol":${safeJson(sub.symbol)},"market":${
+      safeJson(market)
     },"interval":${sub.intervalMs},"window":${sub.windowMs},"intervals":${
       safeJson(aggregator.intervals())
     },"rev":${revision},"candles":${candleRowsJson(candles)},"sparks":${

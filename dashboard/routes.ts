@@ -4,10 +4,12 @@
  *
  *   GET /                 the page: dashboard/static/index.html, its modules and stylesheet
  *   GET /format.js        lib/format.js, the formatting rules the terminal uses too
+ *   GET /indicators.js    lib/indicators.js, the chart indicators (tests check them too)
  *   GET /vendor/uPlot.*   uPlot's ES module and stylesheet, served from node_modules
  *   GET /events           SSE: a snapshot of one symbol's window, then deltas (hub.ts)
  *   GET /api/symbols      every symbol with its stats
- *   GET /api/candles      ?symbol=&interval=&from= candle rows, oldest first, with `fields`
+ *   GET /api/candles      ?symbol=&interval=&from= candle rows, oldest first, with `fields`;
+ *                         &format=csv: the same rows as a CSV download (lib/format.js)
  *   GET /api/feed         the producer's feed: state in words, gaps, stale symbols
  *   GET /healthz          200 when the consumer is connected, else 503
  *   GET /metrics          the Prometheus text format (consumer/metrics.ts, and the hub's)
@@ -20,6 +22,7 @@ import type { ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
 import type { Gate } from "../lib/auth.ts";
 import { parseDuration, parseTime } from "../lib/cli.ts";
+import { formatCandleCsv, formatInterval } from "../lib/format.js";
 import {
   type Family,
   labelled,
@@ -31,7 +34,7 @@ import { isLoopback } from "../lib/net.ts";
 import { MAX_SYMBOL_LENGTH } from "../lib/trade.ts";
 import { headers, json, StaticFiles, text } from "./http.ts";
 import type { AggregatorView, Hub, Subscription } from "./hub.ts";
-import { CANDLE_FIELDS, candleRow } from "./wire.ts";
+import { CANDLE_FIELDS, type CandleRow, candleRow } from "./wire.ts";
 
 const DEFAULT_WINDOW_MS = 5 * 60_000;
 const MIN_WINDOW_MS = 10_000;
@@ -134,7 +137,26 @@ function candles({ aggregator }: RouteContext, url: URL): Response {
   const stats = aggregator.stats(symbol);
   if (stats === undefined) return json({ error: `symbol: no trades seen for ${symbol}` }, 404);
   const rows = aggregator.candles(symbol, interval, from).map(candleRow);
+  const format = url.searchParams.get("format");
+  if (format === "csv") return csv(symbol, interval, rows);
+  if (format !== null && format !== "" && format !== "json") {
+    throw new BadRequest(`format: "${format}" is not csv or json`);
+  }
   return json({ symbol, source: stats.source, interval, fields: CANDLE_FIELDS, candles: rows });
+}
+
+/** Candle rows as a CSV download named after the symbol, interval and first candle. */
+function csv(symbol: string, interval: number, rows: CandleRow[]): Response {
+  const first = rows.length > 0 ? new Date(rows[0][0]).toISOString().replace(/[:.]/g, "-") : "none";
+  const name = `${symbol.replace(/[^A-Za-z0-9._-]/g, "_")}_${
+    formatInterval(interval)
+  }_${first}.csv`;
+  return new Response(formatCandleCsv(rows), {
+    headers: headers("text/csv; charset=utf-8", {
+      "cache-control": "no-store",
+      "content-disposition": `attachment; filename="${name}"`,
+    }),
+  });
 }
 
 function health(context: RouteContext, full: boolean): Response {

@@ -137,20 +137,52 @@ export function formatInterval(ms) {
   return `${ms}ms`;
 }
 
+/** @type {Map<string, Intl.DateTimeFormat>} */
+const zoneFormats = new Map();
+
 /**
- * HH:MM:SS (HH:MM without seconds) at a UTC offset in minutes; by default the
- * zone of the machine (or browser) at that time.
+ * A time zone's offset from UTC at `ms`, in minutes (New York in winter: -300),
+ * from the platform's time zone data, so daylight saving is honoured.
  * @param {number} ms
- * @param {number} [utcOffsetMinutes]
+ * @param {string} zone an IANA name: "America/New_York", "UTC"
+ * @returns {number}
+ */
+export function zoneOffsetMinutes(ms, zone) {
+  let format = zoneFormats.get(zone);
+  if (format === undefined) {
+    format = new Intl.DateTimeFormat("en-US", {
+      timeZone: zone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "numeric",
+      day: "numeric",
+      hour: "numeric",
+      minute: "numeric",
+    });
+    zoneFormats.set(zone, format);
+  }
+  /** @type {Record<string, number>} */
+  const f = {};
+  for (const { type, value } of format.formatToParts(ms)) f[type] = Number(value);
+  const wall = Date.UTC(f.year, f.month - 1, f.day, f.hour, f.minute);
+  return Math.round((wall - Math.floor(ms / 60_000) * 60_000) / 60_000);
+}
+
+/**
+ * HH:MM:SS (HH:MM without seconds) at a UTC offset in minutes, or in a named time
+ * zone; by default the zone of the machine (or browser) at that time.
+ * @param {number} ms
+ * @param {number | string} [zone] minutes east of UTC, or an IANA zone name
  * @param {boolean} [withSeconds]
  * @returns {string}
  */
 export function formatClock(
   ms,
-  utcOffsetMinutes = -new Date(ms).getTimezoneOffset(),
+  zone = -new Date(ms).getTimezoneOffset(),
   withSeconds = true,
 ) {
-  const iso = new Date(ms + utcOffsetMinutes * 60_000).toISOString();
+  const offset = typeof zone === "string" ? zoneOffsetMinutes(ms, zone) : zone;
+  const iso = new Date(ms + offset * 60_000).toISOString();
   return iso.slice(11, withSeconds ? 19 : 16);
 }
 
@@ -180,4 +212,28 @@ export function formatMs(ms) {
  */
 export function sourceMark(source) {
   return source === "sim" ? "SIMULATED" : source === "replay" ? "REPLAY" : "";
+}
+
+/** The header line of a candle CSV, the server's export and the page's alike. */
+export const CANDLE_CSV_HEADER = "time,open,high,low,close,volume,vwap,trades";
+
+/**
+ * Candle rows (time, open, high, low, close, volume, vwap, trades; dashboard/wire.ts)
+ * as CSV: the header, then one line per candle, `time` as ISO 8601 UTC with
+ * milliseconds (the candle's start), numbers as JavaScript writes them (the
+ * shortest form that reads back the same), an empty cell for a missing VWAP.
+ * Numbers only: no cell can start a spreadsheet formula, and nothing needs quoting.
+ * @param {ReadonlyArray<ReadonlyArray<number | null>>} rows
+ * @returns {string}
+ */
+export function formatCandleCsv(rows) {
+  const lines = [CANDLE_CSV_HEADER];
+  for (const row of rows) {
+    const cells = row.map((value, i) => {
+      if (value === null || !Number.isFinite(value)) return "";
+      return i === 0 ? new Date(value).toISOString() : String(value);
+    });
+    lines.push(cells.join(","));
+  }
+  return `${lines.join("\r\n")}\r\n`;
 }

@@ -25,7 +25,7 @@ import { readRecords } from "../tools/bench/kafkajs_baseline.ts";
 import { packageOf, summarize } from "../tools/bench/profile.ts";
 import { ROOT } from "../tools/scripts.ts";
 import { createCounters, formatSummary } from "../producer/status.ts";
-import { cachedDefaultPartitioner } from "../producer/publisher.ts";
+import { cachedDefaultPartitioner } from "../producer/kafka_producer.ts";
 import { Partitioners } from "kafkajs";
 
 function counts(applied: number): ConsumerCounts {

@@ -410,7 +410,9 @@ Deno.test("symbols reach the page as text: escaped JSON, no markup in HTML, no i
     const page = await (await fetch(dashboard.url)).text();
     assert.ok(!page.includes("onerror"));
     // The page's own code never turns text into markup.
-    for (const file of ["app.js", "charts.js", "format.js", "panels.js"]) {
+    for (
+      const file of ["app.js", "charts.js", "format.js", "indicators.js", "panels.js", "studies.js"]
+    ) {
       const code = await (await fetch(new URL(file, dashboard.url))).text();
       assert.ok(code.length > 1000, file);
       assert.ok(!/innerHTML|outerHTML|insertAdjacentHTML|document\.write/.test(code), file);
@@ -432,7 +434,9 @@ Deno.test("every response carries the CSP; the page has no inline script or styl
       "/app.js",
       "/charts.js",
       "/format.js",
+      "/indicators.js",
       "/panels.js",
+      "/studies.js",
       "/style.css",
       "/vendor/uPlot.esm.js",
       "/vendor/uPlot.min.css",

@@ -6,6 +6,7 @@
 
 import { createCandleChart, createPriceChart, fitToBox } from "./charts.js";
 import { formatAge, formatClock, formatInterval, priceDecimals } from "./format.js";
+import { createStudies } from "./studies.js";
 import {
   $,
   candleLegend,
@@ -43,6 +44,10 @@ function emptySeries() {
 const state = {
   /** @type {string | null} */
   symbol: null,
+  /** @type {string | null} the symbol's market (lib/market_hours.ts), from the snapshot */
+  market: null,
+  /** @type {string | undefined} the zone of the axes and legends: the browser's, or an IANA name (studies.js) */
+  zone: undefined,
   window: "5m",
   interval: 1000,
   series: emptySeries(),
@@ -153,6 +158,7 @@ function onSnapshot(message, id) {
     saveLocation();
   }
   state.interval = message.interval;
+  state.market = message.market ?? null;
   const series = emptySeries();
   for (const row of message.candles) upsert(series, row);
   state.series = series;
@@ -207,6 +213,15 @@ const candleChart = createCandleChart(candleEl, (idx, time) => {
 });
 fitToBox(priceChart, priceEl);
 fitToBox(candleChart, candleEl);
+const updateStudies = createStudies({
+  priceChart,
+  candleChart,
+  priceEl,
+  rsiEl: $("rsi-chart"),
+  bar: $("studies"),
+  state,
+  requestDraw,
+});
 
 /** The chart data of the last draw, for the legends. */
 let drawn = { price: null, candles: null, decimals: 2, gaps: [] };
@@ -290,6 +305,7 @@ function draw() {
     xRange,
     priceDecimals: decimals,
     feedGaps: gaps,
+    overlays: updateStudies(line, xRange),
   });
   candleChart.setData(
     candles.t,

@@ -21,10 +21,18 @@ export const COLORS = {
 const AXIS_FONT =
   '11px "JetBrains Mono", "SF Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace';
 
-/** Local clock times; seconds only when the ticks are less than a minute apart. */
+/** The time axes' zone: undefined for the browser's, else an IANA name (studies.js). */
+let axisZone;
+
+/** Sets the zone the time axes read in; the next draw uses it. */
+export function setAxisZone(zone) {
+  axisZone = zone;
+}
+
+/** Clock times in the axis zone; seconds only when the ticks are less than a minute apart. */
 function timeAxisValues(_u, splits, _axis, _space, increment) {
   const withSeconds = increment < 60_000;
-  return splits.map((ms) => formatClock(ms, undefined, withSeconds));
+  return splits.map((ms) => formatClock(ms, axisZone, withSeconds));
 }
 
 export function baseOptions(width, height, decimalsRef, onCursor) {
@@ -239,15 +247,18 @@ export function createPriceChart(el, onCursor) {
     plot,
     /**
      * times, close and vwap are aligned columns (null at a feed gap); bars are the
-     * candlestick view's buckets; gaps the feed gaps to shade.
+     * candlestick view's buckets; gaps the feed gaps to shade; overlays the columns
+     * of the series studies.js added after Price and VWAP (indicator lines).
      */
-    setData({ times, close, vwap, up, volumeBars, xRange, priceDecimals, feedGaps }) {
+    setData(
+      { times, close, vwap, up, volumeBars, xRange, priceDecimals, feedGaps, overlays = [] },
+    ) {
       bars = volumeBars;
       gaps = feedGaps;
       lastUp = up;
       decimals.value = priceDecimals;
       plot.batch(() => {
-        plot.setData([times, close, vwap], false);
+        plot.setData([times, close, vwap, ...overlays], false);
         plot.setScale("x", xRange);
       });
     },

@@ -53,7 +53,7 @@ function gapLegend(el, state, drawn) {
     ? undefined
     : drawn.gaps.find((gap) => time >= gap.tradeFrom && time <= gap.tradeTo);
   if (gap === undefined) return false;
-  legendItems(el, [["", formatClock(gap.tradeFrom)], ["", gap.words, "gap"]]);
+  legendItems(el, [["", formatClock(gap.tradeFrom, state.zone)], ["", gap.words, "gap"]]);
   el.lastElementChild.title = gap.words; // the whole text, when the line cuts it short
   return true;
 }
@@ -65,7 +65,7 @@ export function priceLegend(state, drawn) {
   const i = state.cursor.price ?? p.t.length - 1;
   if (i < 0 || i >= p.t.length) return;
   legendItems($("price-legend"), [
-    ["", formatClock(p.t[i])],
+    ["", formatClock(p.t[i], state.zone)],
     ["Last ", formatPrice(p.c[i], drawn.decimals), "key-price"],
     ["VWAP ", formatPrice(p.vwap[i], drawn.decimals), "key-vwap"],
   ]);
@@ -80,7 +80,7 @@ export function candleLegend(state, drawn) {
   const d = drawn.decimals;
   const cls = c.c[i] >= c.o[i] ? "up" : "down";
   legendItems($("candle-legend"), [
-    ["", formatClock(c.t[i])],
+    ["", formatClock(c.t[i], state.zone)],
     ["O ", formatPrice(c.o[i], d), cls],
     ["H ", formatPrice(c.h[i], d), cls],
     ["L ", formatPrice(c.l[i], d), cls],

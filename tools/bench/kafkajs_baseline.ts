@@ -18,7 +18,7 @@
 import { type Message, Partitioners } from "kafkajs";
 import { loadConfig, readEnv } from "../../config.ts";
 import { createKafka } from "../../lib/kafka.ts";
-import { createIdempotentProducer } from "../../producer/publisher.ts";
+import { createIdempotentProducer } from "../../producer/kafka_producer.ts";
 import { HEADER_RECEIVED_AT, HEADER_SOURCE } from "../../lib/trade.ts";
 import { exitCodeFor, positive, UsageError } from "../../lib/cli.ts";
 

@@ -1,0 +1,290 @@
+// Indicators, the time zone of the axes, session marks and the CSV button: the
+// page's wiring for lib/indicators.js (served as /indicators.js). Everything here
+// is computed from the candles the page already holds: no request, no push.
+//
+// Choices are remembered in localStorage: indicators per symbol (a symbol never
+// chosen for starts with the last choice made), the zone for every chart.
+
+import uPlot from "./vendor/uPlot.esm.js";
+import { baseOptions, fitToBox, setAxisZone } from "./charts.js";
+import { formatCandleCsv, formatInterval } from "./format.js";
+import { compute, exchangeZone, NO_INDICATORS, readChoice, usSessionMarks } from "./indicators.js";
+
+const STORE_KEY = "market-stream.indicators";
+const ZONE_KEY = "market-stream.zone";
+const DEFAULT_PERIODS = { sma: 20, ema: 50 };
+const STUDY_COLORS = { sma: "#c084fc", ema: "#22d3ee", band: "rgba(148, 163, 184, 0.75)" };
+const SESSION_COLOR = "rgba(240, 185, 11, 0.6)";
+
+/** The series studies.js adds to the price chart, in the order of the overlay columns. */
+const OVERLAY_SERIES = [
+  { label: "SMA", stroke: STUDY_COLORS.sma, width: 1.4 },
+  { label: "EMA", stroke: STUDY_COLORS.ema, width: 1.4 },
+  { label: "BB upper", stroke: STUDY_COLORS.band, width: 1 },
+  { label: "BB middle", stroke: STUDY_COLORS.band, width: 1, dash: [2, 3] },
+  { label: "BB lower", stroke: STUDY_COLORS.band, width: 1 },
+];
+
+function load(key) {
+  try {
+    return JSON.parse(localStorage.getItem(key) ?? "null");
+  } catch {
+    return null; // storage blocked or edited by hand: start afresh
+  }
+}
+
+function save(key, value) {
+  try {
+    localStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    // storage full or blocked: the choice lasts for this page only
+  }
+}
+
+/** The choice stored for a symbol, else the last one made. */
+function storedChoice(symbol) {
+  const stored = load(STORE_KEY) ?? {};
+  const bySymbol = stored.bySymbol ?? {};
+  if (symbol !== null && Object.hasOwn(bySymbol, symbol)) return readChoice(bySymbol[symbol]);
+  return readChoice(stored.last ?? NO_INDICATORS);
+}
+
+function storeChoice(symbol, choice) {
+  const stored = load(STORE_KEY) ?? {};
+  const bySymbol = { ...(stored.bySymbol ?? {}) };
+  if (symbol !== null) bySymbol[symbol] = choice;
+  // Bounded: the 200 symbols chosen most recently.
+  const names = Object.keys(bySymbol);
+  for (const name of names.slice(0, Math.max(0, names.length - 200))) delete bySymbol[name];
+  save(STORE_KEY, { bySymbol, last: choice });
+}
+
+/** A checkbox with a label, and a period field when the indicator takes one. */
+function control(bar, { name, text, period }) {
+  const label = document.createElement("label");
+  label.className = "study";
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.name = name;
+  label.append(box, document.createTextNode(text));
+  let field = null;
+  if (period !== undefined) {
+    field = document.createElement("input");
+    field.type = "number";
+    field.min = "2";
+    field.max = "500";
+    field.step = "1";
+    field.value = String(period);
+    field.name = `${name}-period`;
+    field.setAttribute("aria-label", `${text} period`);
+    label.append(field);
+  }
+  bar.append(label);
+  return { box, field };
+}
+
+/** Vertical lines at the session's open and close, labelled, where they fall in the plot. */
+function drawSessionMarks(u, marks) {
+  const { ctx, bbox } = u;
+  const dpr = devicePixelRatio;
+  ctx.save();
+  ctx.strokeStyle = SESSION_COLOR;
+  ctx.fillStyle = SESSION_COLOR;
+  ctx.lineWidth = dpr;
+  ctx.setLineDash([4 * dpr, 4 * dpr]);
+  ctx.font = `${10 * dpr}px sans-serif`;
+  ctx.textBaseline = "top";
+  for (const mark of marks) {
+    const x = Math.round(u.valToPos(mark.at, "x", true)) + 0.5;
+    if (x < bbox.left || x > bbox.left + bbox.width) continue;
+    ctx.beginPath();
+    ctx.moveTo(x, bbox.top);
+    ctx.lineTo(x, bbox.top + bbox.height);
+    ctx.stroke();
+    ctx.fillText(mark.kind === "open" ? "open 09:30 ET" : "close 16:00 ET", x + 4 * dpr, bbox.top);
+  }
+  ctx.restore();
+}
+
+/** The RSI pane: 0–100 with the 30 and 70 lines, its cursor synced with the others. */
+function createRsiChart(el) {
+  const opts = baseOptions(el.clientWidth || 600, el.clientHeight || 90, { value: 0 }, () => {});
+  opts.padding = [6, 4, 6, 18];
+  opts.axes[0].show = false; // the price chart above reads the times
+  opts.scales.price = { auto: false, range: [0, 100] };
+  opts.axes[1].values = (_u, splits) => splits.map((v) => String(v));
+  opts.axes[1].splits = () => [30, 70];
+  opts.series = [{}, { label: "RSI", scale: "price", stroke: STUDY_COLORS.ema, width: 1.2 }];
+  opts.hooks.drawClear = [(u) => {
+    const { ctx, bbox } = u;
+    const top = u.valToPos(70, "price", true);
+    const bottom = u.valToPos(30, "price", true);
+    ctx.save();
+    ctx.fillStyle = "rgba(34, 211, 238, 0.06)";
+    ctx.fillRect(bbox.left, top, bbox.width, bottom - top);
+    ctx.restore();
+  }];
+  const plot = new uPlot(opts, [[], []], el);
+  const chart = { plot };
+  fitToBox(chart, el);
+  return chart;
+}
+
+/**
+ * Wires the indicator bar, the RSI pane, the zone toggle and the CSV button.
+ * `state` is app.js's state (symbol, market, interval, series); `requestDraw`
+ * schedules a redraw. Returns update(line, xRange), called by every draw: it
+ * gives the price chart's overlay columns, aligned with line.times.
+ */
+export function createStudies(
+  { priceChart, candleChart, priceEl, rsiEl, bar, state, requestDraw },
+) {
+  for (const series of OVERLAY_SERIES) {
+    priceChart.plot.addSeries({ scale: "price", spanGaps: false, ...series });
+  }
+  priceChart.plot.setData(priceChart.plot.series.map(() => []), false);
+  let symbol = state.symbol;
+  let choice = storedChoice(symbol);
+  let zone = load(ZONE_KEY) === "exchange" ? "exchange" : "local";
+  let marks = [];
+  let rsiChart = null;
+
+  const sma = control(bar, { name: "sma", text: "SMA", period: choice.sma ?? DEFAULT_PERIODS.sma });
+  const ema = control(bar, { name: "ema", text: "EMA", period: choice.ema ?? DEFAULT_PERIODS.ema });
+  const bands = control(bar, { name: "bollinger", text: "BB 20, 2σ" });
+  const strength = control(bar, { name: "rsi", text: "RSI 14" });
+  const zoneButton = document.createElement("button");
+  zoneButton.type = "button";
+  zoneButton.id = "zone-toggle";
+  zoneButton.className = "bar-button";
+  const csvButton = document.createElement("button");
+  csvButton.type = "button";
+  csvButton.id = "csv-download";
+  csvButton.className = "bar-button";
+  csvButton.textContent = "CSV";
+  csvButton.title = "Download the candles in view as CSV";
+  const spacer = document.createElement("span");
+  spacer.className = "spacer";
+  bar.append(spacer, zoneButton, csvButton);
+
+  function showChoice() {
+    sma.box.checked = choice.sma !== null;
+    ema.box.checked = choice.ema !== null;
+    if (choice.sma !== null) sma.field.value = String(choice.sma);
+    if (choice.ema !== null) ema.field.value = String(choice.ema);
+    bands.box.checked = choice.bollinger;
+    strength.box.checked = choice.rsi;
+  }
+
+  function readControls() {
+    const period = (c) => (c.box.checked ? Number(c.field.value) : null);
+    choice = readChoice({
+      sma: period(sma),
+      ema: period(ema),
+      bollinger: bands.box.checked,
+      rsi: strength.box.checked,
+    });
+    showChoice();
+    storeChoice(state.symbol, choice);
+    requestDraw();
+  }
+  for (const input of bar.querySelectorAll("input")) input.addEventListener("change", readControls);
+
+  function exchangeName() {
+    const name = exchangeZone(state.market);
+    return name === "America/New_York" ? "ET" : name;
+  }
+
+  function applyZone() {
+    state.zone = zone === "exchange" ? exchangeZone(state.market) : undefined;
+    setAxisZone(state.zone);
+    zoneButton.textContent = zone === "exchange" ? `Time: ${exchangeName()}` : "Time: local";
+    zoneButton.title = "Axes in the browser's time zone or the exchange's";
+    zoneButton.setAttribute("aria-pressed", String(zone === "exchange"));
+    priceEl.dataset.zone = zone === "exchange" ? exchangeZone(state.market) : "local";
+  }
+  zoneButton.addEventListener("click", () => {
+    zone = zone === "exchange" ? "local" : "exchange";
+    save(ZONE_KEY, zone);
+    applyZone();
+    requestDraw();
+  });
+
+  csvButton.addEventListener("click", () => {
+    const s = state.series;
+    const rows = s.t.map((t, i) => [t, s.o[i], s.h[i], s.l[i], s.c[i], s.v[i], s.w[i], s.n[i]]);
+    const blob = new Blob([formatCandleCsv(rows)], { type: "text/csv;charset=utf-8" });
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    const first = rows.length > 0
+      ? new Date(rows[0][0]).toISOString().replace(/[:.]/g, "-")
+      : "none";
+    const name = (state.symbol ?? "candles").replace(/[^A-Za-z0-9._-]/g, "_");
+    link.download = `${name}_${formatInterval(state.interval)}_${first}.csv`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+    csvButton.dataset.rows = String(rows.length);
+  });
+
+  for (const chart of [priceChart, candleChart]) {
+    chart.plot.hooks.draw = [...(chart.plot.hooks.draw ?? []), (u) => drawSessionMarks(u, marks)];
+  }
+  showChoice();
+  applyZone();
+
+  /** Values at the candle times, null at the points breakAtGaps inserted. */
+  function align(values, times, lineTimes) {
+    if (lineTimes.length === times.length) return values;
+    const out = new Array(lineTimes.length).fill(null);
+    for (let i = 0, j = 0; j < lineTimes.length; j++) {
+      if (lineTimes[j] === times[i]) out[j] = values[i++];
+    }
+    return out;
+  }
+
+  return function update(line, xRange) {
+    if (state.symbol !== symbol) {
+      symbol = state.symbol;
+      choice = storedChoice(symbol);
+      showChoice();
+    }
+    applyZone();
+    const s = state.series;
+    const started = performance.now();
+    const values = compute(s.c, choice);
+    const took = performance.now() - started;
+    const empty = new Array(line.times.length).fill(null);
+    const column = (v) => (v === null ? empty : align(v, s.t, line.times));
+    const overlays = [
+      column(values.sma),
+      column(values.ema),
+      column(values.bollinger?.upper ?? null),
+      column(values.bollinger?.middle ?? null),
+      column(values.bollinger?.lower ?? null),
+    ];
+
+    // Session marks on intraday charts of US stocks (the only hours the page marks).
+    marks = state.market === "us-stock" && state.interval < 86_400_000
+      ? usSessionMarks(xRange.min, xRange.max)
+      : [];
+    priceEl.dataset.sessionMarks = String(marks.length);
+
+    rsiEl.hidden = values.rsi === null;
+    if (values.rsi !== null) {
+      rsiChart ??= createRsiChart(rsiEl);
+      rsiChart.plot.batch(() => {
+        rsiChart.plot.setData([s.t, values.rsi], false);
+        rsiChart.plot.setScale("x", xRange);
+      });
+    }
+    // What the page holds, for the real-browser test (tests/browser_studies_test.ts).
+    priceEl.studies = { choice, times: s.t, close: s.c, values, overlays, ms: took };
+    priceEl.dataset.studies = [
+      choice.sma !== null ? `SMA ${choice.sma}` : "",
+      choice.ema !== null ? `EMA ${choice.ema}` : "",
+      choice.bollinger ? "BB" : "",
+      choice.rsi ? "RSI" : "",
+    ].filter(Boolean).join(",");
+    return overlays;
+  };
+}
