@@ -35,3 +35,27 @@ Deno.test("sparklines: the close of each 5 s step, null before the first trade, 
   assert.equal(lines.QUIET.at(-1), 7, "a quiet symbol stays at its last price");
   assert.equal(lines.QUIET.filter((v) => v === null).length, SPARK_POINTS - 41);
 });
+
+Deno.test("sparklines of 100 symbols (the symbol cap) add under 64 kB to a snapshot", () => {
+  const now = Math.floor(Date.now() / SPARK_STEP_MS) * SPARK_STEP_MS;
+  const aggregator = new Aggregator({
+    intervalsMs: [1_000, 60_000],
+    maxCandles: 3_600,
+    maxSymbols: 100,
+  });
+  for (let i = 0; i < 100; i++) {
+    for (let s = 600; s >= 0; s--) {
+      const price = 65_000 + i * 37.13 + Math.sin(s / 9) * 40 + (s % 7) * 0.01;
+      aggregator.apply({
+        symbol: `BINANCE:SYM${i}USDT`,
+        source: "sim",
+        price: Number(price.toFixed(2)),
+        volume: 1,
+        time: now - s * 1000,
+      });
+    }
+  }
+  const bytes = JSON.stringify(sparks(aggregator, now)).length;
+  console.log(`sparklines of 100 symbols: ${bytes} bytes`);
+  assert.ok(bytes < 64_000, `${bytes} bytes`);
+});
