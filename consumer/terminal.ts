@@ -79,13 +79,15 @@ export async function showCharts(options: ViewOptions): Promise<unknown> {
   const redraw = () => writeAll(inPlace(renderFrame(frameData(), Deno.consoleSize(), Date.now())));
   writeAll(ENTER_SCREEN);
   Deno.addSignalListener("SIGWINCH", redraw);
-  const reading = keys === undefined ? undefined : readKeys((key) => {
-    if (key === "quit") return options.stop();
-    if (key === "next" || key === "previous") keys.page += key === "next" ? 1 : -1;
-    else keys.intervalMs = stepInterval(keys.intervalMs, key === "longer" ? 1 : -1);
-    redraw();
-  });
+  let reading: ReturnType<typeof readKeys> | undefined;
   try {
+    // Inside the try: a terminal that refuses raw mode still gets its screen back.
+    reading = keys === undefined ? undefined : readKeys((key) => {
+      if (key === "quit") return options.stop();
+      if (key === "next" || key === "previous") keys.page += key === "next" ? 1 : -1;
+      else keys.intervalMs = stepInterval(keys.intervalMs, key === "longer" ? 1 : -1);
+      redraw();
+    });
     return await repeat(options, redraw, true);
   } finally {
     await reading?.stop();

@@ -51,8 +51,12 @@ function storedChoice(symbol) {
 
 function storeChoice(symbol, choice) {
   const stored = load(STORE_KEY) ?? {};
-  const bySymbol = { ...(stored.bySymbol ?? {}) };
-  if (symbol !== null) bySymbol[symbol] = choice;
+  // No prototype: a symbol named "__proto__" is a key like any other.
+  const bySymbol = Object.assign(Object.create(null), stored.bySymbol ?? {});
+  if (symbol !== null) {
+    delete bySymbol[symbol]; // re-inserted last: the most recent choice is kept longest
+    bySymbol[symbol] = choice;
+  }
   // Bounded: the 200 symbols chosen most recently.
   const names = Object.keys(bySymbol);
   for (const name of names.slice(0, Math.max(0, names.length - 200))) delete bySymbol[name];

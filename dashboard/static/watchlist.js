@@ -103,7 +103,10 @@ function sparkPoints(line) {
 function loadSort() {
   try {
     const saved = JSON.parse(localStorage.getItem(SORT_STORAGE) ?? "null");
-    if (saved && saved.key in SORTS && typeof saved.descending === "boolean") return saved;
+    // Own keys only: "constructor" is `in` every object, and would throw on use.
+    if (saved && Object.hasOwn(SORTS, saved.key) && typeof saved.descending === "boolean") {
+      return saved;
+    }
   } catch {
     // a value from an older page, or storage turned off: the default
   }
@@ -242,6 +245,8 @@ export function initWatchlist({ table, sortPicker, stats, current, select, selec
     arrange();
   }
 
+  /** The arrow-key choice waiting to be opened (see the debounce below). */
+  let pendingSelect;
   /** ↑/↓: the previous or next symbol in the watchlist's order; 1–4: the window. */
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
@@ -260,7 +265,9 @@ export function initWatchlist({ table, sortPicker, stats, current, select, selec
     const next = rows[at < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, at + step))];
     if (document.activeElement?.closest?.("#watchlist")) next.focus();
     next.scrollIntoView({ block: "nearest" });
-    select(next.dataset.symbol);
+    // A held arrow key repeats ~30 times a second: open one stream, for where it stops.
+    clearTimeout(pendingSelect);
+    pendingSelect = setTimeout(() => select(next.dataset.symbol), 150);
   });
 
   arrange();
