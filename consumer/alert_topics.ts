@@ -191,17 +191,16 @@ export function startAlerting(options: {
 }): Alerting | undefined {
   const { config, signal, readRules } = options;
   if (config.alerts.length === 0 && !readRules) return undefined;
-  let topics: AlertTopics | undefined;
   const engine = new AlertEngine({
     prices: options.prices,
     startedAt: Date.now(),
     fire: (alert) => {
-      topics?.publish(alert);
+      topics.publish(alert);
       options.print(alert);
     },
   });
   for (const rule of config.alerts) engine.setRule(rule);
-  topics = startAlertTopics({ config, engine, signal, readRules });
+  const topics = startAlertTopics({ config, engine, signal, readRules });
   const clock = setInterval(() => engine.checkSilence(), 1_000);
   return {
     engine,
