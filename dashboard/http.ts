@@ -68,6 +68,7 @@ const FILES: Record<string, { file: URL; type: string }> = {
   "/app.js": { file: page("app.js"), type: JS },
   "/charts.js": { file: page("charts.js"), type: JS },
   "/panels.js": { file: page("panels.js"), type: JS },
+  "/alerts.js": { file: page("alerts.js"), type: JS },
   "/style.css": { file: page("style.css"), type: CSS },
   "/format.js": { file: new URL("../lib/format.js", import.meta.url), type: JS },
   "/vendor/uPlot.esm.js": { file: uplot("uPlot.esm.js"), type: JS },
