@@ -17,10 +17,14 @@ function parseSpan(/** @type {string} */ text) {
   return Math.round(Number(match[1]) * { s: 1000, m: 60_000, h: 3600_000 }[match[2] ?? "s"]);
 }
 
+/** The chart's symbol: the form's symbol when its field is left empty. */
+let chartSymbol = () => /** @type {string | null} */ (null);
+
 /** The form's fields as the rule's JSON body. */
 function ruleBody() {
   const kind = /** @type {HTMLSelectElement} */ ($("alert-kind")).value;
-  const symbol = /** @type {HTMLInputElement} */ ($("alert-symbol")).value.trim();
+  const symbol = /** @type {HTMLInputElement} */ ($("alert-symbol")).value.trim() ||
+    (chartSymbol() ?? "");
   const value = /** @type {HTMLInputElement} */ ($("alert-value")).value.trim();
   const span = /** @type {HTMLInputElement} */ ($("alert-span")).value.trim();
   if (kind === "above" || kind === "below") return { symbol, kind, level: Number(value) };
@@ -159,10 +163,7 @@ export function initAlerts(/** @type {() => string | null} */ symbol) {
   $("alert-kind").addEventListener("change", syncKind);
   $("alert-form").addEventListener("submit", (event) => submit(/** @type {SubmitEvent} */ (event)));
   $("alert-notify").addEventListener("click", askPermission);
-  $("alert-symbol").addEventListener("focus", () => {
-    const input = /** @type {HTMLInputElement} */ ($("alert-symbol"));
-    if (input.value === "") input.value = symbol() ?? "";
-  });
+  chartSymbol = symbol;
   syncKind();
   syncNotify();
   refresh().catch(() => {});
