@@ -16,7 +16,7 @@
  * waits for it, so history is evaluated knowing what already fired.
  */
 
-import type { Producer } from "kafkajs";
+import { Partitioners, type Producer } from "kafkajs";
 import type { Config } from "../config.ts";
 import { unlessAborted } from "../lib/async.ts";
 import {
@@ -63,7 +63,10 @@ export function startAlertTopics(options: {
   const consumer = kafka.consumer({
     groupId: `${config.groupId}.alerts.${crypto.randomUUID().slice(0, 8)}`,
   });
-  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false });
+  const producer: Producer = kafka.producer({
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
   const loaded = Promise.withResolvers<void>();
   /** Per topic, the offset that ended it at the start: read past it, the topic is loaded. */
   const ends = new Map<string, number>();
@@ -91,7 +94,7 @@ export function startAlertTopics(options: {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      for (const topic of [alertsTopic, rulesTopic]) {
+      for (const topic of topics) {
         await ensureTopic(admin, {
           topic,
           partitions: 1,

@@ -118,12 +118,21 @@ export class AlertEngine {
       if (rules === undefined) continue;
       const stats = this.#options.prices.stats(symbol, now);
       if (stats === undefined) continue;
+      // A window's reference price is read once per symbol, however many rules share it.
+      const references = new Map<number, number | undefined>();
       for (const state of rules.values()) {
         const { rule } = state;
         if (rule.kind === "silent") continue;
-        const reference = rule.kind === "move"
-          ? this.#priceBefore(symbol, stats.lastTime - rule.windowMs)
-          : undefined;
+        let reference: number | undefined;
+        if (rule.kind === "move") {
+          if (!references.has(rule.windowMs)) {
+            references.set(
+              rule.windowMs,
+              this.#priceBefore(symbol, stats.lastTime - rule.windowMs),
+            );
+          }
+          reference = references.get(rule.windowMs);
+        }
         const move = reference === undefined ? 0 : (stats.last - reference) / reference * 100;
         const beyond = rule.kind === "above"
           ? stats.last >= rule.level
