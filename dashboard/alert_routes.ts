@@ -3,8 +3,9 @@
  * besides the token gate (lib/auth.ts, checked before this) they take requests from
  * this dashboard's own page only:
  * - a browser names the page's origin (Origin, Sec-Fetch-Site): it must be this
- *   server's own (the Host the request came to); a tool that names none (curl with
- *   a Bearer token) passes on the gate alone;
+ *   server's own (the Origin's host is the Host the request came to; a proxy must
+ *   pass Host on); a tool that names none (curl with a Bearer token) passes on the
+ *   gate alone;
  * - the body is JSON (Content-Type application/json: a cross-site form cannot send
  *   it without a preflight that is never answered), at most MAX_BODY_BYTES, checked
  *   field by field, one 400 line per mistake.
@@ -49,7 +50,9 @@ export function foreignOrigin(request: Request): string | undefined {
   }
   const origin = request.headers.get("origin");
   if (origin === null) return undefined;
-  if (origin !== new URL(request.url).origin) {
+  // The host, not the scheme: behind a proxy that ends TLS the server sees http.
+  const host = URL.canParse(origin) ? new URL(origin).host : "";
+  if (host === "" || host !== request.headers.get("host")) {
     return "refused: another origin may not change alerts (use this dashboard's page)";
   }
   return undefined;

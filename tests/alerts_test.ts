@@ -196,6 +196,7 @@ Deno.test("/api/alerts refuses another origin, a bad body, an oversize body befo
         method: "POST",
         body,
         headers: {
+          host: "127.0.0.1:8080",
           "content-type": "application/json",
           origin: "http://127.0.0.1:8080",
           ...headers,
