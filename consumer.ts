@@ -19,6 +19,7 @@
 import { type Config, loadConfig, readEnv } from "./config.ts";
 import { exitCodeFor, stopOnSignals, UsageError } from "./lib/cli.ts";
 import { redact } from "./lib/redact.ts";
+import { checkAccess } from "./lib/kafka.ts";
 import { recordsRead } from "./consumer/apply.ts";
 import {
   Aggregator,
@@ -101,6 +102,8 @@ async function consume(flags: Flags, config: Config): Promise<number> {
     ? undefined
     : new LatencyHistogram();
   // Alerts (consumer/alerts.ts): the dashboard reads the rules topic, consume ALERTS only.
+  // A refused password or certificate is one line before the alert topics try Kafka.
+  if (config.alerts.length > 0 || view === "dashboard") await checkAccess(config);
   const alerting = startAlerting({
     config,
     prices: aggregator,

@@ -17,6 +17,7 @@ import { AlertEngine } from "../consumer/alerts.ts";
 import type { Alerting } from "../consumer/alert_topics.ts";
 import { Aggregator } from "../consumer/candles.ts";
 import { alertsRoute, MAX_BODY_BYTES } from "../dashboard/alert_routes.ts";
+import { serveDashboard } from "../dashboard/server.ts";
 
 Deno.test("ALERTS grammar: levels, moves, silences; one line per mistake", () => {
   const rules = parseAlertSpecs("AAPL>190, AAPL<185,BINANCE:BTCUSDT~2%/5m,MSFT!10m");
@@ -230,4 +231,71 @@ Deno.test("/api/alerts refuses another origin, a bad body, an oversize body befo
   assert.equal(answer.status, 503, "a Kafka write that fails is not a rule");
   await answer.body?.cancel();
   assert.deepEqual(engine.rules(), []);
+});
+
+Deno.test("/api/alerts on a shared dashboard: the token gate first, then the origin", async () => {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
+  const alerts = { engine, topics: {}, stop: () => Promise.resolve() } as unknown as Alerting;
+  const token = "alerts-test-token-9c2e41b7";
+  const halt = new AbortController();
+  const dashboard = serveDashboard({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: halt.signal,
+    aggregator,
+    status: () => ({
+      connected: true,
+      lag: 0,
+      latencyP50Ms: null,
+      latencyP99Ms: null,
+      tradesPerSecond: 0,
+      applied: 0,
+      rejected: 0,
+      tooLate: 0,
+      tooEarly: 0,
+      lastTradeAt: null,
+    }),
+    token,
+    alerts,
+  });
+  const url = new URL("/api/alerts", dashboard.url);
+  const call = async (init: RequestInit) => {
+    const response = await fetch(url, init);
+    return { status: response.status, body: await response.text() };
+  };
+  const bearer = { authorization: `Bearer ${token}` };
+  try {
+    const json = { "content-type": "application/json" };
+    assert.equal((await call({ method: "POST", headers: json, body: "{}" })).status, 401);
+    assert.equal((await call({ method: "DELETE" })).status, 401);
+    const listed = await call({ headers: bearer });
+    assert.equal(listed.status, 200);
+    assert.deepEqual(JSON.parse(listed.body).rules.map((r: AlertRule) => r.id), ["cfg:AAPL>190"]);
+    const foreign = await call({
+      method: "POST",
+      headers: { ...bearer, ...json, origin: "https://evil.example" },
+      body: "{}",
+    });
+    assert.equal(foreign.status, 403);
+    const bad = await call({ method: "POST", headers: { ...bearer, ...json }, body: "{}" });
+    assert.deepEqual([bad.status, JSON.parse(bad.body).error], [
+      400,
+      "kind: one of above, below, move, silent",
+    ]);
+    const fixed = await call({ method: "DELETE", headers: bearer });
+    assert.match(fixed.body, /id: missing/);
+    const cfg = await fetch(new URL("/api/alerts?id=cfg:AAPL%3E190", dashboard.url), {
+      method: "DELETE",
+      headers: bearer,
+    });
+    assert.equal(cfg.status, 400);
+    assert.match(await cfg.text(), /comes from ALERTS/);
+    const put = await call({ method: "PUT", headers: bearer });
+    assert.equal(put.status, 405);
+  } finally {
+    halt.abort();
+    await dashboard.finished;
+  }
 });
