@@ -8,7 +8,7 @@
  *   a crossing that goes there and back within one batch is not seen.
  * - Each rule is armed or not. A crossing (the price reaches the level, or the move
  *   reaches its percent) fires an armed rule once and disarms it; the price back on
- *   the other side re-arms it. A rule's first price only sets its state: a rule made
+ *   the other side re-arms it (a move: back under half its percent). A rule's first price only sets its state: a rule made
  *   while the price is already beyond the level waits for a crossing.
  * - No firing twice across a restart: a restarted consumer rebuilds its aggregation
  *   from Kafka's history and meets the old crossings again. Before it reads trades
@@ -139,7 +139,10 @@ export class AlertEngine {
           : rule.kind === "below"
           ? stats.last <= rule.level
           : rule.kind === "move" && reference !== undefined && Math.abs(move) >= rule.percent;
-        if (!this.#cross(state, beyond)) continue;
+        // A move re-arms only under half its percent: a price hovering at the threshold
+        // would otherwise fire on every other batch.
+        const back = rule.kind === "move" ? Math.abs(move) < rule.percent / 2 : !beyond;
+        if (!this.#cross(state, { beyond, back })) continue;
         const words = rule.kind === "move"
           ? `${symbol} moved ${move > 0 ? "+" : ""}${move.toFixed(2)} % within ${
             describeRule(rule).split(" within ")[1]
@@ -166,7 +169,8 @@ export class AlertEngine {
       state.openSince ??= now;
       const stats = this.#options.prices.stats(rule.symbol, now);
       const quietSince = Math.max(stats?.lastTime ?? -Infinity, state.openSince);
-      if (!this.#cross(state, now - quietSince >= rule.spanMs)) continue;
+      const beyond = now - quietSince >= rule.spanMs;
+      if (!this.#cross(state, { beyond, back: !beyond })) continue;
       const last = stats === undefined
         ? "no trade seen"
         : `last trade ${formatClock(stats.lastTime)}`;
@@ -179,7 +183,8 @@ export class AlertEngine {
   }
 
   /** Moves the armed state; true when an armed rule crossed (it is disarmed now). */
-  #cross(state: RuleState, beyond: boolean): boolean {
+  #cross(state: RuleState, where: { beyond: boolean; back: boolean }): boolean {
+    const { beyond, back } = where;
     if (state.armed === undefined) {
       state.armed = !beyond;
       return false;
@@ -188,7 +193,7 @@ export class AlertEngine {
       state.armed = false;
       return true;
     }
-    if (!state.armed && !beyond) state.armed = true;
+    if (!state.armed && back) state.armed = true;
     return false;
   }
 

@@ -7,7 +7,8 @@
  * - `AAPL>190`, `AAPL<185`: the price crosses a level upwards (above) or downwards
  *   (below). Fires once per crossing; re-arms once the price is back on the other side.
  * - `BINANCE:BTCUSDT~2%/5m`: the price moved at least 2 % (up or down) from its
- *   price 5 minutes before, by trade time. Re-arms once the move is back under 2 %.
+ *   price 5 minutes before, by trade time. Re-arms once the move is back under 1 %
+ *   (half its percent: a price hovering at 2 % does not fire on every batch).
  * - `MSFT!10m`: no trade for 10 minutes while the symbol's market is open
  *   (lib/market_hours.ts; hours unknown count as open). Re-arms on the next trade.
  *

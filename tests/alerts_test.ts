@@ -135,6 +135,9 @@ Deno.test("a move of X % within a window fires once and re-arms under it", () =>
   assert.equal(run.fired.length, 1);
   assert.match(run.fired[0].words, /^BINANCE:BTCUSDT moved \+2\.20 % within 10s \(to 102\.2\)$/);
   run.trade(s, 102.5, T0 + 9_800); // still beyond: no second firing
+  run.trade(s, 103, T0 + 12_000); // from 101 (T0+5 s): 1.98 %, under 2 % but not under 1 %
+  run.trade(s, 103.5, T0 + 13_000); // 2.5 %: not re-armed, so no firing
+  assert.equal(run.fired.length, 1);
   run.trade(s, 102.5, T0 + 18_000); // 10 s window now starts at 101.5: 0.99 %, re-armed
   run.trade(s, 99, T0 + 19_000); // from 102.2 (T0+9.5 s): -3.1 %
   assert.deepEqual(run.fired.map((a) => a.price), [102.2, 99]);
