@@ -41,6 +41,20 @@ async function trade(fake: FakeFinnhub, url: string, price: number): Promise<voi
   await sleep(300); // the batch's evaluation and the push after it
 }
 
+/** Runs in the page before its scripts: counts the notifications it makes. */
+function countNotifications() {
+  type Maker = new (title: string, options?: unknown) => object;
+  const scope = globalThis as unknown as { Notification: Maker; notified: string[] };
+  const Real = scope.Notification;
+  scope.notified = [];
+  scope.Notification = class extends Real {
+    constructor(title: string, options?: unknown) {
+      scope.notified.push(title);
+      super(title, options);
+    }
+  };
+}
+
 const toasts = (page: Page) =>
   page.evaluate(() => [...document.querySelectorAll("#toasts .toast")].map((t) => t.textContent));
 
@@ -61,7 +75,12 @@ Deno.test("an alert made in the page fires on a crossing: alerts topic, toast, a
         let dashboard = await startDashboardConsumer([], env);
         await trade(fake, dashboard.url, 100);
         await withBrowser({ width: 1440, height: 900 }, async (browser) => {
+          // Notifications allowed, and counted as the page makes them.
+          await browser.defaultBrowserContext().overridePermissions(dashboard.url, [
+            "notifications",
+          ]);
           let page = await browser.newPage();
+          await page.evaluateOnNewDocument(countNotifications);
           const log = recordPage(page);
           await page.goto(`${dashboard.url}#symbol=AAPL&window=1m`);
           await waitFor(
@@ -91,6 +110,16 @@ Deno.test("an alert made in the page fires on a crossing: alerts topic, toast, a
             () => document.querySelectorAll("#toasts .toast").length > 0,
           );
           assert.match((await toasts(page))[0]!, /^AAPL crossed above 105 at 106 · /);
+          assert.deepEqual(
+            await page.evaluate(() => (globalThis as unknown as { notified: string[] }).notified),
+            ["Alert: AAPL"],
+          );
+          await waitFor(
+            page,
+            "the rule's firing time",
+            () =>
+              /· fired /.test(document.querySelectorAll("#alert-rules li")[0].textContent ?? ""),
+          );
           await trade(fake, dashboard.url, 107); // still above: no second firing
           let alerts = await readAlerts(BROKERS, topic);
           assert.deepEqual(alerts.map((a) => [a.symbol, a.price, a.rule.kind]), [[

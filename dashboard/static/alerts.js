@@ -65,13 +65,18 @@ async function refresh() {
     return;
   }
   $("alerts-panel").hidden = false;
-  const { rules } = await response.json();
+  const { rules, fired } = await response.json();
+  /** @type {Map<string, number>} */
+  const lastFired = new Map();
+  for (const alert of fired) lastFired.set(alert.rule.id, alert.tradeTime);
   const list = $("alert-rules");
   list.replaceChildren(...rules.map((/** @type {any} */ rule) => {
     const item = document.createElement("li");
     item.dataset.id = rule.id;
     const words = document.createElement("span");
-    words.textContent = describe(rule);
+    const at = lastFired.get(rule.id);
+    words.textContent = describe(rule) +
+      (at === undefined ? "" : ` · fired ${new Date(at).toLocaleTimeString()}`);
     item.append(words);
     if (!rule.id.startsWith("cfg:")) {
       const remove = document.createElement("button");
@@ -136,6 +141,7 @@ async function submit(/** @type {SubmitEvent} */ event) {
 /** Fired alerts from a push: a toast each, and a notification with permission. */
 export function onAlerts(/** @type {any[] | undefined} */ alerts) {
   if (!alerts) return;
+  refresh().catch(() => {}); // the list's "fired" times
   for (const alert of alerts) {
     const mark = alert.source === "sim"
       ? " · simulated"
