@@ -28,6 +28,11 @@ import { sleep } from "../lib/async.ts";
 
 declare const document: PageDocument;
 
+/** `UPDATE_SCREENSHOT=1` writes the page with its first toast to docs/alerts.png. */
+const SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"
+  ? new URL("../docs/alerts.png", import.meta.url)
+  : undefined;
+
 /** Sends one AAPL trade at `price` and waits until the dashboard has applied it. */
 async function trade(fake: FakeFinnhub, url: string, price: number): Promise<void> {
   assert.ok(fake.sendTrades([{ s: "AAPL", p: price, t: Date.now(), v: 1, c: ["1"] }]));
@@ -120,6 +125,8 @@ Deno.test("an alert made in the page fires on a crossing: alerts topic, toast, a
             () =>
               /· fired /.test(document.querySelectorAll("#alert-rules li")[0].textContent ?? ""),
           );
+          const png = await page.screenshot();
+          if (SCREENSHOT) await Deno.writeFile(SCREENSHOT, png);
           await trade(fake, dashboard.url, 107); // still above: no second firing
           let alerts = await readAlerts(BROKERS, topic);
           assert.deepEqual(alerts.map((a) => [a.symbol, a.price, a.rule.kind]), [[

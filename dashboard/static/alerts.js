@@ -7,6 +7,8 @@
  * is asked only when the user makes a rule or presses "Notify me" (a gesture).
  */
 
+import { formatClock } from "./format.js";
+
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const TOAST_MS = 10_000;
 
@@ -76,7 +78,7 @@ async function refresh() {
     const words = document.createElement("span");
     const at = lastFired.get(rule.id);
     words.textContent = describe(rule) +
-      (at === undefined ? "" : ` · fired ${new Date(at).toLocaleTimeString()}`);
+      (at === undefined ? "" : ` · fired ${formatClock(at)}`);
     item.append(words);
     if (!rule.id.startsWith("cfg:")) {
       const remove = document.createElement("button");
@@ -148,7 +150,7 @@ export function onAlerts(/** @type {any[] | undefined} */ alerts) {
       : alert.source === "replay"
       ? " · replay"
       : "";
-    const time = new Date(alert.tradeTime).toLocaleTimeString();
+    const time = formatClock(alert.tradeTime);
     const toast = document.createElement("div");
     toast.className = "toast";
     toast.setAttribute("role", "status");
