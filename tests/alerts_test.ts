@@ -18,6 +18,7 @@ import type { Alerting } from "../consumer/alert_topics.ts";
 import { Aggregator } from "../consumer/candles.ts";
 import { alertsRoute, MAX_BODY_BYTES } from "../dashboard/alert_routes.ts";
 import { serveDashboard } from "../dashboard/server.ts";
+import { EventReader } from "./helpers/sse.ts";
 
 Deno.test("ALERTS grammar: levels, moves, silences; one line per mistake", () => {
   const rules = parseAlertSpecs("AAPL>190, AAPL<185,BINANCE:BTCUSDT~2%/5m,MSFT!10m");
@@ -236,18 +237,16 @@ Deno.test("/api/alerts refuses another origin, a bad body, an oversize body befo
   assert.deepEqual(engine.rules(), []);
 });
 
-Deno.test("/api/alerts on a shared dashboard: the token gate first, then the origin", async () => {
-  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
-  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
-  const alerts = { engine, topics: {}, stop: () => Promise.resolve() } as unknown as Alerting;
-  const token = "alerts-test-token-9c2e41b7";
-  const halt = new AbortController();
-  const dashboard = serveDashboard({
+/** A dashboard serving `engine`'s alerts (its topics are not used by these tests). */
+function alertDashboard(
+  engine: AlertEngine,
+  options: { aggregator: Aggregator; token?: string; signal: AbortSignal },
+) {
+  return serveDashboard({
     hostname: "127.0.0.1",
     port: 0,
-    signal: halt.signal,
-    aggregator,
+    signal: options.signal,
+    aggregator: options.aggregator,
     status: () => ({
       connected: true,
       lag: 0,
@@ -260,9 +259,52 @@ Deno.test("/api/alerts on a shared dashboard: the token gate first, then the ori
       tooEarly: 0,
       lastTradeAt: null,
     }),
-    token,
-    alerts,
+    token: options.token,
+    alerts: { engine, topics: {}, stop: () => Promise.resolve() } as unknown as Alerting,
   });
+}
+
+Deno.test("a fired alert rides on the next push, once, with no push of its own", async () => {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
+  const halt = new AbortController();
+  const dashboard = alertDashboard(engine, { aggregator, signal: halt.signal });
+  const trade = (price: number) => {
+    aggregator.apply({ symbol: "AAPL", price, volume: 1, time: Date.now(), source: "sim" });
+    engine.evaluate(["AAPL"]);
+    dashboard.notify(["AAPL"]);
+  };
+  try {
+    trade(189);
+    const reader = new EventReader(await fetch(new URL("/events?symbol=AAPL", dashboard.url)));
+    const alertsOf = (event: { data: unknown }) =>
+      (event.data as { alerts?: FiredAlert[] }).alerts?.map((a) => a.words);
+    assert.equal(alertsOf(await reader.next()), undefined, "the snapshot carries none");
+    trade(191);
+    const carried: string[][] = [];
+    const until = Date.now() + 1_200; // past a heartbeat (1 s)
+    while (Date.now() < until) {
+      const words = alertsOf(await reader.next());
+      if (words) carried.push(words);
+    }
+    assert.deepEqual(carried, [["AAPL crossed above 190 at 191"]]);
+    await reader.cancel();
+    // The trade's delta and the heartbeat or two: the alert added none.
+    assert.ok(dashboard.metrics().pushes <= 3, `${dashboard.metrics().pushes} pushes`);
+  } finally {
+    halt.abort();
+    await dashboard.finished;
+  }
+});
+
+Deno.test("/api/alerts on a shared dashboard: the token gate first, then the origin", async () => {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
+  const token = "alerts-test-token-9c2e41b7";
+  const halt = new AbortController();
+  const dashboard = alertDashboard(engine, { aggregator, token, signal: halt.signal });
   const url = new URL("/api/alerts", dashboard.url);
   const call = async (init: RequestInit) => {
     const response = await fetch(url, init);
