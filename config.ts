@@ -10,6 +10,7 @@
 import { UsageError } from "./lib/cli.ts";
 import { readPem } from "./lib/pem.ts";
 import { MIN_TOKEN_LENGTH } from "./lib/auth.ts";
+import { type AlertRule, parseAlertSpecs, RuleError } from "./lib/alert_rules.ts";
 import { isLoopback } from "./lib/net.ts";
 import { redact } from "./lib/redact.ts";
 import { type Source, SOURCES } from "./lib/trade.ts";
@@ -44,6 +45,7 @@ export const DEFAULTS = {
   PRODUCER_METRICS_PORT: "",
   PRODUCER_METRICS_HOST: "127.0.0.1",
   PRODUCER_METRICS_TOKEN: "",
+  ALERTS: "",
 } as const;
 
 export type Env = Partial<Record<keyof typeof DEFAULTS, string>>;
@@ -76,6 +78,8 @@ export interface Config {
   readonly dashboardTls?: Readonly<{ certFile: string; keyFile: string }>;
   /** The producer's /metrics; undefined: not served. */
   readonly producerMetrics?: Readonly<{ host: string; port: number; token?: string }>;
+  /** Alert rules for headless runs (ALERTS), evaluated by the consumer. */
+  readonly alerts: readonly AlertRule[];
 }
 
 /** A private CA to trust, and a client certificate with its key (mTLS); PEM text. */
@@ -297,6 +301,15 @@ function parseSource(env: Env, token: string | undefined): Source {
   return source as Source;
 }
 
+function parseAlerts(env: Env): readonly AlertRule[] {
+  try {
+    return Object.freeze(parseAlertSpecs(env.ALERTS ?? ""));
+  } catch (error) {
+    if (!(error instanceof RuleError)) throw error;
+    return fail("ALERTS", error.message, "AAPL>190,AAPL<185,BINANCE:BTCUSDT~2%/5m,MSFT!10m");
+  }
+}
+
 /** Validates an environment (a plain object, so tests need no real env) into a frozen Config. */
 export function loadConfig(env: Env): Config {
   const value = (name: keyof typeof DEFAULTS): string => env[name]?.trim() || DEFAULTS[name];
@@ -333,6 +346,7 @@ export function loadConfig(env: Env): Config {
     }),
     dashboardTls: parseTls(env),
     producerMetrics: parseProducerMetrics(env),
+    alerts: parseAlerts(env),
   });
 }
 

@@ -19,6 +19,7 @@
 import { type Config, loadConfig, readEnv } from "./config.ts";
 import { exitCodeFor, stopOnSignals, UsageError } from "./lib/cli.ts";
 import { redact } from "./lib/redact.ts";
+import { checkAccess } from "./lib/kafka.ts";
 import { recordsRead } from "./consumer/apply.ts";
 import {
   Aggregator,
@@ -45,6 +46,8 @@ import {
   StoppedError,
 } from "./consumer/topic_reader.ts";
 import { consumerFamilies } from "./consumer/metrics.ts";
+import { type Alerting, startAlerting } from "./consumer/alert_topics.ts";
+import type { FiredAlert } from "./lib/alert_rules.ts";
 import { type Dashboard, loadTls, serveDashboard, type Tls } from "./dashboard/server.ts";
 
 /** The dashboard's page: the dashboard task may read it, the consume task may not. */
@@ -98,7 +101,37 @@ async function consume(flags: Flags, config: Config): Promise<number> {
   const latencyLog = flags.limit === undefined && view !== "dashboard"
     ? undefined
     : new LatencyHistogram();
-  return await watch(flags, { config, view, halt, aggregator, fromMs, latencyLog, tls });
+  // Alerts (consumer/alerts.ts): the dashboard reads the rules topic, consume ALERTS only.
+  // A refused password or certificate is one line before the alert topics try Kafka.
+  if (config.alerts.length > 0 || view === "dashboard") await checkAccess(config);
+  const alerting = startAlerting({
+    config,
+    prices: aggregator,
+    signal: halt.signal,
+    readRules: view === "dashboard",
+    print: (alert) => view !== "charts" && console.log(alertLine(alert)),
+  });
+  try {
+    return await watch(flags, {
+      config,
+      view,
+      halt,
+      aggregator,
+      fromMs,
+      latencyLog,
+      tls,
+      alerting,
+    });
+  } finally {
+    halt.abort();
+    await alerting?.stop();
+  }
+}
+
+/** "alert: AAPL crossed above 190 at 190.05 (trade 14:02:03Z, simulated)". */
+function alertLine(alert: FiredAlert): string {
+  const mark = alert.source === "sim" ? ", simulated" : alert.source === "replay" ? ", replay" : "";
+  return `alert: ${alert.words} (trade ${new Date(alert.tradeTime).toISOString()}${mark})`;
 }
 
 /** Reads the trades into the aggregation and shows them until the stop; the exit code. */
@@ -110,16 +143,22 @@ async function watch(flags: Flags, run: {
   readonly fromMs: number;
   readonly latencyLog?: LatencyHistogram;
   readonly tls?: Tls;
+  readonly alerting?: Alerting;
 }): Promise<number> {
-  const { config, view, halt, aggregator, fromMs, latencyLog, tls } = run;
+  const { config, view, halt, aggregator, fromMs, latencyLog, tls, alerting } = run;
   let dashboard: Dashboard | undefined;
+  // What already fired is known before history is read again (no firing twice).
+  await alerting?.topics.loaded;
   const reader = await read({
     config,
     aggregator,
     fromMs,
     dlq: flags.dlq,
     signal: halt.signal,
-    onBatch: (symbols) => dashboard?.notify(symbols),
+    onBatch: (symbols) => {
+      alerting?.engine.evaluate(symbols);
+      dashboard?.notify(symbols);
+    },
     latencyLog,
   });
   if (reader === "stopped") return 0;
@@ -142,7 +181,15 @@ async function watch(flags: Flags, run: {
       halt,
       feed,
       options: {
-        data: () => chartData({ reader, aggregator, flags, config, feed }),
+        data: () =>
+          chartData({
+            reader,
+            aggregator,
+            flags,
+            config,
+            feed,
+            alerting: view === "charts" ? alerting : undefined,
+          }),
         everyMs: flags.everyMs ?? (view === "charts" ? 250 : view === "lines" ? 5_000 : 10_000),
         done: reader.stopped,
         stop: () => halt.abort(),
@@ -150,6 +197,7 @@ async function watch(flags: Flags, run: {
       onDashboard: (served) => (dashboard = served),
       tls,
       latency: latencyLog,
+      alerting,
     });
   } catch (error) {
     failure = error; // the reader crashed, or the dashboard could not listen
@@ -202,6 +250,7 @@ async function show(view: View, session: {
   readonly onDashboard: (dashboard: Dashboard) => void;
   readonly tls?: Tls;
   readonly latency?: LatencyHistogram;
+  readonly alerting?: Alerting;
 }): Promise<unknown> {
   if (view === "charts") return await showCharts(session.options);
   if (view === "lines") return await showLines(session.options);
@@ -216,6 +265,7 @@ async function show(view: View, session: {
     tls: session.tls,
     metrics: () => consumerFamilies(reader, session.latency ?? new LatencyHistogram()),
     feed: session.feed,
+    alerts: session.alerting,
   });
   session.onDashboard(dashboard);
   console.log(`dashboard: ${dashboard.url}`);
@@ -296,6 +346,7 @@ function chartData(parts: {
   readonly flags: Flags;
   readonly config: Config;
   readonly feed: () => FeedSummary;
+  readonly alerting?: Alerting;
 }): ChartData {
   const { reader, aggregator, flags, config } = parts;
   const { assigned, partitions } = reader.assignment();
@@ -304,6 +355,10 @@ function chartData(parts: {
     ...(assigned < partitions ? [`partitions ${assigned}/${partitions}: group shared`] : []),
     ...(counts.dlqFailed > 0 ? [`dlq failed ${counts.dlqFailed}`] : []),
     ...(counts.symbolCap > 0 ? [`symbol cap ${DEFAULT_MAX_SYMBOLS} hit`] : []),
+    // The alerts of the last minute: a line in the chart view.
+    ...(parts.alerting?.engine.since(0).alerts ?? [])
+      .filter((alert) => Date.now() - alert.firedAt < 60_000).slice(-2)
+      .map((alert) => `alert: ${alert.words}`),
   ];
   return {
     aggregation: aggregator,

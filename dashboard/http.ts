@@ -70,6 +70,7 @@ const FILES: Record<string, { file: URL; type: string }> = {
   "/panels.js": { file: page("panels.js"), type: JS },
   "/watchlist.js": { file: page("watchlist.js"), type: JS },
   "/compare.js": { file: page("compare.js"), type: JS },
+  "/alerts.js": { file: page("alerts.js"), type: JS },
   "/style.css": { file: page("style.css"), type: CSS },
   "/views.css": { file: page("views.css"), type: CSS },
   "/format.js": { file: new URL("../lib/format.js", import.meta.url), type: JS },

@@ -13,6 +13,7 @@
 
 import type { Aggregator, Candle, ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
+import type { FiredAlert } from "../lib/alert_rules.ts";
 import { encodeEvent, SseClient } from "./sse.ts";
 import { candleRowsJson, safeJson } from "./wire.ts";
 import { sparks } from "./spark.ts";
@@ -37,6 +38,8 @@ export interface HubOptions {
   readonly clientBufferBytes: number;
   /** Streams beyond this many are refused (503). */
   readonly maxStreams: number;
+  /** Alerts fired after a sequence number: each push carries the new ones (`alerts`). */
+  readonly alerts?: (seq: number) => { seq: number; alerts: readonly FiredAlert[] };
 }
 
 /** What one stream follows: a symbol's candles at one interval over a time window. */
@@ -104,6 +107,8 @@ export class Hub {
   /** Revision at the last push: every push carries the candles changed after it. */
   #flushedRev: number;
   #closed = false;
+  /** The newest alert pushed: a push carries the alerts fired after it. */
+  #alertSeq = 0;
   readonly #metrics = { opened: 0, refused: 0, overflows: 0, resyncs: 0, pushes: 0 };
 
   constructor(options: HubOptions) {
@@ -132,6 +137,7 @@ export class Hub {
       // Nobody was listening: nothing since the last push needs to be sent again.
       this.#flushedRev = aggregator.revision();
       this.#dirty.clear();
+      this.#alertSeq = this.#options.alerts?.(Infinity).seq ?? 0;
     }
     const client: Client = {
       sse: new SseClient(this.#options.clientBufferBytes, () => this.#clients.delete(client)),
@@ -183,9 +189,12 @@ export class Hub {
       return;
     }
     const frames = new Map<string, Uint8Array>();
+    const fired = this.#options.alerts?.(this.#alertSeq);
+    if (fired !== undefined) this.#alertSeq = fired.seq;
+    const alerts = fired?.alerts.length ? fired.alerts : undefined;
     const tail = heartbeat
-      ? this.#tail(this.#options.aggregator.symbols(), { feed: true })
-      : this.#tail(this.#dirty);
+      ? this.#tail(this.#options.aggregator.symbols(), { feed: true, alerts })
+      : this.#tail(this.#dirty, { alerts });
     this.#dirty.clear();
     for (const client of this.#clients) {
       const { sse, sub } = client;
@@ -231,14 +240,18 @@ export class Hub {
    * The part every push shares: stats of the given symbols and the consumer status;
    * the feed too in snapshots and heartbeats.
    */
-  #tail(symbols: Iterable<string>, options: { feed?: boolean } = {}): string {
+  #tail(
+    symbols: Iterable<string>,
+    options: { feed?: boolean; alerts?: readonly FiredAlert[] } = {},
+  ): string {
     const now = Date.now();
     const stats: string[] = [];
     for (const symbol of symbols) {
       const line = this.#options.aggregator.stats(symbol, now);
       if (line !== undefined) stats.push(safeJson(line));
     }
-    const feed = options.feed ? `,"feed":${safeJson(this.#options.feed())}` : "";
+    const feed = (options.feed ? `,"feed":${safeJson(this.#options.feed())}` : "") +
+      (options.alerts ? `,"alerts":${safeJson(options.alerts)}` : "");
     return `,"stats":[${stats.join(",")}],"status":${
       safeJson(this.#options.status())
     }${feed},"streams":${this.#clients.size},"now":${now}}`;

@@ -13,6 +13,7 @@
  *   GET /api/feed         the producer's feed: state in words, gaps, stale symbols
  *   GET /healthz          200 when the consumer is connected, else 503
  *   GET /metrics          the Prometheus text format (consumer/metrics.ts, and the hub's)
+ *   GET, POST, DELETE /api/alerts   alert rules (alert_routes.ts: same origin only)
  *
  * With a token (lib/auth.ts) every route but /healthz needs it; /healthz then says
  * only whether the consumer is connected.
@@ -32,6 +33,8 @@ import {
 } from "../lib/metrics.ts";
 import { isLoopback } from "../lib/net.ts";
 import { MAX_SYMBOL_LENGTH } from "../lib/trade.ts";
+import type { Alerting } from "../consumer/alert_topics.ts";
+import { alertsRoute } from "./alert_routes.ts";
 import { headers, json, StaticFiles, text } from "./http.ts";
 import type { AggregatorView, Hub, Subscription } from "./hub.ts";
 import { CANDLE_FIELDS, type CandleRow, candleRow } from "./wire.ts";
@@ -53,6 +56,8 @@ export interface RouteContext {
   readonly gate?: Gate;
   /** The consumer's metric families. */
   readonly metrics: () => Family[];
+  /** Alert rules and firings: /api/alerts. */
+  readonly alerts?: Alerting;
 }
 
 /** A query parameter the client got wrong: 400 with the message. */
@@ -223,8 +228,11 @@ function guard(context: RouteContext, request: Request, url: URL, address: strin
 export function router(context: RouteContext): Deno.ServeHandler<Deno.NetAddr> {
   const files = new StaticFiles();
   return async (request, info) => {
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return text("only GET is served here", 405, { allow: "GET, HEAD" });
+    const changes = request.method === "POST" || request.method === "DELETE";
+    if (request.method !== "GET" && request.method !== "HEAD" && !changes) {
+      return text("only GET is served here (and POST, DELETE on /api/alerts)", 405, {
+        allow: "GET, HEAD",
+      });
     }
     // A page on another site must not read a loopback dashboard by DNS rebinding.
     if (context.loopbackOnly && !isLoopback(request.headers.get("host") ?? "")) {
@@ -234,6 +242,8 @@ export function router(context: RouteContext): Deno.ServeHandler<Deno.NetAddr> {
     if (context.gate !== undefined && url.pathname === "/healthz") return health(context, false);
     const denied = guard(context, request, url, info.remoteAddr.hostname);
     if (denied !== undefined) return denied;
+    if (url.pathname === "/api/alerts") return await alertsRoute(request, context.alerts);
+    if (changes) return text("only GET is served here", 405, { allow: "GET, HEAD" });
     try {
       if (files.has(url.pathname)) return await files.serve(url.pathname);
       switch (url.pathname) {

@@ -9,6 +9,7 @@
 
 import type { ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
+import type { Alerting } from "../consumer/alert_topics.ts";
 import { Gate } from "../lib/auth.ts";
 import { UsageError } from "../lib/cli.ts";
 import type { Family } from "../lib/metrics.ts";
@@ -44,6 +45,8 @@ export interface DashboardOptions {
   tls?: Tls;
   /** The consumer's metric families, for /metrics (the server adds its own). */
   metrics?: () => Family[];
+  /** Alert rules and firings (consumer/alert_topics.ts): /api/alerts, and pushed to the page. */
+  alerts?: Alerting;
 }
 
 export interface Tls {
@@ -177,6 +180,7 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
     heartbeatMs: options.heartbeatMs ?? 1000,
     clientBufferBytes: options.clientBufferBytes ?? 1024 * 1024,
     maxStreams,
+    alerts: options.alerts && ((seq) => options.alerts!.engine.since(seq)),
   });
   const gate = options.token === undefined ? undefined : new Gate({
     token: options.token,
@@ -194,6 +198,7 @@ export function serveDashboard(options: DashboardOptions): Dashboard {
     loopbackOnly: isLoopback(options.hostname),
     gate,
     metrics: options.metrics ?? (() => []),
+    alerts: options.alerts,
   });
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {

@@ -135,7 +135,9 @@ export class Gate {
     return `${SESSION_COOKIE}=${this.#session}; Path=/; Max-Age=${SESSION_MAX_AGE_S}; ` +
       // Lax, not Strict: a link clicked in a chat or a mail is a navigation from another
       // site, and a Strict cookie set by its redirect would not come back on it. The
-      // dashboard answers GET only and changes nothing, so Lax gives nothing away.
+      // dashboard changes nothing on GET; its one change (POST/DELETE /api/alerts)
+      // takes same-origin requests only (dashboard/alert_routes.ts), and Lax sends no
+      // cookie on another site's POST anyway.
       `HttpOnly; SameSite=Lax${secure}`;
   }
 

@@ -5,6 +5,7 @@
 // text, never as HTML: symbols are user-controlled strings.
 
 import { createCandleChart, createPriceChart, fitToBox } from "./charts.js";
+import { initAlerts, onAlerts } from "./alerts.js";
 import { formatAge, formatClock, formatInterval, priceDecimals } from "./format.js";
 import { createStudies } from "./studies.js";
 import {
@@ -190,6 +191,7 @@ function onCommon(message) {
     updateFeed(message.feed);
   }
   state.streams = message.streams;
+  onAlerts(message.alerts);
   if (state.connection !== "live") setConnection(state, "live");
   updateWatchlist(state, message.stats);
   watchlist.update(message);
@@ -442,6 +444,7 @@ for (const button of document.querySelectorAll("#window-picker button")) {
   button.setAttribute("aria-pressed", String(button.dataset.window === state.window));
 }
 syncPicker(state);
+initAlerts(() => state.symbol);
 setInterval(tick, 250);
 tick();
 connect();

@@ -19,6 +19,7 @@ import { sleep } from "../../lib/async.ts";
 import { createKafka } from "../../lib/kafka.ts";
 import { decodeFeed, feedKey, type FeedRecord, feedTopicOf } from "../../lib/feed.ts";
 import { decodeTrade, type TradeRecord } from "../../lib/trade.ts";
+import { alertsTopicOf, type FiredAlert, firedFromJson } from "../../lib/alert_rules.ts";
 import type { WireTrade } from "./fake_finnhub.ts";
 
 /** Polls `condition` every 50 ms; throws after `ms` naming `what`. */
@@ -252,6 +253,16 @@ export async function readFeed(brokers: string, topic: string): Promise<FeedReco
     assert.ok(record !== null, `not a feed record: ${envelope.payload}`);
     assert.equal(envelope.key, feedKey(record));
     return record;
+  });
+}
+
+/** Every fired alert on the alerts topic of `topic`, read with kcat: each must be one. */
+export async function readAlerts(brokers: string, topic: string): Promise<FiredAlert[]> {
+  return (await kcatEnvelopes(brokers, alertsTopicOf(topic))).map((envelope) => {
+    const alert = firedFromJson(envelope.payload);
+    assert.ok(alert !== null, `not a fired alert: ${envelope.payload}`);
+    assert.equal(envelope.key, alert.rule.id);
+    return alert;
   });
 }
 

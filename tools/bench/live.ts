@@ -276,6 +276,9 @@ export async function ssePushAt(ctx: Context, run: LiveRun): Promise<Latency> {
       KAFKA_GROUP_ID: ctx.newGroup(),
       DASHBOARD_HOST: "127.0.0.1",
       DASHBOARD_PORT: "0",
+      // Alerts on: four rules a symbol, evaluated after every batch (consumer/alerts.ts).
+      ALERTS: ctx.symbols.flatMap((s) => [`${s}>100`, `${s}<100`, `${s}~0.1%/10s`, `${s}!1m`])
+        .join(","),
     },
     timeoutMs: 120_000 + seconds * 3_000,
   });

@@ -1,0 +1,346 @@
+/**
+ * Alert rules and their evaluation, without Kafka: the ALERTS grammar and the JSON
+ * checks (lib/alert_rules.ts), crossings that fire once and re-arm, a restart that
+ * meets history again, the % window, "no trade" only while the market is open
+ * (consumer/alerts.ts), and /api/alerts refusing what it must before any write.
+ */
+
+import assert from "node:assert/strict";
+import { loadConfig } from "../config.ts";
+import {
+  type AlertRule,
+  type FiredAlert,
+  parseAlertSpecs,
+  ruleFromJson,
+} from "../lib/alert_rules.ts";
+import { AlertEngine } from "../consumer/alerts.ts";
+import type { Alerting } from "../consumer/alert_topics.ts";
+import { Aggregator } from "../consumer/candles.ts";
+import { alertsRoute, MAX_BODY_BYTES } from "../dashboard/alert_routes.ts";
+import { serveDashboard } from "../dashboard/server.ts";
+import { EventReader } from "./helpers/sse.ts";
+
+Deno.test("ALERTS grammar: levels, moves, silences; one line per mistake", () => {
+  const rules = parseAlertSpecs("AAPL>190, AAPL<185,BINANCE:BTCUSDT~2%/5m,MSFT!10m");
+  assert.deepEqual(rules.map((rule) => ({ ...rule })), [
+    { id: "cfg:AAPL>190", symbol: "AAPL", createdAt: 0, kind: "above", level: 190 },
+    { id: "cfg:AAPL<185", symbol: "AAPL", createdAt: 0, kind: "below", level: 185 },
+    {
+      id: "cfg:BINANCE:BTCUSDT~2%/5m",
+      symbol: "BINANCE:BTCUSDT",
+      createdAt: 0,
+      kind: "move",
+      percent: 2,
+      windowMs: 300_000,
+    },
+    { id: "cfg:MSFT!10m", symbol: "MSFT", createdAt: 0, kind: "silent", spanMs: 600_000 },
+  ]);
+  assert.deepEqual(parseAlertSpecs(""), []);
+  const bad: [string, RegExp][] = [
+    ["AAPL=190", /^ALERTS: "AAPL=190" is not a rule: SYMBOL>LEVEL/],
+    ["AAPL>abc", /^ALERTS: level: a price above 0, not NaN/],
+    ["AAPL>-1", /level: a price above 0/],
+    ["AAPL~2/5m", /a move is SYMBOL~PERCENT%\/WINDOW/],
+    ["AAPL~0%/5m", /percent: a number above 0/],
+    ["AAPL!soon", /"soon" is not a duration/],
+    ["AAPL!100ms", /spanMs: a span from 1 s to 24 h/],
+    ["AAPL>1,AAPL>1", /names a rule twice/],
+  ];
+  for (const [text, message] of bad) {
+    assert.throws(() => loadConfig({ ALERTS: text }), (error: Error) => {
+      assert.match(error.message, message);
+      assert.equal(error.message.split("\n").length, 1);
+      assert.equal(error.name, "ConfigError");
+      return true;
+    });
+  }
+});
+
+Deno.test("rule JSON: exactly the fields of its kind", () => {
+  const base = { id: "r-1", symbol: "AAPL", createdAt: 1 };
+  assert.equal(ruleFromJson({ ...base, kind: "above", level: 190 }).kind, "above");
+  assert.throws(() => ruleFromJson({ ...base, kind: "up", level: 1 }), /kind: one of above/);
+  assert.throws(() => ruleFromJson({ ...base, kind: "above" }), /level: a number/);
+  assert.throws(
+    () => ruleFromJson({ ...base, kind: "above", level: 1, spanMs: 1000 }),
+    /spanMs: not a field of a above rule/,
+  );
+  assert.throws(() => ruleFromJson({ ...base, kind: "above", level: "1" }), /level: a number/);
+  assert.throws(() => ruleFromJson([1]), /not a JSON object/);
+});
+
+const T0 = Date.now() - 3600_000;
+
+function setup(rules: AlertRule[], startedAt = T0) {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 7_200, maxSymbols: 10 });
+  const fired: FiredAlert[] = [];
+  const engine = new AlertEngine({ prices: aggregator, fire: (a) => fired.push(a), startedAt });
+  for (const rule of rules) engine.setRule(rule);
+  const trade = (symbol: string, price: number, time: number) => {
+    aggregator.apply({ symbol, price, volume: 1, time, source: "sim" });
+    engine.evaluate([symbol]);
+  };
+  return { engine, fired, trade };
+}
+
+const rule = (spec: string, createdAt = 0) => ({ ...parseAlertSpecs(spec)[0], createdAt });
+
+Deno.test("a crossing fires once, re-arms after crossing back, and a restart fires only on a new crossing", () => {
+  const above = rule("AAPL>190");
+  const first = setup([above]);
+  const prices = [189, 189.5, 190.2, 191, 190.5, 189.9, 190, 188, 192];
+  prices.forEach((price, i) => first.trade("AAPL", price, T0 + i * 1000));
+  // 190.2 crosses; 191, 190.5 stay above; 189.9 re-arms; 190 crosses (>=); 188; 192 again.
+  assert.deepEqual(first.fired.map((a) => a.price), [190.2, 190, 192]);
+  assert.equal(first.fired[0].words, "AAPL crossed above 190 at 190.2");
+  assert.equal(first.fired[0].tradeTime, T0 + 2000);
+  assert.equal(first.fired[0].source, "sim");
+
+  // Restart: the same history again, knowing the last firing (the alerts topic).
+  const again = setup([above]);
+  again.engine.noteFired(first.fired.at(-1)!);
+  prices.forEach((price, i) => again.trade("AAPL", price, T0 + i * 1000));
+  assert.equal(again.fired.length, 0, "history does not fire again");
+  again.trade("AAPL", 185, T0 + 20_000);
+  again.trade("AAPL", 190.1, T0 + 21_000);
+  assert.deepEqual(again.fired.map((a) => a.price), [190.1], "a new crossing fires");
+
+  // A rule's first price only sets its state; a rule made later ignores older crossings.
+  const below = setup([rule("AAPL<185", T0 + 5_000)]);
+  below.trade("AAPL", 184, T0);
+  below.trade("AAPL", 186, T0 + 1_000);
+  below.trade("AAPL", 184, T0 + 2_000); // before the rule was made
+  below.trade("AAPL", 186, T0 + 6_000);
+  below.trade("AAPL", 184.5, T0 + 7_000);
+  assert.deepEqual(below.fired.map((a) => a.price), [184.5]);
+  assert.deepEqual(below.engine.since(0).alerts.map((a) => a.price), [184.5]);
+});
+
+Deno.test("an ALERTS rule that never fired: history before the start is silent", () => {
+  const run = setup([rule("AAPL>190")], T0 + 10_000);
+  run.trade("AAPL", 189, T0);
+  run.trade("AAPL", 191, T0 + 1_000); // history: before this process started
+  run.trade("AAPL", 189, T0 + 11_000);
+  run.trade("AAPL", 191, T0 + 12_000);
+  assert.deepEqual(run.fired.map((a) => a.tradeTime), [T0 + 12_000]);
+});
+
+Deno.test("a move of X % within a window fires once and re-arms under it", () => {
+  const run = setup([rule("BINANCE:BTCUSDT~2%/10s")]);
+  const s = "BINANCE:BTCUSDT";
+  run.trade(s, 100, T0);
+  run.trade(s, 101, T0 + 5_000);
+  run.trade(s, 101.5, T0 + 9_000); // 1.5 % from 100
+  assert.equal(run.fired.length, 0);
+  run.trade(s, 102.2, T0 + 9_500); // 2.2 % from the price 10 s before
+  assert.equal(run.fired.length, 1);
+  assert.match(run.fired[0].words, /^BINANCE:BTCUSDT moved \+2\.20 % within 10s \(to 102\.2\)$/);
+  run.trade(s, 102.5, T0 + 9_800); // still beyond: no second firing
+  run.trade(s, 103, T0 + 12_000); // from 101 (T0+5 s): 1.98 %, under 2 % but not under 1 %
+  run.trade(s, 103.5, T0 + 13_000); // 2.5 %: not re-armed, so no firing
+  assert.equal(run.fired.length, 1);
+  run.trade(s, 102.5, T0 + 18_000); // 10 s window now starts at 101.5: 0.99 %, re-armed
+  run.trade(s, 99, T0 + 19_000); // from 102.2 (T0+9.5 s): -3.1 %
+  assert.deepEqual(run.fired.map((a) => a.price), [102.2, 99]);
+});
+
+Deno.test("no trade for a span: only while the market is open, re-armed by a trade", () => {
+  // A Wednesday: US regular hours 09:30-16:00 New York (14:30-21:00 UTC in January).
+  const closed = Date.UTC(2026, 0, 7, 22, 0);
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const fired: FiredAlert[] = [];
+  const engine = new AlertEngine({ prices: aggregator, fire: (a) => fired.push(a), startedAt: 0 });
+  engine.setRule(rule("MSFT!10m"));
+  engine.setRule(rule("BINANCE:ETHUSDT!1m"));
+  aggregator.apply({
+    symbol: "MSFT",
+    price: 400,
+    volume: 1,
+    time: closed - 3600_000,
+    source: "sim",
+  }, closed);
+  engine.checkSilence(closed);
+  engine.checkSilence(closed + 20 * 60_000);
+  assert.deepEqual(fired.map((a) => a.symbol), ["BINANCE:ETHUSDT"], "crypto never closes");
+  fired.length = 0;
+  // The next morning: the silence counts from the open, not from yesterday's trade.
+  const morning = Date.UTC(2026, 0, 8, 14, 30);
+  engine.checkSilence(morning);
+  engine.checkSilence(morning + 9 * 60_000);
+  assert.equal(fired.filter((a) => a.symbol === "MSFT").length, 0);
+  engine.checkSilence(morning + 10 * 60_000);
+  engine.checkSilence(morning + 11 * 60_000);
+  const msft = fired.filter((a) => a.symbol === "MSFT");
+  assert.equal(msft.length, 1);
+  assert.match(msft[0].words, /^MSFT no trade for 10m in trading hours \(last trade /);
+  // A trade re-arms it.
+  aggregator.apply({
+    symbol: "MSFT",
+    price: 401,
+    volume: 1,
+    time: morning + 12 * 60_000,
+    source: "sim",
+  }, morning + 12 * 60_000);
+  engine.checkSilence(morning + 12 * 60_000 + 1);
+  engine.checkSilence(morning + 23 * 60_000);
+  assert.equal(fired.filter((a) => a.symbol === "MSFT").length, 2);
+});
+
+Deno.test("/api/alerts refuses another origin, a bad body, an oversize body before any write", async () => {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  const refuse = () => Promise.reject(new Error("no write expected"));
+  const alerting = {
+    engine,
+    topics: { putRule: refuse, deleteRule: refuse },
+    stop: () => Promise.resolve(),
+  } as unknown as Alerting;
+  const post = (body: string, headers: Record<string, string> = {}) =>
+    alertsRoute(
+      new Request("http://127.0.0.1:8080/api/alerts", {
+        method: "POST",
+        body,
+        headers: {
+          host: "127.0.0.1:8080",
+          "content-type": "application/json",
+          origin: "http://127.0.0.1:8080",
+          ...headers,
+        },
+      }),
+      alerting,
+    );
+  const good = JSON.stringify({ symbol: "AAPL", kind: "above", level: 190 });
+  const cases: [Promise<Response>, number, RegExp][] = [
+    [post(good, { origin: "http://evil.example" }), 403, /another origin/],
+    [post(good, { "sec-fetch-site": "cross-site" }), 403, /cross-site request/],
+    [post(good, { "content-type": "text/plain" }), 400, /Content-Type: application\/json/],
+    [post("{"), 400, /not JSON/],
+    [post(JSON.stringify({ symbol: "AAPL", kind: "above" })), 400, /level: a number/],
+    [
+      post(JSON.stringify({ id: "x", symbol: "AAPL", kind: "above", level: 1 })),
+      400,
+      /id: set by the server/,
+    ],
+    [post(JSON.stringify({ symbol: "AAPL", kind: "silent", spanMs: 5 })), 400, /spanMs: a span/],
+    [post("x".repeat(MAX_BODY_BYTES + 1)), 413, /over 4096 bytes/],
+  ];
+  for (const [answer, status, message] of cases) {
+    const response = await answer;
+    const body = await response.text();
+    assert.equal(response.status, status, body);
+    assert.match(body, message);
+  }
+  assert.deepEqual(engine.rules(), [], "nothing was set");
+  const answer = await post(good);
+  assert.equal(answer.status, 503, "a Kafka write that fails is not a rule");
+  await answer.body?.cancel();
+  assert.deepEqual(engine.rules(), []);
+});
+
+/** A dashboard serving `engine`'s alerts (its topics are not used by these tests). */
+function alertDashboard(
+  engine: AlertEngine,
+  options: { aggregator: Aggregator; token?: string; signal: AbortSignal },
+) {
+  return serveDashboard({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: options.signal,
+    aggregator: options.aggregator,
+    status: () => ({
+      connected: true,
+      lag: 0,
+      latencyP50Ms: null,
+      latencyP99Ms: null,
+      tradesPerSecond: 0,
+      applied: 0,
+      rejected: 0,
+      tooLate: 0,
+      tooEarly: 0,
+      lastTradeAt: null,
+    }),
+    token: options.token,
+    alerts: { engine, topics: {}, stop: () => Promise.resolve() } as unknown as Alerting,
+  });
+}
+
+Deno.test("a fired alert rides on the next push, once, with no push of its own", async () => {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
+  const halt = new AbortController();
+  const dashboard = alertDashboard(engine, { aggregator, signal: halt.signal });
+  const trade = (price: number) => {
+    aggregator.apply({ symbol: "AAPL", price, volume: 1, time: Date.now(), source: "sim" });
+    engine.evaluate(["AAPL"]);
+    dashboard.notify(["AAPL"]);
+  };
+  try {
+    trade(189);
+    const reader = new EventReader(await fetch(new URL("/events?symbol=AAPL", dashboard.url)));
+    const alertsOf = (event: { data: unknown }) =>
+      (event.data as { alerts?: FiredAlert[] }).alerts?.map((a) => a.words);
+    assert.equal(alertsOf(await reader.next()), undefined, "the snapshot carries none");
+    trade(191);
+    const carried: string[][] = [];
+    const until = Date.now() + 1_200; // past a heartbeat (1 s)
+    while (Date.now() < until) {
+      const words = alertsOf(await reader.next());
+      if (words) carried.push(words);
+    }
+    assert.deepEqual(carried, [["AAPL crossed above 190 at 191"]]);
+    await reader.cancel();
+    // The trade's delta and the heartbeat or two: the alert added none.
+    assert.ok(dashboard.metrics().pushes <= 3, `${dashboard.metrics().pushes} pushes`);
+  } finally {
+    halt.abort();
+    await dashboard.finished;
+  }
+});
+
+Deno.test("/api/alerts on a shared dashboard: the token gate first, then the origin", async () => {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
+  const token = "alerts-test-token-9c2e41b7";
+  const halt = new AbortController();
+  const dashboard = alertDashboard(engine, { aggregator, token, signal: halt.signal });
+  const url = new URL("/api/alerts", dashboard.url);
+  const call = async (init: RequestInit) => {
+    const response = await fetch(url, init);
+    return { status: response.status, body: await response.text() };
+  };
+  const bearer = { authorization: `Bearer ${token}` };
+  try {
+    const json = { "content-type": "application/json" };
+    assert.equal((await call({ method: "POST", headers: json, body: "{}" })).status, 401);
+    assert.equal((await call({ method: "DELETE" })).status, 401);
+    const listed = await call({ headers: bearer });
+    assert.equal(listed.status, 200);
+    assert.deepEqual(JSON.parse(listed.body).rules.map((r: AlertRule) => r.id), ["cfg:AAPL>190"]);
+    const foreign = await call({
+      method: "POST",
+      headers: { ...bearer, ...json, origin: "https://evil.example" },
+      body: "{}",
+    });
+    assert.equal(foreign.status, 403);
+    const bad = await call({ method: "POST", headers: { ...bearer, ...json }, body: "{}" });
+    assert.deepEqual([bad.status, JSON.parse(bad.body).error], [
+      400,
+      "kind: one of above, below, move, silent",
+    ]);
+    const fixed = await call({ method: "DELETE", headers: bearer });
+    assert.match(fixed.body, /id: missing/);
+    const cfg = await fetch(new URL("/api/alerts?id=cfg:AAPL%3E190", dashboard.url), {
+      method: "DELETE",
+      headers: bearer,
+    });
+    assert.equal(cfg.status, 400);
+    assert.match(await cfg.text(), /comes from ALERTS/);
+    const put = await call({ method: "PUT", headers: bearer });
+    assert.equal(put.status, 405);
+  } finally {
+    halt.abort();
+    await dashboard.finished;
+  }
+});
