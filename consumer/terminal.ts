@@ -4,7 +4,8 @@
  * otherwise plain lines now and then, for a pipe or a log collector.
  */
 
-import { type ChartData, plainLines, renderFrame, stepInterval } from "./chart.ts";
+import { type ChartData, renderFrame, stepInterval } from "./chart.ts";
+import { plainLines } from "./plain.ts";
 
 const encoder = new TextEncoder();
 

@@ -8,13 +8,8 @@
 
 import assert from "node:assert/strict";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
-import {
-  type ChartData,
-  plainLines,
-  renderFrame,
-  type Size,
-  stepInterval,
-} from "../consumer/chart.ts";
+import { type ChartData, renderFrame, type Size, stepInterval } from "../consumer/chart.ts";
+import { plainLines } from "../consumer/plain.ts";
 import { parseKeys } from "../consumer/terminal.ts";
 import { FeedLog, summarizeFeed } from "../consumer/feed.ts";
 import { closesBySlot } from "../consumer/plot.ts";
