@@ -107,6 +107,7 @@ export class FeedWriter {
   #drops: DropRun | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #writing: Promise<unknown> | undefined;
+  #closed = false;
   /** Gaps recorded, and gap events lost to a full backlog. */
   readonly stats = { gaps: 0, lost: 0, beats: 0 };
 
@@ -118,6 +119,7 @@ export class FeedWriter {
   async start(): Promise<void> {
     await this.#options.sink.connect();
     await this.#write(this.#options.beat(), Math.max(WRITE_TIMEOUT_MS, this.#options.everyMs));
+    if (this.#closed) return; // stopped while starting
     this.#timer = setInterval(() => this.#tick(), this.#options.everyMs);
   }
 
@@ -168,18 +170,23 @@ export class FeedWriter {
    * `timeoutMs` for Kafka; then disconnects.
    */
   async close(timeoutMs: number): Promise<void> {
+    this.#closed = true;
     clearInterval(this.#timer);
     this.#endDropRun(Infinity);
     const deadline = Date.now() + timeoutMs;
     if (this.#writing) await unlessAborted(this.#writing, AbortSignal.timeout(timeoutMs));
     // Again until it is written or the time is up: a broker just back may refuse a
     // while (its partitions' leaders), and the last gaps must not be lost to that.
+    // A feed never written to (its topic refused, say) gets one try: the stop is not
+    // held up for it.
+    const again = this.stats.beats > 0;
     const since = Date.now();
-    while (Date.now() < deadline) {
+    do {
       const beat = { ...this.#options.beat(), state: "stopped" as const, since };
-      if (await this.#write(beat, deadline - Date.now())) break;
+      const budget = Math.min(deadline - Date.now(), again ? Infinity : WRITE_TIMEOUT_MS);
+      if (await this.#write(beat, budget)) break;
       await sleep(Math.min(250, Math.max(0, deadline - Date.now())));
-    }
+    } while (again && Date.now() < deadline);
     await unlessAborted(this.#options.sink.close(), AbortSignal.timeout(2_000)).catch(() => {});
   }
 
