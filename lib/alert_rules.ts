@@ -17,7 +17,7 @@
  */
 
 import { parseDuration } from "./cli.ts";
-import { isRecord, MAX_SYMBOL_LENGTH, type Source } from "./trade.ts";
+import { checkSymbol, isRecord, MAX_SYMBOL_LENGTH, type Source } from "./trade.ts";
 
 export type AlertRule = Readonly<
   & { id: string; symbol: string; createdAt: number }
@@ -109,6 +109,7 @@ function duration(raw: string, spec: string): number {
 export function parseAlertSpecs(text: string): AlertRule[] {
   const rules = text.split(",").map((item) => item.trim()).filter((item) => item !== "")
     .map(parseAlertSpec);
+  if (rules.length > MAX_RULES) throw new RuleError(`at most ${MAX_RULES} rules`);
   if (new Set(rules.map((rule) => rule.id)).size !== rules.length) {
     throw new RuleError("names a rule twice");
   }
@@ -123,9 +124,13 @@ export function checkRule(rule: AlertRule): AlertRule {
   if (rule.symbol === "" || rule.symbol.length > MAX_SYMBOL_LENGTH) {
     throw new RuleError(`symbol: 1 to ${MAX_SYMBOL_LENGTH} characters`);
   }
-  // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f,]/.test(rule.symbol)) {
-    throw new RuleError(`symbol: "${rule.symbol}" has a comma or a control character`);
+  // The trades' own rule (no C0 or C1 control character: a symbol reaches terminals),
+  // and no comma (ALERTS separates rules by commas). Quoted as JSON: never raw.
+  if (!checkSymbol(rule.symbol) || rule.symbol.includes(",")) {
+    // JSON leaves C1 controls (U+0080-U+009F) as they are: escape every control.
+    const quoted = JSON.stringify(rule.symbol)
+      .replace(/\p{Cc}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+    throw new RuleError(`symbol: ${quoted} has a comma, a control character or spaces at an end`);
   }
   switch (rule.kind) {
     case "above":

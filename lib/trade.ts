@@ -59,7 +59,8 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 /** C0 and C1 control characters and DEL: a symbol with one could rewrite a terminal. */
 const CONTROL = /\p{Cc}/u;
 
-function checkSymbol(value: unknown): value is string {
+/** A symbol as the topic may carry it (the key of a record, a line in a terminal). */
+export function checkSymbol(value: unknown): value is string {
   // isWellFormed: no lone surrogate, which UTF-8 (the record key) cannot carry.
   return typeof value === "string" && value.length > 0 && value.length <= MAX_SYMBOL_LENGTH &&
     value.trim() === value && !CONTROL.test(value) && value.isWellFormed();
