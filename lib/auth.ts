@@ -6,8 +6,9 @@
  * - A page link with `?token=<token>` (when `page` is on): exchanged for an
  *   HttpOnly, SameSite=Lax cookie (Secure over HTTPS) and a redirect to the same
  *   URL without the token, so the token leaves the address bar and the history. The
- *   cookie holds an HMAC of the token, not the token: changing the token ends every
- *   session.
+ *   cookie holds the time it was issued and an HMAC of that time keyed by the token,
+ *   never the token: the server refuses it after `SESSION_MAX_AGE_S` whatever the
+ *   browser keeps, and changing the token ends every session.
  * - Comparisons are constant-time (both sides hashed, then timingSafeEqual).
  * - A wrong token (header or link) is a failed login: logged with the client's
  *   address and never the token; after `maxFailures` within `windowMs` an address
@@ -22,7 +23,10 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 export const MIN_TOKEN_LENGTH = 16;
 
 export const SESSION_COOKIE = "market_stream_session";
-const SESSION_MAX_AGE_S = 7 * 24 * 3600;
+/** A session lasts a week; then the link is needed again. */
+export const SESSION_MAX_AGE_S = 7 * 24 * 3600;
+/** A cookie issued up to this far "in the future" still passes: clocks step back. */
+const SESSION_CLOCK_SLACK_S = 60;
 
 export interface GateOptions {
   readonly token: string;
@@ -68,7 +72,6 @@ function cookieValue(header: string | null, name: string): string | undefined {
 
 export class Gate {
   readonly #options: GateOptions;
-  readonly #session: string;
   readonly #maxFailures: number;
   readonly #windowMs: number;
   readonly #maxClients: number;
@@ -78,8 +81,6 @@ export class Gate {
 
   constructor(options: GateOptions) {
     this.#options = options;
-    this.#session = createHmac("sha256", options.token)
-      .update("market-stream session v1").digest("base64url");
     this.#maxFailures = options.maxFailures ?? 10;
     this.#windowMs = options.windowMs ?? 60_000;
     this.#maxClients = options.maxClients ?? 10_000;
@@ -101,7 +102,8 @@ export class Gate {
     if (bearer !== undefined && sameSecret(bearer, this.#options.token)) return { kind: "pass" };
     const link = this.#options.page ? url.searchParams.get("token") : null;
     const cookie = cookieValue(request.headers.get("cookie"), SESSION_COOKIE);
-    const session = this.#options.page && cookie !== undefined && sameSecret(cookie, this.#session);
+    const session = this.#options.page && cookie !== undefined &&
+      this.#validSession(cookie, now);
     if (link === null && session) return { kind: "pass" };
     if (link !== null && sameSecret(link, this.#options.token)) {
       const rest = new URLSearchParams(url.searchParams);
@@ -109,7 +111,7 @@ export class Gate {
       const query = rest.size > 0 ? `?${rest}` : "";
       // One leading slash: "//host/" would send the browser to another site.
       const path = url.pathname.replace(/^\/+/, "/");
-      return { kind: "login", location: `${path}${query}`, cookie: this.#cookie() };
+      return { kind: "login", location: `${path}${query}`, cookie: this.#cookie(now) };
     }
     const locked = this.#lockedFor(address, now);
     if (locked > 0) {
@@ -122,7 +124,7 @@ export class Gate {
     }
     if (!this.#options.page) return this.#deny(401, "send Authorization: Bearer <token>");
     if (link !== null) return this.#fail(address, "a wrong ?token= link", now);
-    // A stale cookie (the token changed) is no attack: 401, not counted.
+    // A stale cookie (expired, or the token changed) is no attack: 401, not counted.
     return this.#deny(
       401,
       "this dashboard is shared with a token: open the link with ?token=<token> that you " +
@@ -130,9 +132,25 @@ export class Gate {
     );
   }
 
-  #cookie(): string {
+  /** `<issued, s since the epoch>.<HMAC of it keyed by the token>` */
+  #sessionFor(issuedS: number): string {
+    const mac = createHmac("sha256", this.#options.token)
+      .update(`market-stream session v2 ${issuedS}`).digest("base64url");
+    return `${issuedS}.${mac}`;
+  }
+
+  #validSession(cookie: string, now: number): boolean {
+    const issuedS = Number(/^(\d{1,12})\./.exec(cookie)?.[1] ?? NaN);
+    if (!Number.isSafeInteger(issuedS)) return false;
+    const ageS = now / 1000 - issuedS;
+    if (ageS > SESSION_MAX_AGE_S || ageS < -SESSION_CLOCK_SLACK_S) return false;
+    return sameSecret(cookie, this.#sessionFor(issuedS));
+  }
+
+  #cookie(now: number): string {
     const secure = this.#options.secure ? "; Secure" : "";
-    return `${SESSION_COOKIE}=${this.#session}; Path=/; Max-Age=${SESSION_MAX_AGE_S}; ` +
+    const value = this.#sessionFor(Math.floor(now / 1000));
+    return `${SESSION_COOKIE}=${value}; Path=/; Max-Age=${SESSION_MAX_AGE_S}; ` +
       // Lax, not Strict: a link clicked in a chat or a mail is a navigation from another
       // site, and a Strict cookie set by its redirect would not come back on it. The
       // dashboard changes nothing on GET; its one change (POST/DELETE /api/alerts)

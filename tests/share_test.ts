@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { Aggregator } from "../consumer/candles.ts";
 import { ConfigError, loadConfig } from "../config.ts";
-import { Gate, SESSION_COOKIE } from "../lib/auth.ts";
+import { Gate, SESSION_COOKIE, SESSION_MAX_AGE_S } from "../lib/auth.ts";
 import { serveMetrics, single } from "../lib/metrics.ts";
 import { serveDashboard } from "../dashboard/server.ts";
 import { scriptArgs } from "../tools/scripts.ts";
@@ -112,7 +112,7 @@ Deno.test("a token-protected dashboard: 401 without, 200 with Bearer, a one-time
         assert.equal(login.headers.get("cache-control"), "no-store");
         await login.body?.cancel();
         const setCookie = login.headers.get("set-cookie") ?? "";
-        assert.match(setCookie, new RegExp(`^${SESSION_COOKIE}=[\\w-]{43}; Path=/;`));
+        assert.match(setCookie, new RegExp(`^${SESSION_COOKIE}=\\d+\\.[\\w-]{43}; Path=/;`));
         assert.match(setCookie, /; HttpOnly; SameSite=Lax$/, "no Secure over plain HTTP");
         assert.ok(!setCookie.includes(TOKEN), "the cookie is not the token");
         cookie = setCookie.split(";")[0];
@@ -206,6 +206,41 @@ Deno.test("failed logins are counted per address in a bounded table", () => {
   );
   assert.ok(login.kind === "login" && login.cookie.endsWith("; HttpOnly; SameSite=Lax; Secure"));
   assert.ok(lines.every((line) => !line.includes(TOKEN)));
+});
+
+Deno.test("a session cookie: the server ends it after a week, and a forged date or token does not pass", () => {
+  const gate = (token: string) => new Gate({ token, secure: false, page: true, log: () => {} });
+  const url = new URL("http://dash.example/");
+  const issuedAt = 1_800_000_000_000;
+  const login = gate(TOKEN).check(
+    new Request(`${url}?token=${TOKEN}`),
+    new URL(`${url}?token=${TOKEN}`),
+    "10.0.0.1",
+    issuedAt,
+  );
+  assert.ok(login.kind === "login");
+  const value = login.cookie.split(";")[0].split("=")[1];
+  const kind = (cookie: string, now: number, token = TOKEN) =>
+    gate(token).check(
+      new Request(url, { headers: { cookie: `${SESSION_COOKIE}=${cookie}` } }),
+      url,
+      "10.0.0.1",
+      now,
+    ).kind;
+  const week = SESSION_MAX_AGE_S * 1000;
+  assert.equal(kind(value, issuedAt), "pass");
+  assert.equal(kind(value, issuedAt + week), "pass", "a week to the second");
+  assert.equal(kind(value, issuedAt + week + 1000), "denied", "expired on the server's clock");
+  assert.equal(kind(value, issuedAt - 30_000), "pass", "a clock stepped back a little");
+  assert.equal(kind(value, issuedAt - 120_000), "denied", "issued in the future");
+  const [issued, mac] = value.split(".");
+  assert.equal(
+    kind(`${Number(issued) + 3600}.${mac}`, issuedAt + week + 1000),
+    "denied",
+    "a forged date",
+  );
+  assert.equal(kind(value, issuedAt, "another-token-0123456789"), "denied", "the token changed");
+  assert.equal(kind(mac, issuedAt), "denied", "no date");
 });
 
 Deno.test("settings: a token beyond loopback, never a short one; cert and key together", () => {
