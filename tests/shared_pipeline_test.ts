@@ -128,6 +128,25 @@ Deno.test("shared over HTTPS with a token, metrics at both ends, from the real p
         },
       );
 
+      await t.step("the container's health check speaks HTTPS to it", async () => {
+        const check = (env: Record<string, string>) =>
+          new Deno.Command("deno", {
+            args: ["run", "-q", "--no-prompt", "-P=healthcheck", "tools/healthcheck.ts"],
+            cwd: ROOT,
+            env: { DASHBOARD_PORT: new URL(url).port, ...env },
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+        const healthy = await check({ DASHBOARD_CERT: `${dir}/cert.pem` });
+        assert.equal(healthy.code, 0, new TextDecoder().decode(healthy.stderr));
+        const plain = await check({});
+        assert.equal(plain.code, 1, "plain HTTP to an HTTPS dashboard is no answer");
+        assert.match(
+          new TextDecoder().decode(plain.stderr),
+          /^unhealthy: http:\/\/127\.0\.0\.1:\d+\/healthz: .+\n$/,
+        );
+      });
+
       await t.step(
         "the producer's /metrics: promtool passes, acknowledged = what Kafka holds",
         async () => {
