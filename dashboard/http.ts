@@ -60,7 +60,7 @@ const uplot = (name: string) => new URL(`../node_modules/uplot/dist/${name}`, im
 /**
  * The files the page is made of: URL path -> file and content type. Nothing else is
  * served. The page's modules import one another relatively, so all sit at the root;
- * `/format.js` is the formatting module the terminal uses too.
+ * `/format.js` and `/calendar.js` are modules the terminal uses too.
  */
 const FILES: Record<string, { file: URL; type: string }> = {
   "/": { file: page("index.html"), type: "text/html" },
@@ -75,6 +75,7 @@ const FILES: Record<string, { file: URL; type: string }> = {
   "/views.css": { file: page("views.css"), type: CSS },
   "/format.js": { file: new URL("../lib/format.js", import.meta.url), type: JS },
   "/indicators.js": { file: new URL("../lib/indicators.js", import.meta.url), type: JS },
+  "/calendar.js": { file: new URL("../lib/calendar.js", import.meta.url), type: JS },
   "/studies.js": { file: page("studies.js"), type: JS },
   "/vendor/uPlot.esm.js": { file: uplot("uPlot.esm.js"), type: JS },
   "/vendor/uPlot.min.css": { file: uplot("uPlot.min.css"), type: CSS },

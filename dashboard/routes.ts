@@ -5,6 +5,7 @@
  *   GET /                 the page: dashboard/static/index.html, its modules and stylesheet
  *   GET /format.js        lib/format.js, the formatting rules the terminal uses too
  *   GET /indicators.js    lib/indicators.js, the chart indicators (tests check them too)
+ *   GET /calendar.js      lib/calendar.js, time zones and the US session (market_hours.ts's)
  *   GET /vendor/uPlot.*   uPlot's ES module and stylesheet, served from node_modules
  *   GET /events           SSE: a snapshot of one symbol's window, then deltas (hub.ts)
  *   GET /api/symbols      every symbol with its stats

@@ -14,7 +14,8 @@ import { join } from "node:path";
 import { createMarket } from "../producer/market_sim.ts";
 import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "../lib/trade.ts";
 import { formatCandleCsv, formatClock } from "../lib/format.js";
-import { compute, usSessionMarks } from "../lib/indicators.js";
+import { compute } from "../lib/indicators.js";
+import { usSessionMarks } from "../lib/calendar.js";
 import {
   type Page,
   type PageDocument,

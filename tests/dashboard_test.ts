@@ -411,7 +411,15 @@ Deno.test("symbols reach the page as text: escaped JSON, no markup in HTML, no i
     assert.ok(!page.includes("onerror"));
     // The page's own code never turns text into markup.
     for (
-      const file of ["app.js", "charts.js", "format.js", "indicators.js", "panels.js", "studies.js"]
+      const file of [
+        "app.js",
+        "charts.js",
+        "format.js",
+        "indicators.js",
+        "calendar.js",
+        "panels.js",
+        "studies.js",
+      ]
     ) {
       const code = await (await fetch(new URL(file, dashboard.url))).text();
       assert.ok(code.length > 1000, file);
@@ -435,6 +443,7 @@ Deno.test("every response carries the CSP; the page has no inline script or styl
       "/charts.js",
       "/format.js",
       "/indicators.js",
+      "/calendar.js",
       "/panels.js",
       "/studies.js",
       "/style.css",

@@ -8,7 +8,8 @@
 import uPlot from "./vendor/uPlot.esm.js";
 import { baseOptions, fitToBox, setAxisZone } from "./charts.js";
 import { formatCandleCsv, formatInterval } from "./format.js";
-import { compute, exchangeZone, NO_INDICATORS, readChoice, usSessionMarks } from "./indicators.js";
+import { compute, NO_INDICATORS, readChoice } from "./indicators.js";
+import { exchangeZone, usSessionMarks } from "./calendar.js";
 
 const STORE_KEY = "market-stream.indicators";
 const ZONE_KEY = "market-stream.zone";
