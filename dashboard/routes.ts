@@ -24,7 +24,7 @@ import type { ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
 import type { Gate } from "../lib/auth.ts";
 import { parseDuration, parseTime } from "../lib/cli.ts";
-import { formatCandleCsv, formatInterval } from "../lib/format.js";
+import { candleCsvName, formatCandleCsv } from "../lib/format.js";
 import {
   type Family,
   labelled,
@@ -153,10 +153,7 @@ function candles({ aggregator }: RouteContext, url: URL): Response {
 
 /** Candle rows as a CSV download named after the symbol, interval and first candle. */
 function csv(symbol: string, interval: number, rows: CandleRow[]): Response {
-  const first = rows.length > 0 ? new Date(rows[0][0]).toISOString().replace(/[:.]/g, "-") : "none";
-  const name = `${symbol.replace(/[^A-Za-z0-9._-]/g, "_")}_${
-    formatInterval(interval)
-  }_${first}.csv`;
+  const name = candleCsvName({ symbol, intervalMs: interval, first: rows[0]?.[0] });
   return new Response(formatCandleCsv(rows), {
     headers: headers("text/csv; charset=utf-8", {
       "cache-control": "no-store",

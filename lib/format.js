@@ -208,3 +208,18 @@ export function formatCandleCsv(rows) {
   }
   return `${lines.join("\r\n")}\r\n`;
 }
+
+/**
+ * The file name of a candle CSV, the server's download and the page's alike: the
+ * symbol (anything but letters, digits, `.`, `_` and `-` as `_`), the interval and
+ * the first candle's start: "AAPL_1s_2026-01-05T14-30-00-000Z.csv", "…_none.csv"
+ * without candles.
+ * @param {{ symbol: string, intervalMs: number, first: number | null | undefined }} file
+ * @returns {string}
+ */
+export function candleCsvName({ symbol, intervalMs, first }) {
+  const start = first === null || first === undefined || !Number.isFinite(first)
+    ? "none"
+    : new Date(first).toISOString().replace(/[:.]/g, "-");
+  return `${symbol.replace(/[^A-Za-z0-9._-]/g, "_")}_${formatInterval(intervalMs)}_${start}.csv`;
+}
