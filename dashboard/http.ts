@@ -60,7 +60,7 @@ const uplot = (name: string) => new URL(`../node_modules/uplot/dist/${name}`, im
 /**
  * The files the page is made of: URL path -> file and content type. Nothing else is
  * served. The page's modules import one another relatively, so all sit at the root;
- * `/format.js` is the formatting module the terminal uses too.
+ * `/format.js` and `/calendar.js` are modules the terminal uses too.
  */
 const FILES: Record<string, { file: URL; type: string }> = {
   "/": { file: page("index.html"), type: "text/html" },
@@ -72,9 +72,13 @@ const FILES: Record<string, { file: URL; type: string }> = {
   "/compare.js": { file: page("compare.js"), type: JS },
   "/alerts.js": { file: page("alerts.js"), type: JS },
   "/style.css": { file: page("style.css"), type: CSS },
-  "/views.css": { file: page("views.css"), type: CSS },
+  "/watchlist.css": { file: page("watchlist.css"), type: CSS },
+  "/charts.css": { file: page("charts.css"), type: CSS },
+  "/panels.css": { file: page("panels.css"), type: CSS },
+  "/phone.css": { file: page("phone.css"), type: CSS },
   "/format.js": { file: new URL("../lib/format.js", import.meta.url), type: JS },
   "/indicators.js": { file: new URL("../lib/indicators.js", import.meta.url), type: JS },
+  "/calendar.js": { file: new URL("../lib/calendar.js", import.meta.url), type: JS },
   "/studies.js": { file: page("studies.js"), type: JS },
   "/vendor/uPlot.esm.js": { file: uplot("uPlot.esm.js"), type: JS },
   "/vendor/uPlot.min.css": { file: uplot("uPlot.min.css"), type: CSS },

@@ -276,7 +276,7 @@ export class Hub {
     },"interval":${sub.intervalMs},"window":${sub.windowMs},"intervals":${
       safeJson(aggregator.intervals())
     },"rev":${revision},"candles":${candleRowsJson(candles)},"sparks":${
-      safeJson(sparks(aggregator, Date.now()))
+      safeJson(sparks(aggregator))
     }${this.#tail(aggregator.symbols(), { feed: true })}`;
     return encodeEvent({ id: eventId(this.#boot, revision), event: "snapshot", data, retry: 1000 });
   }

@@ -5,6 +5,7 @@
  *   GET /                 the page: dashboard/static/index.html, its modules and stylesheet
  *   GET /format.js        lib/format.js, the formatting rules the terminal uses too
  *   GET /indicators.js    lib/indicators.js, the chart indicators (tests check them too)
+ *   GET /calendar.js      lib/calendar.js, time zones and the US session (market_hours.ts's)
  *   GET /vendor/uPlot.*   uPlot's ES module and stylesheet, served from node_modules
  *   GET /events           SSE: a snapshot of one symbol's window, then deltas (hub.ts)
  *   GET /api/symbols      every symbol with its stats
@@ -23,7 +24,7 @@ import type { ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
 import type { Gate } from "../lib/auth.ts";
 import { parseDuration, parseTime } from "../lib/cli.ts";
-import { formatCandleCsv, formatInterval } from "../lib/format.js";
+import { candleCsvName, formatCandleCsv } from "../lib/format.js";
 import {
   type Family,
   labelled,
@@ -152,10 +153,7 @@ function candles({ aggregator }: RouteContext, url: URL): Response {
 
 /** Candle rows as a CSV download named after the symbol, interval and first candle. */
 function csv(symbol: string, interval: number, rows: CandleRow[]): Response {
-  const first = rows.length > 0 ? new Date(rows[0][0]).toISOString().replace(/[:.]/g, "-") : "none";
-  const name = `${symbol.replace(/[^A-Za-z0-9._-]/g, "_")}_${
-    formatInterval(interval)
-  }_${first}.csv`;
+  const name = candleCsvName({ symbol, intervalMs: interval, first: rows[0]?.[0] });
   return new Response(formatCandleCsv(rows), {
     headers: headers("text/csv; charset=utf-8", {
       "cache-control": "no-store",

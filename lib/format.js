@@ -4,8 +4,10 @@
  * producer's status line, the benchmark table and the web page all format with
  * these, so a price, a volume or an age never reads one way in one place and
  * another way elsewhere. A plain ES module: Deno imports it, and the dashboard
- * serves it to the browser as it is (`/format.js`).
+ * serves it to the browser as it is (`/format.js`). Time zones: lib/calendar.js.
  */
+
+import { zoneOffsetMinutes } from "./calendar.js";
 
 /** What a view shows for a value it does not have. */
 export const MISSING = "—";
@@ -137,37 +139,6 @@ export function formatInterval(ms) {
   return `${ms}ms`;
 }
 
-/** @type {Map<string, Intl.DateTimeFormat>} */
-const zoneFormats = new Map();
-
-/**
- * A time zone's offset from UTC at `ms`, in minutes (New York in winter: -300),
- * from the platform's time zone data, so daylight saving is honoured.
- * @param {number} ms
- * @param {string} zone an IANA name: "America/New_York", "UTC"
- * @returns {number}
- */
-export function zoneOffsetMinutes(ms, zone) {
-  let format = zoneFormats.get(zone);
-  if (format === undefined) {
-    format = new Intl.DateTimeFormat("en-US", {
-      timeZone: zone,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "numeric",
-      day: "numeric",
-      hour: "numeric",
-      minute: "numeric",
-    });
-    zoneFormats.set(zone, format);
-  }
-  /** @type {Record<string, number>} */
-  const f = {};
-  for (const { type, value } of format.formatToParts(ms)) f[type] = Number(value);
-  const wall = Date.UTC(f.year, f.month - 1, f.day, f.hour, f.minute);
-  return Math.round((wall - Math.floor(ms / 60_000) * 60_000) / 60_000);
-}
-
 /**
  * HH:MM:SS (HH:MM without seconds) at a UTC offset in minutes, or in a named time
  * zone; by default the zone of the machine (or browser) at that time.
@@ -236,4 +207,19 @@ export function formatCandleCsv(rows) {
     lines.push(cells.join(","));
   }
   return `${lines.join("\r\n")}\r\n`;
+}
+
+/**
+ * The file name of a candle CSV, the server's download and the page's alike: the
+ * symbol (anything but letters, digits, `.`, `_` and `-` as `_`), the interval and
+ * the first candle's start: "AAPL_1s_2026-01-05T14-30-00-000Z.csv", "…_none.csv"
+ * without candles.
+ * @param {{ symbol: string, intervalMs: number, first: number | null | undefined }} file
+ * @returns {string}
+ */
+export function candleCsvName({ symbol, intervalMs, first }) {
+  const start = first === null || first === undefined || !Number.isFinite(first)
+    ? "none"
+    : new Date(first).toISOString().replace(/[:.]/g, "-");
+  return `${symbol.replace(/[^A-Za-z0-9._-]/g, "_")}_${formatInterval(intervalMs)}_${start}.csv`;
 }

@@ -1,6 +1,7 @@
 // @ts-check
 /**
- * Chart indicators from candle closes, and the session marks of a chart's span.
+ * Chart indicators from candle closes (the session marks and time zones are
+ * lib/calendar.js's).
  * Pure functions of arrays: the page computes them from the candles it already
  * holds (no server push), and Deno tests check them against independent
  * references. A plain ES module, served to the page as `/indicators.js` the way
@@ -22,8 +23,6 @@
  *   RSI = 100 − 100 / (1 + avgGain / avgLoss); 100 when avgLoss is 0 (and 50 when
  *   both are 0: a flat market is neither overbought nor oversold).
  */
-
-import { zoneOffsetMinutes } from "./format.js";
 
 /** @typedef {(number | null)[]} Line */
 
@@ -189,44 +188,4 @@ export function compute(close, choice) {
     bollinger: choice.bollinger ? bollinger(close) : null,
     rsi: choice.rsi ? rsi(close, 14) : null,
   };
-}
-
-/**
- * The exchange's time zone for a market (lib/market_hours.ts marketOf): New York
- * for US stocks and forex, UTC for crypto and unknown venues.
- * @param {string | null | undefined} market
- * @returns {string}
- */
-export function exchangeZone(market) {
-  return market === "us-stock" || market === "forex" ? "America/New_York" : "UTC";
-}
-
-const DAY_MS = 86_400_000;
-
-/**
- * The US regular session's opens (09:30) and closes (16:00) New York time on
- * weekdays between `from` and `to` (ms), oldest first. Holidays are not known.
- * @param {number} from
- * @param {number} to
- * @returns {{ at: number, kind: "open" | "close" }[]}
- */
-export function usSessionMarks(from, to) {
-  /** @type {{ at: number, kind: "open" | "close" }[]} */
-  const marks = [];
-  if (!(to >= from) || to - from > 31 * DAY_MS) return marks;
-  const zone = "America/New_York";
-  // New York's calendar days that can hold a mark in [from, to].
-  const first = from + zoneOffsetMinutes(from, zone) * 60_000;
-  for (let day = Math.floor(first / DAY_MS) * DAY_MS; day <= to + DAY_MS; day += DAY_MS) {
-    const weekday = new Date(day).getUTCDay();
-    if (weekday === 0 || weekday === 6) continue;
-    for (const [minutes, kind] of /** @type {const} */ ([[570, "open"], [960, "close"]])) {
-      const wall = day + minutes * 60_000;
-      // The offset at a guess, then at the answer: right across a DST change (at 02:00).
-      const at = wall - zoneOffsetMinutes(wall - zoneOffsetMinutes(wall, zone) * 60_000, zone) *
-          60_000;
-      if (at >= from && at <= to) marks.push({ at, kind });
-    }
-  }
-  return marks;
 }

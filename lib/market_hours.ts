@@ -9,9 +9,21 @@
  * - Crypto (BINANCE:, COINBASE:, … prefixes): around the clock.
  * - Forex (OANDA:, FXCM:, …): its week, Sunday 17:00 to Friday 17:00 New York time.
  * - Anything else: hours unknown, and said so.
- * New York's offset (EST/EDT) comes from the platform's time zone data (Intl), so
- * both daylight-saving changes are honoured.
+ * New York's calendar and the session's minutes are lib/calendar.js's (the page's
+ * session marks use the same), so both daylight-saving changes are honoured.
  */
+
+import {
+  addDays,
+  type CalendarDate,
+  NEW_YORK,
+  US_CLOSE,
+  US_OPEN,
+  type WallTime,
+  wallTime,
+  weekdayOf,
+  zoneInstant,
+} from "./calendar.js";
 
 export type Market = "us-stock" | "crypto" | "forex" | "unknown";
 
@@ -53,65 +65,15 @@ export function marketOf(symbol: string): Market {
   return "unknown";
 }
 
-const ZONE = "America/New_York";
-const parts = new Intl.DateTimeFormat("en-US", {
-  timeZone: ZONE,
-  hourCycle: "h23",
-  weekday: "short",
-  year: "numeric",
-  month: "numeric",
-  day: "numeric",
-  hour: "numeric",
-  minute: "numeric",
-  second: "numeric",
-});
+const FX_TURN = 17 * 60;
 const WEEKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
-interface Local {
-  year: number;
-  month: number;
-  day: number;
-  /** 0 = Sunday. */
-  weekday: number;
-  /** Minutes since local midnight. */
-  minutes: number;
-  /** Local wall time as if it were UTC (ms): the offset is this minus the instant. */
-  asUtc: number;
-}
-
 /** New York's calendar and clock at `ms`. */
-function newYork(ms: number): Local {
-  const fields: Record<string, string> = {};
-  for (const { type, value } of parts.formatToParts(ms)) fields[type] = value;
-  const [year, month, day] = [fields.year, fields.month, fields.day].map(Number);
-  const [hour, minute, second] = [fields.hour, fields.minute, fields.second].map(Number);
-  return {
-    year,
-    month,
-    day,
-    weekday: WEEKDAYS.indexOf(fields.weekday),
-    minutes: hour * 60 + minute,
-    asUtc: Date.UTC(year, month - 1, day, hour, minute, second),
-  };
-}
+const newYork = (ms: number): WallTime => wallTime(ms, NEW_YORK);
 
-/** The instant (ms) of New York wall time `minutes` after midnight on the given date. */
-function newYorkInstant(year: number, month: number, day: number, minutes: number): number {
-  const wall = Date.UTC(year, month - 1, day, 0, minutes);
-  // The offset at a first guess, then at the answer: right on both sides of a DST change.
-  const offsetAt = (ms: number) => newYork(ms).asUtc - Math.floor(ms / 1000) * 1000;
-  return wall - offsetAt(wall - offsetAt(wall));
-}
-
-/** The date `days` after the given one (calendar arithmetic, no time zone). */
-function addDays(local: Local, days: number): { year: number; month: number; day: number } {
-  const date = new Date(Date.UTC(local.year, local.month - 1, local.day + days));
-  return { year: date.getUTCFullYear(), month: date.getUTCMonth() + 1, day: date.getUTCDate() };
-}
-
-const OPEN = 9 * 60 + 30;
-const CLOSE = 16 * 60;
-const FX_TURN = 17 * 60;
+/** The instant (ms) of New York wall time `minutes` after midnight on `date`. */
+const newYorkInstant = (date: CalendarDate, minutes: number): number =>
+  zoneInstant(date, minutes, NEW_YORK);
 
 export interface Session {
   readonly open: boolean;
@@ -123,15 +85,15 @@ export interface Session {
 export function usSession(now: number): Session {
   const local = newYork(now);
   const weekday = local.weekday >= 1 && local.weekday <= 5;
-  if (weekday && local.minutes >= OPEN && local.minutes < CLOSE) {
-    return { open: true, next: newYorkInstant(local.year, local.month, local.day, CLOSE) };
+  if (weekday && local.minutes >= US_OPEN && local.minutes < US_CLOSE) {
+    return { open: true, next: newYorkInstant(local, US_CLOSE) };
   }
   for (let days = 0; days <= 7; days++) {
     const date = addDays(local, days);
-    const day = new Date(Date.UTC(date.year, date.month - 1, date.day)).getUTCDay();
+    const day = weekdayOf(date);
     if (day === 0 || day === 6) continue;
-    if (days === 0 && local.minutes >= OPEN) continue;
-    return { open: false, next: newYorkInstant(date.year, date.month, date.day, OPEN) };
+    if (days === 0 && local.minutes >= US_OPEN) continue;
+    return { open: false, next: newYorkInstant(date, US_OPEN) };
   }
   throw new Error("unreachable: a weekday within a week");
 }
@@ -146,7 +108,7 @@ export function forexSession(now: number): Session {
   let days = (target - weekday + 7) % 7;
   if (days === 0 && minutes >= FX_TURN) days = 7;
   const date = addDays(local, days);
-  return { open, next: newYorkInstant(date.year, date.month, date.day, FX_TURN) };
+  return { open, next: newYorkInstant(date, FX_TURN) };
 }
 
 /** The session of a market at `now`; undefined when its hours are unknown. */

@@ -17,6 +17,7 @@ import {
   withBrowser,
 } from "./helpers/browser.ts";
 import { BROKERS, uniqueName, withTopic } from "./helpers/kafka.ts";
+import { formatPct, formatRate } from "../lib/format.js";
 import { startDashboardConsumer, startProducer } from "./helpers/processes.ts";
 
 declare const document: PageDocument & {
@@ -25,6 +26,9 @@ declare const document: PageDocument & {
 };
 declare const location: { readonly hash: string };
 declare function getComputedStyle(el: unknown): { display: string };
+declare class Event {
+  constructor(type: string);
+}
 
 const COMPARE_SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"
   ? new URL("../docs/compare.png", import.meta.url)
@@ -43,6 +47,61 @@ const rowOrder = (page: Page) =>
   page.evaluate(() =>
     [...document.querySelectorAll("#watchlist tr")].map((row) => row.dataset.symbol!)
   );
+
+interface Sorted {
+  sort: string;
+  rows: { symbol: string; value: string; change: string; tps: string }[];
+}
+
+/**
+ * Sorts the watchlist by a header's click or the picker, and reads in the same
+ * moment (one task of the page: no push between) the rows' order, the value each
+ * was sorted by, and the change and trades/s the rows show.
+ */
+const sortBy = (page: Page, how: { head?: string; picker?: string }) =>
+  page.evaluate((how): Sorted => {
+    if (how.head !== undefined) {
+      // deno-lint-ignore no-explicit-any
+      (document.querySelectorAll(`#watchlist-table th[data-sort="${how.head}"]`)[0] as any)
+        .click();
+    } else {
+      // deno-lint-ignore no-explicit-any
+      const picker = document.getElementById("watchlist-sort") as any;
+      picker.value = how.picker;
+      picker.dispatchEvent(new Event("change"));
+    }
+    return {
+      sort: document.getElementById("watchlist-table")!.dataset.sort!,
+      // deno-lint-ignore no-explicit-any
+      rows: [...document.querySelectorAll("#watchlist tr")].map((row: any) => ({
+        symbol: row.dataset.symbol,
+        value: row.dataset.sortValue,
+        change: row.cells[3].textContent,
+        tps: row.cells[4].textContent,
+      })),
+    };
+  }, how);
+
+/** Rows in the order `sort` ("change desc"): by value, ties by name; names A to Z. */
+function assertSorted({ sort, rows }: Sorted, expected: string) {
+  assert.equal(sort, expected);
+  assert.equal(rows.length, SYMBOLS.length);
+  const [key, way] = expected.split(" ");
+  const value = (row: Sorted["rows"][number]) => key === "name" ? row.symbol : Number(row.value);
+  for (let i = 1; i < rows.length; i++) {
+    const [a, b] = [value(rows[i - 1]), value(rows[i])];
+    const inOrder = a === b ? rows[i - 1].symbol < rows[i].symbol : (a < b) === (way === "asc");
+    assert.ok(inOrder, `${expected}: ${rows[i - 1].symbol} (${a}) then ${rows[i].symbol} (${b})`);
+  }
+}
+
+/** Every symbol's session volume, as the server has it now. */
+async function volumes(url: string): Promise<Record<string, number>> {
+  const { symbols } = await (await fetch(new URL("/api/symbols", url))).json();
+  return Object.fromEntries(
+    symbols.map((s: { symbol: string; volume: number }) => [s.symbol, s.volume]),
+  );
+}
 
 const SYMBOLS = ["AAPL", "MSFT", "NVDA", "BINANCE:BTCUSDT", "BINANCE:ETHUSDT"];
 const PHONE = { width: 390, height: 844 };
@@ -144,23 +203,27 @@ Deno.test("the dashboard in Chromium: a 390×844 phone in one column, the watchl
       });
 
       await t.step("sorting by a header, by the picker, and remembered", async () => {
-        await page.click(`#watchlist-table th[data-sort="change"]`);
-        assert.equal(await tableSort(page), "change desc");
-        // The rows follow the page's numbers: at some moment right after a re-sort
-        // (once a second) the shown changes read from the highest down.
-        await waitFor(page, "rows by change, highest first", () => {
-          const shown = [...document.querySelectorAll("#watchlist tr")].map((row) =>
-            // deno-lint-ignore no-explicit-any
-            Number((row as any).cells[3].textContent.replace(/[%+,]/g, ""))
-          );
-          return shown.length === 5 && shown.every((v, i) => i === 0 || v <= shown[i - 1]);
-        });
-        await page.click(`#watchlist-table th[data-sort="change"]`);
-        assert.equal(await tableSort(page), "change asc", "a second click turns it round");
-        await page.select("#watchlist-sort", "volume");
-        assert.equal(await tableSort(page), "volume desc");
-        await page.click(`#watchlist-table th[data-sort="name"]`);
-        assert.deepEqual(await rowOrder(page), [...SYMBOLS].sort());
+        // Each header's order, read in the moment of the click with the cells shown.
+        const change = await sortBy(page, { head: "change" });
+        assertSorted(change, "change desc");
+        for (const row of change.rows) assert.equal(row.change, formatPct(Number(row.value)));
+        assertSorted(await sortBy(page, { head: "change" }), "change asc");
+        const tps = await sortBy(page, { head: "tps" });
+        assertSorted(tps, "tps desc");
+        for (const row of tps.rows) assert.equal(row.tps, formatRate(Number(row.value)));
+        // Volume (the picker's only): the values sorted by are the server's volumes
+        // of that moment, which only grow.
+        const before = await volumes(dashboard.url);
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        const volume = await sortBy(page, { picker: "volume" });
+        const after = await volumes(dashboard.url);
+        assertSorted(volume, "volume desc");
+        for (const { symbol, value } of volume.rows) {
+          assert.ok(before[symbol] <= Number(value) && Number(value) <= after[symbol], symbol);
+        }
+        const name = await sortBy(page, { head: "name" });
+        assertSorted(name, "name asc");
+        assert.deepEqual(name.rows.map((row) => row.symbol), [...SYMBOLS].sort());
         await page.click(`#watchlist-table th[data-sort="tps"]`);
         await page.reload();
         await waitFor(
@@ -214,7 +277,25 @@ Deno.test("the dashboard in Chromium: a 390×844 phone in one column, the watchl
         await page.focus("#watchlist-sort");
         await page.keyboard.press("3");
         assert.match(await page.evaluate(() => location.hash), /window=1m/);
+        // ↑/↓ are the watchlist's only when it (or nothing: the page body) has focus;
+        // on a button elsewhere they are the browser's.
+        const symbol = await text(page, "quote-symbol");
+        await page.focus("#compare-toggle");
+        await page.keyboard.press("ArrowDown");
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.equal(
+          await text(page, "quote-symbol"),
+          symbol,
+          "an arrow on a button moves nothing",
+        );
         await page.evaluate(() => document.activeElement.blur());
+        await page.keyboard.press("ArrowDown");
+        await waitFor(
+          page,
+          "the next symbol from the page body",
+          (symbol) => document.getElementById("quote-symbol")!.textContent !== symbol,
+          { args: [symbol] },
+        );
       });
 
       await t.step(

@@ -411,7 +411,15 @@ Deno.test("symbols reach the page as text: escaped JSON, no markup in HTML, no i
     assert.ok(!page.includes("onerror"));
     // The page's own code never turns text into markup.
     for (
-      const file of ["app.js", "charts.js", "format.js", "indicators.js", "panels.js", "studies.js"]
+      const file of [
+        "app.js",
+        "charts.js",
+        "format.js",
+        "indicators.js",
+        "calendar.js",
+        "panels.js",
+        "studies.js",
+      ]
     ) {
       const code = await (await fetch(new URL(file, dashboard.url))).text();
       assert.ok(code.length > 1000, file);
@@ -435,9 +443,14 @@ Deno.test("every response carries the CSP; the page has no inline script or styl
       "/charts.js",
       "/format.js",
       "/indicators.js",
+      "/calendar.js",
       "/panels.js",
       "/studies.js",
       "/style.css",
+      "/watchlist.css",
+      "/charts.css",
+      "/panels.css",
+      "/phone.css",
       "/vendor/uPlot.esm.js",
       "/vendor/uPlot.min.css",
       "/api/symbols",
@@ -455,6 +468,15 @@ Deno.test("every response carries the CSP; the page has no inline script or styl
     assert.ok(!/<script(?![^>]*\bsrc=)/i.test(html), "no inline script");
     assert.ok(!/\son[a-z]+=/i.test(html), "no inline event handler");
     assert.ok(!/\sstyle=/i.test(html), "no inline style");
+    // Every stylesheet the page links is served as CSS (a file left out would be a 404).
+    const sheets = [...html.matchAll(/<link rel="stylesheet" href="([^"]+)">/g)].map((m) => m[1]);
+    assert.ok(sheets.length >= 5, `${sheets}`);
+    for (const href of sheets) {
+      const sheet = await fetch(new URL(href, dashboard.url));
+      assert.equal(sheet.status, 200, href);
+      assert.match(sheet.headers.get("content-type")!, /^text\/css/, href);
+      await sheet.body?.cancel();
+    }
     // uPlot is the npm package's own file, served without a CDN.
     const uplot = await fetch(new URL("/vendor/uPlot.esm.js", dashboard.url));
     assert.match(uplot.headers.get("content-type")!, /^text\/javascript/);

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import {
+  candleCsvName,
   formatAge,
   formatClock,
   formatCompact,
@@ -88,4 +89,20 @@ Deno.test("simulated and replayed prices are marked; live ones are not", () => {
   assert.equal(sourceMark("sim"), "SIMULATED");
   assert.equal(sourceMark("replay"), "REPLAY");
   assert.equal(sourceMark("finnhub"), "");
+});
+
+Deno.test("a candle CSV's file name: symbol, interval, first candle; odd characters as _", () => {
+  const first = Date.UTC(2026, 0, 5, 14, 30);
+  assert.equal(
+    candleCsvName({ symbol: "AAPL", intervalMs: 1_000, first }),
+    "AAPL_1s_2026-01-05T14-30-00-000Z.csv",
+  );
+  assert.equal(
+    candleCsvName({ symbol: "BINANCE:BTC/USDT", intervalMs: 60_000, first: first + 7 }),
+    "BINANCE_BTC_USDT_1m_2026-01-05T14-30-00-007Z.csv",
+  );
+  assert.equal(
+    candleCsvName({ symbol: '=x"y', intervalMs: 1_000, first: undefined }),
+    "_x_y_1s_none.csv",
+  );
 });

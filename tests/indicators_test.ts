@@ -9,22 +9,9 @@
 import assert from "node:assert/strict";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
 import { serveDashboard } from "../dashboard/server.ts";
-import {
-  CANDLE_CSV_HEADER,
-  formatCandleCsv,
-  formatClock,
-  zoneOffsetMinutes,
-} from "../lib/format.js";
-import {
-  bollinger,
-  compute,
-  ema,
-  exchangeZone,
-  readChoice,
-  rsi,
-  sma,
-  usSessionMarks,
-} from "../lib/indicators.js";
+import { CANDLE_CSV_HEADER, formatCandleCsv, formatClock } from "../lib/format.js";
+import { bollinger, compute, ema, readChoice, rsi, sma } from "../lib/indicators.js";
+import { exchangeZone, usSessionMarks, zoneOffsetMinutes } from "../lib/calendar.js";
 import { random } from "./helpers/candles_reference.ts";
 
 const PYTHON = Deno.env.get("TA_PYTHON") ??

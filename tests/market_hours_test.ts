@@ -2,6 +2,7 @@
  * Market hours from the clock: US regular hours (09:30–16:00 America/New_York,
  * Mon–Fri) across both daylight-saving changes, weekends and the minute
  * boundaries; the forex week; crypto around the clock; unknown venues unknown.
+ * And the page's session marks (lib/calendar.js, the same calendar) across both changes.
  */
 
 import assert from "node:assert/strict";
@@ -13,6 +14,7 @@ import {
   sessionOf,
   usSession,
 } from "../lib/market_hours.ts";
+import { usSessionMarks } from "../lib/calendar.js";
 
 const at = (iso: string) => Date.parse(iso);
 const iso = (ms: number | undefined) => new Date(ms!).toISOString();
@@ -98,4 +100,30 @@ Deno.test("a closed US market is named with 'regular hours' and the next open", 
     "US market closed (regular hours), opens Mon 09:30 ET",
   );
   assert.equal(closedReason("us-stock", at("2026-12-01T15:00:00Z")), undefined, "open");
+});
+
+Deno.test("session marks across both daylight-saving changes agree with the hours", () => {
+  // Friday 2026-03-06 (EST) to Monday 2026-03-09 (EDT); Friday 2026-10-30 (EDT) to
+  // Monday 2026-11-02 (EST): the same 09:30 and 16:00, an hour apart in UTC.
+  const spring = usSessionMarks(at("2026-03-06T00:00:00Z"), at("2026-03-09T23:59:59Z"));
+  assert.deepEqual(spring.map((mark) => `${mark.kind} ${iso(mark.at)}`), [
+    "open 2026-03-06T14:30:00.000Z",
+    "close 2026-03-06T21:00:00.000Z",
+    "open 2026-03-09T13:30:00.000Z",
+    "close 2026-03-09T20:00:00.000Z",
+  ]);
+  const fall = usSessionMarks(at("2026-10-30T00:00:00Z"), at("2026-11-02T23:59:59Z"));
+  assert.deepEqual(fall.map((mark) => `${mark.kind} ${iso(mark.at)}`), [
+    "open 2026-10-30T13:30:00.000Z",
+    "close 2026-10-30T20:00:00.000Z",
+    "open 2026-11-02T14:30:00.000Z",
+    "close 2026-11-02T21:00:00.000Z",
+  ]);
+  // Each mark is where usSession turns: open from the open on, closed from the close on.
+  for (const mark of [...spring, ...fall]) {
+    assert.equal(usSession(mark.at).open, mark.kind === "open", iso(mark.at));
+    assert.equal(usSession(mark.at - 1).open, mark.kind === "close", iso(mark.at - 1));
+  }
+  // The change itself falls on a Sunday: a span of the weekend holds no mark.
+  assert.deepEqual(usSessionMarks(at("2026-11-01T00:00:00Z"), at("2026-11-01T23:59:59Z")), []);
 });

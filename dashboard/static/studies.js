@@ -7,8 +7,9 @@
 
 import uPlot from "./vendor/uPlot.esm.js";
 import { baseOptions, fitToBox, setAxisZone } from "./charts.js";
-import { formatCandleCsv, formatInterval } from "./format.js";
-import { compute, exchangeZone, NO_INDICATORS, readChoice, usSessionMarks } from "./indicators.js";
+import { candleCsvName, formatCandleCsv } from "./format.js";
+import { compute, NO_INDICATORS, readChoice } from "./indicators.js";
+import { exchangeZone, usSessionMarks } from "./calendar.js";
 
 const STORE_KEY = "market-stream.indicators";
 const ZONE_KEY = "market-stream.zone";
@@ -220,11 +221,8 @@ export function createStudies(
     const blob = new Blob([formatCandleCsv(rows)], { type: "text/csv;charset=utf-8" });
     const link = document.createElement("a");
     link.href = URL.createObjectURL(blob);
-    const first = rows.length > 0
-      ? new Date(rows[0][0]).toISOString().replace(/[:.]/g, "-")
-      : "none";
-    const name = (state.symbol ?? "candles").replace(/[^A-Za-z0-9._-]/g, "_");
-    link.download = `${name}_${formatInterval(state.interval)}_${first}.csv`;
+    const symbol = state.symbol ?? "candles";
+    link.download = candleCsvName({ symbol, intervalMs: state.interval, first: rows[0]?.[0] });
     link.click();
     setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
     csvButton.dataset.rows = String(rows.length);

@@ -1,6 +1,7 @@
 // The watchlist's extras: a sparkline of the last minutes per symbol, sorting by
 // name, change, volume or trades/s (the choice is remembered in the browser), and
-// keys: ↑/↓ move between symbols, 1–4 choose the window.
+// keys: ↑/↓ move between symbols (when the watchlist or nothing else has focus),
+// 1–4 choose the window.
 //
 // The sparklines cost no extra push: each snapshot carries the last five minutes
 // of every symbol (dashboard/spark.ts), and the stats every push already has carry
@@ -46,9 +47,13 @@ export class SparkStore {
     }
   }
 
-  /** Moves the newest slot to `now`, carrying each line's last price into the new slots. */
-  advance(now) {
-    const slot = Math.floor(now / this.stepMs);
+  /**
+   * Moves the newest slot to trade time `time`, carrying each line's last price into
+   * the new slots. By trade time, as the server's (dashboard/spark.ts): a replay or a
+   * delayed feed draws its own minutes, not the wall clock's.
+   */
+  advance(time) {
+    const slot = Math.floor(time / this.stepMs);
     if (slot <= this.end) return;
     const shift = Math.min(slot - this.end, this.points);
     for (const line of this.lines.values()) {
@@ -60,10 +65,11 @@ export class SparkStore {
   }
 
   /**
-   * The stats of a push: a symbol's price holds from the slot of its last trade up
-   * to the newest slot (a trade dated ahead of the newest slot waits for it).
+   * The stats of a push: the newest slot moves to the newest trade time among them,
+   * and a symbol's price holds from the slot of its last trade up to the newest slot.
    */
   add(statsList) {
+    this.advance(Math.max(...statsList.map((stats) => stats.lastTime)));
     for (const stats of statsList) {
       let line = this.lines.get(stats.symbol);
       if (line === undefined) {
@@ -100,6 +106,7 @@ function sparkPoints(line) {
   return out.join(" ");
 }
 
+/** The sort remembered in the browser, or by name. */
 function loadSort() {
   try {
     const saved = JSON.parse(localStorage.getItem(SORT_STORAGE) ?? "null");
@@ -113,10 +120,161 @@ function loadSort() {
   return { key: "name", descending: false };
 }
 
+/** Remembers the sort in the browser. */
+function saveSort(sort) {
+  try {
+    localStorage.setItem(SORT_STORAGE, JSON.stringify(sort));
+  } catch {
+    // storage turned off: the choice lasts as long as the page
+  }
+}
+
 /** True when a key press belongs to a field (a form of the page), not to the watchlist. */
 function typing(target) {
   return target instanceof HTMLElement &&
     (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName));
+}
+
+/** The nearest element around `node` that scrolls, short of the page itself. */
+function scroller(node) {
+  for (let el = node; el instanceof HTMLElement && el !== document.body; el = el.parentElement) {
+    const { overflowY } = getComputedStyle(el);
+    if ((overflowY === "auto" || overflowY === "scroll") && el.scrollHeight > el.clientHeight) {
+      return el;
+    }
+  }
+  return null;
+}
+
+/**
+ * Whether ↑/↓ belong to the watchlist: focus in it, or on nothing (the page body)
+ * while the last click was not in another panel that scrolls. Anywhere else (a
+ * button, a field, a scrolled list) the keys keep their own meaning.
+ */
+function arrowsForWatchlist(panel, lastClicked) {
+  const focus = document.activeElement;
+  if (focus !== null && panel.contains(focus)) return true;
+  if (focus !== null && focus !== document.body && focus !== document.documentElement) {
+    return false;
+  }
+  const scrolled = lastClicked === null ? null : scroller(lastClicked);
+  return scrolled === null || panel.contains(scrolled);
+}
+
+/** Adds the sparklines' column after the symbol's (the rows get theirs as they come). */
+function addSparkHead(head) {
+  const th = document.createElement("th");
+  th.className = "spark-col";
+  th.textContent = "5m";
+  th.title = "The last five minutes";
+  head.insertBefore(th, head.cells[1]);
+}
+
+/** Makes the headers of `heads` (sort key -> th) sort by a click or Enter/Space. */
+function wireSortHeads(heads, choose) {
+  for (const [key, th] of Object.entries(heads)) {
+    th.dataset.sort = key;
+    th.classList.add("sortable");
+    th.tabIndex = 0;
+    th.addEventListener("click", () => choose(key));
+    th.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        choose(key);
+      }
+    });
+  }
+}
+
+/**
+ * The rows in `sort`'s order by the stats in `byName`: rows without stats last,
+ * ties by name. Each row keeps the value it was sorted by (data-sort-value).
+ */
+function sortRows(rows, byName, sort) {
+  const { value } = SORTS[sort.key];
+  const keys = new Map();
+  for (const row of rows) {
+    const line = byName.get(row.dataset.symbol);
+    const key = line === undefined ? null : value(line);
+    keys.set(row, key);
+    row.dataset.sortValue = String(key);
+  }
+  return rows.sort((a, b) => {
+    const [x, y] = [keys.get(a), keys.get(b)];
+    let c = x === y ? 0 : x === null ? 1 : y === null ? -1 : x < y ? -1 : 1;
+    if (sort.descending && x !== null && y !== null) c = -c;
+    if (c === 0) c = a.dataset.symbol < b.dataset.symbol ? -1 : 1;
+    return c;
+  });
+}
+
+/** The watchlist's rows that show a symbol, in the table's order. */
+function symbolRows(body) {
+  return [...body.rows].filter((row) => row.dataset.symbol !== undefined);
+}
+
+/** Gives a row its sparkline cell, once. */
+function sparkCell(row) {
+  let svg = row.querySelector("svg.spark");
+  if (svg !== null) return svg;
+  const td = document.createElement("td");
+  td.className = "spark-col";
+  svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", `0 0 ${SPARK_WIDTH} ${SPARK_HEIGHT}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("aria-hidden", "true");
+  svg.append(document.createElementNS(SVG, "polyline"));
+  td.append(svg);
+  row.insertBefore(td, row.cells[1]);
+  return svg;
+}
+
+/** Draws every row's sparkline from the store. */
+function drawSparks(body, sparks) {
+  for (const row of symbolRows(body)) {
+    const svg = sparkCell(row);
+    const line = sparks.lines.get(row.dataset.symbol) ?? [];
+    const known = line.filter((v) => v !== null);
+    svg.firstChild.setAttribute("points", sparkPoints(line));
+    svg.dataset.points = String(known.length);
+    svg.classList.toggle("down", known.length > 1 && known.at(-1) < known[0]);
+  }
+}
+
+/**
+ * The page's keys: 1–4 choose the window (unless a field has the key); ↑/↓ the
+ * previous or next symbol in the watchlist's order, when they are the watchlist's.
+ */
+function listenToKeys({ panel, body, current, select, selectWindow }) {
+  /** The arrow-key choice waiting to be opened (see the debounce below). */
+  let pendingSelect;
+  let lastClicked = null;
+  document.addEventListener("pointerdown", (event) => {
+    lastClicked = event.target;
+  }, { capture: true, passive: true });
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (typing(event.target)) return;
+    const windowIndex = ["1", "2", "3", "4"].indexOf(event.key);
+    if (windowIndex >= 0) {
+      selectWindow(WINDOW_KEYS[windowIndex]);
+      return;
+    }
+    if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
+    if (!arrowsForWatchlist(panel, lastClicked)) return;
+    const rows = symbolRows(body);
+    if (rows.length === 0) return;
+    event.preventDefault();
+    const at = rows.findIndex((row) => row.dataset.symbol === current());
+    const step = event.key === "ArrowDown" ? 1 : -1;
+    const next = rows[at < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, at + step))];
+    if (panel.contains(document.activeElement)) next.focus();
+    next.scrollIntoView({ block: "nearest" });
+    // A held arrow key repeats ~30 times a second: open one stream, for where it stops.
+    clearTimeout(pendingSelect);
+    pendingSelect = setTimeout(() => select(next.dataset.symbol), 150);
+  });
 }
 
 /**
@@ -130,28 +288,12 @@ export function initWatchlist({ table, sortPicker, stats, current, select, selec
   let lastDraw = 0;
   let order = "";
 
-  // A column for the sparklines, after the symbol's (the rows get theirs as they come).
   const head = table.tHead.rows[0];
-  const sparkHead = document.createElement("th");
-  sparkHead.className = "spark-col";
-  sparkHead.textContent = "5m";
-  sparkHead.title = "The last five minutes";
-  head.insertBefore(sparkHead, head.cells[1]);
+  addSparkHead(head);
   const heads = { name: head.cells[0], change: head.cells[3], tps: head.cells[4] };
-  for (const [key, th] of Object.entries(heads)) {
-    th.dataset.sort = key;
-    th.classList.add("sortable");
-    th.tabIndex = 0;
-    const choose = () =>
-      setSort({ key, descending: sort.key === key ? !sort.descending : SORTS[key].descending });
-    th.addEventListener("click", choose);
-    th.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" || event.key === " ") {
-        event.preventDefault();
-        choose();
-      }
-    });
-  }
+  wireSortHeads(heads, (key) => {
+    setSort({ key, descending: sort.key === key ? !sort.descending : SORTS[key].descending });
+  });
   sortPicker.replaceChildren(
     ...Object.entries(SORTS).map(([key, { label }]) => new Option(label, key)),
   );
@@ -162,11 +304,7 @@ export function initWatchlist({ table, sortPicker, stats, current, select, selec
 
   function setSort(next) {
     sort = next;
-    try {
-      localStorage.setItem(SORT_STORAGE, JSON.stringify(sort));
-    } catch {
-      // storage turned off: the choice lasts as long as the page
-    }
+    saveSort(sort);
     order = "";
     arrange();
   }
@@ -176,25 +314,10 @@ export function initWatchlist({ table, sortPicker, stats, current, select, selec
     sortPicker.value = sort.key;
     table.dataset.sort = `${sort.key} ${sort.descending ? "desc" : "asc"}`;
     for (const [key, th] of Object.entries(heads)) {
-      th.setAttribute(
-        "aria-sort",
-        key === sort.key ? (sort.descending ? "descending" : "ascending") : "none",
-      );
+      const way = sort.descending ? "descending" : "ascending";
+      th.setAttribute("aria-sort", key === sort.key ? way : "none");
     }
-    const byName = stats();
-    const { value } = SORTS[sort.key];
-    const rows = [...body.rows].filter((row) => row.dataset.symbol !== undefined);
-    const keyOf = (row) => {
-      const line = byName.get(row.dataset.symbol);
-      return line === undefined ? null : value(line);
-    };
-    rows.sort((a, b) => {
-      const [x, y] = [keyOf(a), keyOf(b)];
-      let c = x === y ? 0 : x === null ? 1 : y === null ? -1 : x < y ? -1 : 1;
-      if (sort.descending && x !== null && y !== null) c = -c;
-      if (c === 0) c = a.dataset.symbol < b.dataset.symbol ? -1 : 1;
-      return c;
-    });
+    const rows = sortRows(symbolRows(body), stats(), sort);
     const next = rows.map((row) => row.dataset.symbol).join("\n");
     if (next !== order) {
       body.append(...rows);
@@ -202,74 +325,19 @@ export function initWatchlist({ table, sortPicker, stats, current, select, selec
     }
   }
 
-  /** Gives a row its sparkline cell, once. */
-  function sparkCell(row) {
-    let svg = row.querySelector("svg.spark");
-    if (svg !== null) return svg;
-    const td = document.createElement("td");
-    td.className = "spark-col";
-    svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("class", "spark");
-    svg.setAttribute("viewBox", `0 0 ${SPARK_WIDTH} ${SPARK_HEIGHT}`);
-    svg.setAttribute("preserveAspectRatio", "none");
-    svg.setAttribute("aria-hidden", "true");
-    svg.append(document.createElementNS(SVG, "polyline"));
-    td.append(svg);
-    row.insertBefore(td, row.cells[1]);
-    return svg;
-  }
-
-  function drawSparks() {
-    for (const row of body.rows) {
-      const symbol = row.dataset.symbol;
-      if (symbol === undefined) continue;
-      const svg = sparkCell(row);
-      const line = sparks.lines.get(symbol) ?? [];
-      const points = sparkPoints(line);
-      const known = line.filter((v) => v !== null);
-      svg.firstChild.setAttribute("points", points);
-      svg.dataset.points = String(known.length);
-      svg.classList.toggle("down", known.length > 1 && known.at(-1) < known[0]);
-    }
-  }
-
   /** Every push: carry the sparklines on; redraw and re-sort at most once a second. */
   function update(message) {
-    sparks.advance(message.now);
     sparks.add(message.stats);
     const now = performance.now();
-    const newRows = [...body.rows].some((row) => row.querySelector("svg.spark") === null);
+    const newRows = symbolRows(body).some((row) => row.querySelector("svg.spark") === null);
     if (!newRows && now - lastDraw < REDRAW_MS) return;
     lastDraw = now;
-    drawSparks();
+    drawSparks(body, sparks);
     arrange();
   }
 
-  /** The arrow-key choice waiting to be opened (see the debounce below). */
-  let pendingSelect;
-  /** ↑/↓: the previous or next symbol in the watchlist's order; 1–4: the window. */
-  document.addEventListener("keydown", (event) => {
-    if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
-    if (typing(event.target)) return;
-    const windowIndex = ["1", "2", "3", "4"].indexOf(event.key);
-    if (windowIndex >= 0) {
-      selectWindow(WINDOW_KEYS[windowIndex]);
-      return;
-    }
-    if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
-    const rows = [...body.rows].filter((row) => row.dataset.symbol !== undefined);
-    if (rows.length === 0) return;
-    event.preventDefault();
-    const at = rows.findIndex((row) => row.dataset.symbol === current());
-    const step = event.key === "ArrowDown" ? 1 : -1;
-    const next = rows[at < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, at + step))];
-    if (document.activeElement?.closest?.("#watchlist")) next.focus();
-    next.scrollIntoView({ block: "nearest" });
-    // A held arrow key repeats ~30 times a second: open one stream, for where it stops.
-    clearTimeout(pendingSelect);
-    pendingSelect = setTimeout(() => select(next.dataset.symbol), 150);
-  });
-
+  const panel = table.closest(".watchlist-panel") ?? table;
+  listenToKeys({ panel, body, current, select, selectWindow });
   arrange();
   return { sparks, seed: (message) => sparks.seed(message.sparks), update };
 }
