@@ -24,36 +24,43 @@ export function feedGaps(feed, symbols) {
  * A point stands for [time, time + width): one whose whole span lies inside a gap
  * becomes null (a price carried on through it is not a price seen), and a gap that
  * nulls no point gets a null point at its middle, so a line with `spanGaps: false`
- * stops at the gap and starts again after it. Returns new columns.
+ * stops at the gap and starts again after it. Without gaps, the columns as given.
  * @param {{ times: readonly number[], columns: readonly (readonly (number | null)[])[], width: number }} line
  * @param {readonly { tradeFrom: number, tradeTo: number }[]} gaps
  * @returns {{ times: number[], columns: (number | null)[][] }}
  */
 export function breakAtGaps({ times, columns, width }, gaps) {
+  if (gaps.length === 0) return { times: [...times], columns: [...columns] };
   /** @type {{ times: number[], columns: (number | null)[][] }} */
   const out = { times: [], columns: columns.map(() => []) };
   const push = (/** @type {number} */ time, /** @type {number | null} */ i) => {
     out.times.push(time);
     out.columns.forEach((column, k) => column.push(i === null ? null : columns[k][i]));
   };
-  const within = (/** @type {number} */ time) =>
-    gaps.some((gap) => time >= gap.tradeFrom && time + width <= gap.tradeTo);
+  const spans = (
+    /** @type {{ tradeFrom: number, tradeTo: number }} */ gap,
+    /** @type {number} */ t,
+  ) => t >= gap.tradeFrom && t + width <= gap.tradeTo;
   let g = 0;
   let broken = false; // whether a point of gap g was nulled
   for (let i = 0; i < times.length; i++) {
-    // The gaps that end before this point: a null at the middle of each still unbroken.
-    while (g < gaps.length && gaps[g].tradeTo <= times[i]) {
-      const middle = Math.floor((gaps[g].tradeFrom + gaps[g].tradeTo) / 2);
+    // The gaps whose middle is before this point: a null there for each still unbroken.
+    while (g < gaps.length && middleOf(gaps[g]) < times[i]) {
       const before = out.times.at(-1);
-      if (!broken && before !== undefined && before < middle && middle < times[i]) {
-        push(middle, null);
+      if (!broken && before !== undefined && before < middleOf(gaps[g])) {
+        push(middleOf(gaps[g]), null);
       }
       g++;
       broken = false;
     }
-    const gone = gaps.length > 0 && within(times[i]);
-    if (gone && g < gaps.length && times[i] >= gaps[g].tradeFrom) broken = true;
+    const gone = gaps.some((gap) => spans(gap, times[i]));
+    if (g < gaps.length && spans(gaps[g], times[i])) broken = true;
     push(times[i], gone ? null : i);
   }
   return out;
+}
+
+/** @param {{ tradeFrom: number, tradeTo: number }} gap */
+function middleOf(gap) {
+  return Math.floor((gap.tradeFrom + gap.tradeTo) / 2);
 }
