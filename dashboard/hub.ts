@@ -267,7 +267,7 @@ export class Hub {
     }${feed},"streams":${this.#clients.size},"now":${now}}`;
   }
 
-  /** The subscription's window of candles and its warm-up, with the stats of every symbol. */
+  /** The subscription's window of candles, with the stats of every symbol. */
   #snapshotFrame(sub: Subscription): Uint8Array {
     const aggregator = this.#options.aggregator;
     const revision = aggregator.revision();
@@ -276,6 +276,7 @@ export class Hub {
       const all = aggregator.candles(sub.symbol, sub.intervalMs);
       const last = all.at(-1);
       if (last !== undefined) {
+        // The window, and before it the indicators' warm-up.
         const first = firstFrom(all, last.start - sub.windowMs + sub.intervalMs);
         candles = all.slice(Math.max(0, first - WARMUP_CANDLES));
       }
