@@ -60,8 +60,6 @@ Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked
         const page = await browser.newPage();
         const log = recordPage(page);
         await page.goto(`${dashboard.url}#symbol=AAPL&window=1m`);
-        await page.click("input[name=rsi]");
-        await page.click("#compare-toggle");
         // RSI 14 has a value from the 15th candle: some before the gap.
         await waitFor(
           page,
@@ -103,7 +101,12 @@ Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked
           legend,
           /disconnected [\d.]+[sm]: closed by server, code 1001 "server restart"; then refused \d+ times? \(HTTP 503 at the handshake\)/,
         );
+        const png = await page.screenshot();
+        if (SCREENSHOT) await Deno.writeFile(SCREENSHOT, png);
+
         // The RSI pane and the compare chart break inside the gap too.
+        await page.click("input[name=rsi]");
+        await page.click("#compare-toggle");
         const gaps = (await (await fetch(new URL("/api/feed", dashboard.url))).json()).gaps;
         const gap = gaps.find((g: { reason: string }) => g.reason === "disconnected");
         for (const id of ["rsi-chart", "compare-chart"]) {
@@ -111,8 +114,6 @@ Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked
             args: [id, gap.tradeFrom, gap.tradeTo],
           });
         }
-        const png = await page.screenshot();
-        if (SCREENSHOT) await Deno.writeFile(SCREENSHOT, png);
         const problems = log.console.filter((line) => /error|uncaught|violat/i.test(line));
         assert.deepEqual(problems, [], "no console errors");
       });
