@@ -71,6 +71,7 @@ const FILES: Record<string, { file: URL; type: string }> = {
   "/watchlist.js": { file: page("watchlist.js"), type: JS },
   "/compare.js": { file: page("compare.js"), type: JS },
   "/alerts.js": { file: page("alerts.js"), type: JS },
+  "/gaps.js": { file: page("gaps.js"), type: JS },
   "/style.css": { file: page("style.css"), type: CSS },
   "/watchlist.css": { file: page("watchlist.css"), type: CSS },
   "/charts.css": { file: page("charts.css"), type: CSS },

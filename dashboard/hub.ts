@@ -9,6 +9,12 @@
  * trade rate. Each push is built once per (symbol, interval) and the same bytes go
  * to every client that follows it. A heartbeat pushes every `heartbeatMs` even when
  * nothing traded, so ages and the connection state stay current on the page.
+ *
+ * A snapshot's candles are the window and, before it, up to `WARMUP_CANDLES` more
+ * (the warm-up): the page computes its indicators over all of them and draws only
+ * the window, so an indicator's value at a candle does not depend on the window
+ * (SMA 500 is whole from the left edge; EMA and RSI are seeded 500 candles back).
+ * The snapshot names the count it used (`warmup`); the page keeps as many.
  */
 
 import type { Aggregator, Candle, ConsumerStatus } from "../consumer/candles.ts";
@@ -18,6 +24,10 @@ import { encodeEvent, SseClient } from "./sse.ts";
 import { candleRowsJson, safeJson } from "./wire.ts";
 import { sparks } from "./spark.ts";
 import { marketOf } from "../lib/market_hours.ts";
+import { MAX_PERIOD } from "../lib/indicators.js";
+
+/** Candles sent before a snapshot's window: the longest indicator period the page offers. */
+export const WARMUP_CANDLES = MAX_PERIOD;
 
 /** What the hub reads from the consumer's Aggregator (consumer/candles.ts). */
 export type AggregatorView = Pick<
@@ -266,14 +276,16 @@ export class Hub {
       const all = aggregator.candles(sub.symbol, sub.intervalMs);
       const last = all.at(-1);
       if (last !== undefined) {
-        candles = all.slice(firstFrom(all, last.start - sub.windowMs + sub.intervalMs));
+        // The window, and before it the indicators' warm-up.
+        const first = firstFrom(all, last.start - sub.windowMs + sub.intervalMs);
+        candles = all.slice(Math.max(0, first - WARMUP_CANDLES));
       }
     }
     // The symbol's market (lib/market_hours.ts): the page's exchange clock and session marks.
     const market = sub.symbol === null ? null : marketOf(sub.symbol);
     const data = `{"symbol":${safeJson(sub.symbol)},"market":${
       safeJson(market)
-    },"interval":${sub.intervalMs},"window":${sub.windowMs},"intervals":${
+    },"interval":${sub.intervalMs},"window":${sub.windowMs},"warmup":${WARMUP_CANDLES},"intervals":${
       safeJson(aggregator.intervals())
     },"rev":${revision},"candles":${candleRowsJson(candles)},"sparks":${
       safeJson(sparks(aggregator))

@@ -156,6 +156,13 @@ function strength(gain, loss) {
  * @typedef {{ sma: number | null, ema: number | null, bollinger: boolean, rsi: boolean }} Choice
  */
 
+/**
+ * The longest period the page offers (readChoice accepts 2 to this). The hub sends
+ * this many candles before a window (dashboard/hub.ts), so SMA and Bollinger are
+ * whole from the window's left edge and EMA and RSI are seeded that far back.
+ */
+export const MAX_PERIOD = 500;
+
 /** @type {Readonly<Choice>} */
 export const NO_INDICATORS = Object.freeze({ sma: null, ema: null, bollinger: false, rsi: false });
 
@@ -167,7 +174,7 @@ export function readChoice(raw) {
   const value = /** @type {Record<string, unknown>} */ (typeof raw === "object" && raw ? raw : {});
   /** @param {unknown} p */
   const period = (p) =>
-    Number.isInteger(p) && Number(p) >= 2 && Number(p) <= 500 ? Number(p) : null;
+    Number.isInteger(p) && Number(p) >= 2 && Number(p) <= MAX_PERIOD ? Number(p) : null;
   return {
     sma: period(value.sma),
     ema: period(value.ema),

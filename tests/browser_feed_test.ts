@@ -4,8 +4,10 @@
  * with HTTP 503 for a few seconds; the producer writes the gap to the feed topic;
  * the dashboard consumer reads it back; headless Chromium shows it: both charts
  * shade it, the legend names its reason and length under the cursor, the
- * watchlist marks AAPL with GAP, and the pipeline panel says "Finnhub live · 1
- * reconnect today". `UPDATE_SCREENSHOT=1` writes docs/feed-gap.png.
+ * watchlist marks AAPL with GAP, the pipeline panel says "Finnhub live · 1
+ * reconnect today", and every line breaks inside the gap: price, the RSI pane and
+ * the compare chart (dashboard/static/gaps.js). `UPDATE_SCREENSHOT=1` writes
+ * docs/feed-gap.png.
  */
 
 import assert from "node:assert/strict";
@@ -22,7 +24,20 @@ const SCREENSHOT = Deno.env.get("UPDATE_SCREENSHOT") === "1"
   : undefined;
 const REFUSED_MS = 4_000;
 
-Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked in the watchlist", async () => {
+/**
+ * Whether a chart's drawn data (`el.drawn`: uPlot's [times, values]) breaks inside
+ * [from, to]: a null point there, with prices before and after it.
+ */
+const breaksIn = (id: string, from: number, to: number) => {
+  const el = document.getElementById(id) as unknown as { drawn?: (number | null)[][] };
+  if (el.drawn === undefined) return false;
+  const [times, values] = el.drawn;
+  const i = times.findIndex((t, k) => t! >= from && t! <= to && values[k] === null);
+  return i > 0 && values.slice(0, i).some((v) => v !== null) &&
+    values.slice(i).some((v) => v !== null);
+};
+
+Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked in the watchlist, every line broken", async () => {
   const fake = new FakeFinnhub();
   fake.pingEvery(1_000);
   try {
@@ -45,10 +60,12 @@ Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked
         const page = await browser.newPage();
         const log = recordPage(page);
         await page.goto(`${dashboard.url}#symbol=AAPL&window=1m`);
+        // RSI 14 has a value from the 15th candle: some before the gap.
         await waitFor(
           page,
           "the chart to fill",
-          () => Number(document.getElementById("price-chart")!.dataset.points) >= 5,
+          () => Number(document.getElementById("price-chart")!.dataset.points) >= 17,
+          { timeout: 30_000 },
         );
         assert.match(await text(page, "stat-feed"), /^Finnhub live · 0 reconnects today$/);
 
@@ -86,6 +103,17 @@ Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked
         );
         const png = await page.screenshot();
         if (SCREENSHOT) await Deno.writeFile(SCREENSHOT, png);
+
+        // The RSI pane and the compare chart break inside the gap too.
+        await page.click("input[name=rsi]");
+        await page.click("#compare-toggle");
+        const gaps = (await (await fetch(new URL("/api/feed", dashboard.url))).json()).gaps;
+        const gap = gaps.find((g: { reason: string }) => g.reason === "disconnected");
+        for (const id of ["rsi-chart", "compare-chart"]) {
+          await waitFor(page, `${id} broken in the gap`, breaksIn, {
+            args: [id, gap.tradeFrom, gap.tradeTo],
+          });
+        }
         const problems = log.console.filter((line) => /error|uncaught|violat/i.test(line));
         assert.deepEqual(problems, [], "no console errors");
       });

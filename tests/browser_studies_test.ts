@@ -48,8 +48,10 @@ function recentOpen(now: number): number {
 
 interface Held {
   studies: string;
+  /** The candles held: the view (the window) starts at `from`, the rest is warm-up. */
   times: number[];
   close: number[];
+  from: number;
   values: ReturnType<typeof compute>;
   overlays: (number | null)[][];
   ms: number;
@@ -161,11 +163,11 @@ Deno.test("indicators in Chromium: drawn, equal to lib/indicators.js, remembered
         );
         await new Promise((resolve) => setTimeout(resolve, 300)); // the frame after
         const page1 = await held(page);
-        assert.equal(page1.close.length, points);
+        assert.equal(page1.close.length - page1.from, points);
         const mine = compute(page1.close, { sma: 20, ema: 9, bollinger: true, rsi: true });
         assert.deepEqual(page1.values, mine, "the page holds lib/indicators.js's values");
-        assert.deepEqual(page1.overlays[0], mine.sma, "the SMA line is the SMA");
-        assert.deepEqual(page1.overlays[2], mine.bollinger!.upper);
+        assert.deepEqual(page1.overlays[0], mine.sma!.slice(page1.from), "the SMA line is the SMA");
+        assert.deepEqual(page1.overlays[2], mine.bollinger!.upper.slice(page1.from));
         // The same candles as the server's one-second candles in the window.
         const api = await (await fetch(
           new URL(`/api/candles?symbol=AAPL&interval=1s&from=${page1.times[0]}`, dashboard.url),
@@ -212,7 +214,7 @@ Deno.test("indicators in Chromium: drawn, equal to lib/indicators.js, remembered
         await page.click("#csv-download");
         const file = await waitForFile(downloads);
         const csv = await Deno.readTextFile(join(downloads, file));
-        const rows = api.candles.filter((row: number[]) => row[0] >= shown.times[0]);
+        const rows = api.candles.filter((row: number[]) => row[0] >= shown.times[shown.from]);
         assert.equal(csv, formatCandleCsv(rows));
         // The server names the file of the same candles exactly as the page does.
         const server = await fetch(
@@ -224,9 +226,10 @@ Deno.test("indicators in Chromium: drawn, equal to lib/indicators.js, remembered
         await server.body?.cancel();
         assert.equal(server.headers.get("content-disposition"), `attachment; filename="${file}"`);
         await session.detach();
-
         const png = await page.screenshot();
         if (SCREENSHOT) await Deno.writeFile(SCREENSHOT, png);
+
+        await warmUpSteps(page, dashboard.url);
         const problems = log.console.filter((line) => /error|uncaught|violat/i.test(line));
         assert.deepEqual(problems, [], "no console errors");
       });
@@ -237,6 +240,53 @@ Deno.test("indicators in Chromium: drawn, equal to lib/indicators.js, remembered
     }
   });
 });
+
+/**
+ * The indicators do not depend on the window they are seen in: the hub sends 500
+ * candles before the window (hub.ts WARMUP_CANDLES) and the page computes over them.
+ * On the 5m window SMA 500 is whole from the left edge and equals SMA 500 over the
+ * hub's candles; EMA 50 at the last candle reads the same on the 5m and 1m windows.
+ */
+async function warmUpSteps(page: Page, url: string) {
+  for (const [name, period] of [["sma", "500"], ["ema", "50"]]) {
+    await page.click(`input[name=${name}-period]`, { count: 3 });
+    await page.keyboard.type(period);
+    await page.keyboard.press("Tab");
+  }
+  const onWindow = async (name: string, most: number) => {
+    await page.click(`#window-picker button[data-window="${name}"]`);
+    await waitFor(page, `the ${name} window with its warm-up`, (most: number) => {
+      const el = document.getElementById("price-chart")!;
+      const points = Number(el.dataset.points);
+      return el.dataset.studies === "SMA 500,EMA 50,BB,RSI" && points > 0 && points <= most;
+    }, { args: [most] });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the frame after
+    return await held(page);
+  };
+  const wide = await onWindow("5m", 301);
+  assert.equal(wide.from, 500, "500 candles of warm-up before the window");
+  const first = wide.values.sma![wide.from];
+  assert.ok(typeof first === "number", "SMA 500 is whole from the window's left edge");
+  assert.equal(wide.overlays[0][0], first, "and drawn there");
+  const api = await (await fetch(
+    new URL("/api/candles?symbol=AAPL&interval=1s&format=json", url),
+  )).json();
+  const times = api.candles.map((row: number[]) => row[0]);
+  const reference = compute(api.candles.map((row: number[]) => row[4]), {
+    sma: 500,
+    ema: null,
+    bollinger: false,
+    rsi: false,
+  }).sma![times.indexOf(wide.times[wide.from])]!;
+  // The same 500 closes; the running sum's rounding depends on where the series starts.
+  assert.ok(Math.abs(first - reference) <= 1e-9 * reference, `${first} vs ${reference}`);
+
+  const narrow = await onWindow("1m", 61);
+  assert.equal(narrow.times.at(-1), wide.times.at(-1), "the same last candle");
+  const [a, b] = [narrow.values.ema!.at(-1)!, wide.values.ema!.at(-1)!];
+  // Seeded 560 and 800 candles back: the seeds' difference has shrunk by (49/51)^510 ≈ 1e-9.
+  assert.ok(Math.abs(a - b) <= 1e-9 * b, `EMA 50 on 1m ${a} vs on 5m ${b}`);
+}
 
 const dataset = (page: Page, key: string) =>
   page.evaluate((key) => document.getElementById("price-chart")!.dataset[key], key);

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
+import { WARMUP_CANDLES } from "../dashboard/hub.ts";
 import { type Dashboard, serveDashboard } from "../dashboard/server.ts";
 import { encodeEvent } from "../dashboard/sse.ts";
 import { safeJson } from "../dashboard/wire.ts";
@@ -92,9 +93,9 @@ Deno.test("sse wire format: one event per frame, JSON that cannot read as markup
   assert.deepEqual(JSON.parse(text), { symbol: XSS, note: "a & b" });
 });
 
-Deno.test("a client gets a snapshot of its window, then deltas that rebuild the same candles", async () => {
+Deno.test("a client gets a snapshot of its window and its warm-up, then deltas that rebuild the same candles", async () => {
   const aggregator = newAggregator();
-  for (let i = 0; i < 600; i++) aggregator.apply(trade("AAPL", 190 + (i % 7), 10, T0 + i * 500));
+  for (let i = 0; i < 1400; i++) aggregator.apply(trade("AAPL", 190 + (i % 7), 10, T0 + i * 500));
   aggregator.apply(trade("MSFT", 410, 5, T0));
   await withDashboard(aggregator, {}, async (dashboard) => {
     const response = await events(dashboard, "symbol=AAPL&window=1m");
@@ -109,11 +110,13 @@ Deno.test("a client gets a snapshot of its window, then deltas that rebuild the 
       "MSFT",
     ]);
     view.apply(snapshot);
-    // The window is the last minute of trade time, not all 300 kept seconds.
-    const last = T0 + 599 * 500;
-    const from = Math.floor(last / 1000) * 1000 - 59_000;
+    // The window is the last minute of trade time, and before it the indicators'
+    // warm-up (WARMUP_CANDLES, 500 one-second candles): not all 700 kept seconds.
+    const last = T0 + 1399 * 500;
+    const from = Math.floor(last / 1000) * 1000 - 59_000 - WARMUP_CANDLES * 1000;
+    assert.equal(snapshot.data.warmup, WARMUP_CANDLES);
     assert.deepEqual(view.sorted(), expected(aggregator, "AAPL", from));
-    assert.equal(view.rows.size, 60);
+    assert.equal(view.rows.size, 60 + WARMUP_CANDLES);
 
     // New trades, one of them late (it lands in an older candle), then a notify.
     let id = revisionOf(snapshot.id);
@@ -415,6 +418,7 @@ Deno.test("symbols reach the page as text: escaped JSON, no markup in HTML, no i
         "app.js",
         "charts.js",
         "format.js",
+        "gaps.js",
         "indicators.js",
         "calendar.js",
         "panels.js",

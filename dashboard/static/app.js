@@ -6,7 +6,8 @@
 
 import { createCandleChart, createPriceChart, fitToBox } from "./charts.js";
 import { initAlerts, onAlerts } from "./alerts.js";
-import { formatAge, formatClock, formatInterval, priceDecimals } from "./format.js";
+import { formatClock, formatInterval, priceDecimals } from "./format.js";
+import { breakAtGaps, feedGaps } from "./gaps.js";
 import { createStudies } from "./studies.js";
 import {
   $,
@@ -37,7 +38,7 @@ const RETRY_MAX_MS = 15_000;
 /** The column each field of a Row goes to, in the Row's order. */
 const COLUMNS = ["t", "o", "h", "l", "c", "v", "w", "n"];
 
-/** Candles of the chosen symbol as columns, sorted by time, bounded by the window. */
+/** Candles of the chosen symbol as columns, sorted by time. */
 function emptySeries() {
   return { t: [], o: [], h: [], l: [], c: [], v: [], w: [], n: [] };
 }
@@ -51,6 +52,11 @@ const state = {
   zone: undefined,
   window: "5m",
   interval: 1000,
+  /** The candles held: the window and up to `warmup` before it, for the indicators. */
+  held: emptySeries(),
+  /** How many candles before the window the hub sends and the page keeps (hub.ts). */
+  warmup: 0,
+  /** The candles in view (the window): what is drawn, quoted and exported. */
   series: emptySeries(),
   /** @type {Map<string, any>} latest SymbolStats by symbol */
   stats: new Map(),
@@ -105,13 +111,26 @@ function upsert(series, /** @type {Row} */ row) {
   }
 }
 
-/** Drops candles that left the window, so memory stays bounded however long the tab is open. */
-function trim(series) {
+/** The index of the first candle in view: the window ends with the last candle. */
+function windowStart(series) {
   const count = series.t.length;
-  if (count === 0) return;
-  const cutoff = series.t[count - 1] - WINDOWS[state.window] + state.interval;
-  const drop = lowerBound(series.t, cutoff);
-  if (drop > 0) { for (const key of Object.keys(series)) series[key].splice(0, drop); }
+  if (count === 0) return 0;
+  return lowerBound(series.t, series.t[count - 1] - WINDOWS[state.window] + state.interval);
+}
+
+/**
+ * Drops candles before the window and its warm-up, so memory stays bounded
+ * however long the tab is open.
+ */
+function trim(series) {
+  const drop = windowStart(series) - state.warmup;
+  if (drop > 0) { for (const key of COLUMNS) series[key].splice(0, drop); }
+}
+
+/** The columns from index `from` on (the same object when that is all of them). */
+function columnsFrom(series, from) {
+  if (from === 0) return series;
+  return Object.fromEntries(COLUMNS.map((key) => [key, series[key].slice(from)]));
 }
 
 // --- stream --------------------------------------------------------------------
@@ -160,9 +179,10 @@ function onSnapshot(message, id) {
   }
   state.interval = message.interval;
   state.market = message.market ?? null;
+  state.warmup = message.warmup ?? 0;
   const series = emptySeries();
   for (const row of message.candles) upsert(series, row);
-  state.series = series;
+  state.held = series;
   trim(series);
   watchlist.seed(message);
   onCommon(message);
@@ -172,8 +192,8 @@ function onSnapshot(message, id) {
 function onDelta(message, id) {
   state.lastEventId = id || null;
   if (message.symbol === state.symbol && message.interval === state.interval) {
-    for (const row of message.candles) upsert(state.series, row);
-    trim(state.series);
+    for (const row of message.candles) upsert(state.held, row);
+    trim(state.held);
   }
   onCommon(message);
 }
@@ -215,7 +235,7 @@ const candleChart = createCandleChart(candleEl, (idx, time) => {
 });
 fitToBox(priceChart, priceEl);
 fitToBox(candleChart, candleEl);
-const updateStudies = createStudies({
+const studies = createStudies({
   priceChart,
   candleChart,
   priceEl,
@@ -228,42 +248,6 @@ const updateStudies = createStudies({
 /** The chart data of the last draw, for the legends. */
 let drawn = { price: null, candles: null, decimals: 2, gaps: [] };
 
-/**
- * The feed gaps of the chosen symbol in which trades may be missing (consumer/feed.ts
- * decides: a Kafka delay lost none), with their length for the band's label.
- */
-function feedGaps() {
-  const gaps = state.feed?.gaps ?? [];
-  return gaps.filter((gap) =>
-    gap.tradesMissing && (gap.symbols.length === 0 || gap.symbols.includes(state.symbol))
-  ).map((gap) => ({ ...gap, length: formatAge(gap.to - gap.from) }));
-}
-
-/**
- * The price columns with a null point inside each gap, so the line breaks there
- * instead of drawing the missing stretch as a quiet market.
- */
-function breakAtGaps(times, close, vwap, gaps) {
-  if (gaps.length === 0) return { times, close, vwap };
-  const out = { times: [], close: [], vwap: [] };
-  let g = 0;
-  for (let i = 0; i < times.length; i++) {
-    while (g < gaps.length && gaps[g].tradeFrom < times[i]) {
-      const middle = Math.floor((gaps[g].tradeFrom + gaps[g].tradeTo) / 2);
-      if (out.times.length > 0 && middle > out.times.at(-1) && middle < times[i]) {
-        out.times.push(middle);
-        out.close.push(null);
-        out.vwap.push(null);
-      }
-      g++;
-    }
-    out.times.push(times[i]);
-    out.close.push(close[i]);
-    out.vwap.push(vwap[i]);
-  }
-  return out;
-}
-
 /** setData at most once per animation frame, however many pushes arrived since the last. */
 function requestDraw() {
   if (state.drawScheduled) return;
@@ -273,7 +257,8 @@ function requestDraw() {
 
 function draw() {
   state.drawScheduled = false;
-  const s = state.series;
+  const from = windowStart(state.held);
+  const s = (state.series = columnsFrom(state.held, from));
   const count = s.t.length;
   const windowMs = WINDOWS[state.window];
   const right = count > 0 ? s.t[count - 1] + state.interval : Date.now() + state.clockOffset;
@@ -292,10 +277,15 @@ function draw() {
     vwap[i] = volume > 0 ? priceVolume / volume : null;
   }
   const candles = bucket(s, Math.max(state.interval, windowMs / CANDLES_PER_WINDOW));
-  const gaps = feedGaps();
-  const line = breakAtGaps(s.t, s.c, vwap, gaps);
+  const gaps = feedGaps(state.feed, [state.symbol]);
+  // Price, VWAP and the indicators of the candles in view (studies.js), broken at gaps.
+  const columns = [s.c, vwap, ...studies.columns(from)];
+  const line = breakAtGaps({ times: s.t, columns, width: state.interval }, gaps);
+  const [close, lineVwap, ...indicators] = line.columns;
   priceChart.setData({
-    ...line,
+    times: line.times,
+    close,
+    vwap: lineVwap,
     // The tag takes the colour of the last candle in the candlestick view below.
     up: candles.t.length === 0 || candles.c.at(-1) >= candles.o.at(-1),
     volumeBars: {
@@ -307,7 +297,7 @@ function draw() {
     xRange,
     priceDecimals: decimals,
     feedGaps: gaps,
-    overlays: updateStudies(line, xRange),
+    overlays: studies.draw(line.times, indicators, xRange),
   });
   candleChart.setData(
     candles.t,
@@ -322,7 +312,7 @@ function draw() {
     gaps,
   );
 
-  drawn = { price: { t: line.times, c: line.close, vwap: line.vwap }, candles, decimals, gaps };
+  drawn = { price: { t: line.times, c: close, vwap: lineVwap }, candles, decimals, gaps };
   priceEl.dataset.points = String(count);
   priceEl.dataset.last = String(count > 0 ? s.t[count - 1] : 0);
   candleEl.dataset.points = String(candles.t.length);
@@ -360,7 +350,7 @@ function bucket(s, width) {
 function selectSymbol(symbol) {
   if (symbol === state.symbol) return;
   state.symbol = symbol;
-  state.series = emptySeries();
+  state.held = emptySeries();
   state.lastEventId = null;
   state.cursor = { price: null, candle: null, time: null };
   saveLocation();
@@ -376,7 +366,7 @@ function selectWindow(name) {
   }
   if (name === state.window) return;
   state.window = name;
-  state.series = emptySeries();
+  state.held = emptySeries();
   state.lastEventId = null;
   saveLocation();
   requestDraw();

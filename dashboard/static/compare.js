@@ -7,7 +7,8 @@
 
 import uPlot from "./vendor/uPlot.esm.js";
 import { baseOptions, drawGaps, fitToBox } from "./charts.js";
-import { formatAge, formatPct, sourceMark } from "./format.js";
+import { formatPct, sourceMark } from "./format.js";
+import { breakAtGaps, feedGaps } from "./gaps.js";
 
 const STORAGE = "market-stream.compare";
 const MAX_SYMBOLS = 6;
@@ -29,6 +30,14 @@ function load() {
   return { on: false, symbols: [] };
 }
 
+function store(on, symbols) {
+  try {
+    localStorage.setItem(STORAGE, JSON.stringify({ on, symbols }));
+  } catch {
+    // storage turned off: the choice lasts as long as the page
+  }
+}
+
 /** Each line as % change from its first price in the window (null before it). */
 function percentLines(sparks, symbols) {
   return symbols.map((symbol) => {
@@ -38,6 +47,113 @@ function percentLines(sparks, symbols) {
   });
 }
 
+/** A plot with one series per chosen symbol, shading `gaps()` (made again when the set changes). */
+function buildPlot(el, { chosen, gaps }) {
+  const opts = baseOptions(el.clientWidth || 600, el.clientHeight || 240, { value: 2 }, () => {});
+  opts.scales.price = { auto: true };
+  opts.padding = [12, 4, 0, 30]; // room for the first time label's hours
+  opts.axes[1].values = (_u, splits) => splits.map((v) => formatPct(v, 2));
+  opts.series = [
+    {},
+    ...chosen.map((symbol, i) => ({
+      label: symbol,
+      scale: "price",
+      stroke: PALETTE[i % PALETTE.length],
+      width: 1.5,
+      spanGaps: false,
+    })),
+  ];
+  opts.hooks.drawClear = [(u) => (el.dataset.gaps = String(drawGaps(u, gaps())))];
+  el.dataset.series = String(chosen.length);
+  return new uPlot(opts, [[], ...chosen.map(() => [])], el);
+}
+
+/** The last % change of a line into a chip's value, coloured by its sign. */
+function setPct(el, line) {
+  const pct = line.findLast((v) => v !== null);
+  el.className = `compare-pct ${pct > 0 ? "up" : pct < 0 ? "down" : ""}`;
+  el.textContent = pct === undefined ? "—" : formatPct(pct);
+}
+
+/** One symbol's chip: its colour, name, source mark, % change and a remove button. */
+function chip({ symbol, index, source, line, remove }) {
+  const chip = document.createElement("span");
+  chip.className = "compare-chip";
+  chip.dataset.symbol = symbol;
+  chip.style.setProperty("--swatch", PALETTE[index % PALETTE.length]);
+  const name = document.createElement("b");
+  name.textContent = symbol;
+  chip.append(name);
+  const mark = sourceMark(source);
+  if (mark) {
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.dataset.source = source;
+    tag.textContent = mark === "SIMULATED" ? "SIM" : mark;
+    chip.append(tag);
+  }
+  const value = document.createElement("span");
+  setPct(value, line);
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = "×";
+  button.title = `Remove ${symbol}`;
+  button.addEventListener("click", remove);
+  chip.append(value, button);
+  return chip;
+}
+
+/** The picker offers the symbols not chosen yet, while there is room. */
+function offer(adder, { chosen, all }) {
+  const offered = all.filter((s) => !chosen.includes(s));
+  const options = [new Option(chosen.length >= MAX_SYMBOLS ? "6 at most" : "+ symbol", "")];
+  if (chosen.length < MAX_SYMBOLS) options.push(...offered.map((s) => new Option(s, s)));
+  const now = [...adder.options].map((o) => o.value).join("\n");
+  if (now !== options.map((o) => o.value).join("\n")) adder.replaceChildren(...options);
+  adder.value = "";
+}
+
+/**
+ * The lines on the sparks' slots, broken at the feed gaps (the same breaker as the
+ * price chart's: gaps.js), into the plot.
+ */
+function drawLines(el, { plot, lines, sparks, gaps }) {
+  const line = breakAtGaps({ times: sparks.times(), columns: lines, width: sparks.stepMs }, gaps);
+  plot.setData([line.times, ...line.columns]);
+  el.drawn = plot.data; // what the chart draws, for tests/browser_feed_test.ts
+  el.dataset.points = String(Math.max(0, ...lines.map((l) => l.filter((v) => v !== null).length)));
+  el.dataset.draws = String(Number(el.dataset.draws ?? 0) + 1);
+}
+
+/**
+ * The chips and the picker: show() rebuilds the chips when the set or a source
+ * mark changed, else updates only their numbers.
+ */
+function createChipRow({ chips, adder, watermark, remove }) {
+  let key = "";
+  return function show({ chosen, byName, lines, all }) {
+    const now = chosen.map((s) => `${s}\u0000${byName.get(s)?.source}`).join("\n");
+    if (now === key) {
+      chips.querySelectorAll(".compare-pct").forEach((value, i) => setPct(value, lines[i]));
+      return;
+    }
+    key = now;
+    chips.replaceChildren(...chosen.map((symbol, index) =>
+      chip({
+        symbol,
+        index,
+        source: byName.get(symbol)?.source,
+        line: lines[index],
+        remove: () => remove(symbol),
+      })
+    ));
+    const marks = new Set(chosen.map((s) => sourceMark(byName.get(s)?.source)).filter(Boolean));
+    watermark.hidden = marks.size === 0;
+    watermark.textContent = [...marks].join(" · ");
+    offer(adder, { chosen, all });
+  };
+}
+
 /**
  * Wires the compare card. `sparks` is the watchlist's SparkStore; `stats` and
  * `feed` give the latest stats by symbol and the producer's feed summary;
@@ -45,12 +161,8 @@ function percentLines(sparks, symbols) {
  */
 export function initCompare({ sparks, stats, feed, current, symbols }) {
   const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
-  const card = $("compare-card");
   const el = $("compare-chart");
-  const chips = $("compare-chips");
   const adder = /** @type {HTMLSelectElement} */ ($("compare-add"));
-  const toggle = $("compare-toggle");
-  const watermark = $("compare-watermark");
   const saved = load();
   let chosen = saved.symbols;
   let on = saved.on;
@@ -59,117 +171,37 @@ export function initCompare({ sparks, stats, feed, current, symbols }) {
   const chart = { plot: null };
   fitToBox(chart, el);
 
-  function save() {
-    try {
-      localStorage.setItem(STORAGE, JSON.stringify({ on, symbols: chosen }));
-    } catch {
-      // storage turned off: the choice lasts as long as the page
-    }
-  }
+  const save = () => store(on, chosen);
 
-  /** A plot with one series per chosen symbol; made again when the set changes. */
   function build() {
     chart.plot?.destroy();
-    const opts = baseOptions(el.clientWidth || 600, el.clientHeight || 240, { value: 2 }, () => {});
-    opts.scales.price = { auto: true };
-    opts.padding = [12, 4, 0, 30]; // room for the first time label's hours
-    opts.axes[1].values = (_u, splits) => splits.map((v) => formatPct(v, 2));
-    opts.series = [
-      {},
-      ...chosen.map((symbol, i) => ({
-        label: symbol,
-        scale: "price",
-        stroke: PALETTE[i % PALETTE.length],
-        width: 1.5,
-        spanGaps: false,
-      })),
-    ];
-    opts.hooks.drawClear = [(u) => (el.dataset.gaps = String(drawGaps(u, gaps)))];
-    chart.plot = new uPlot(opts, [[], ...chosen.map(() => [])], el);
-    el.dataset.series = String(chosen.length);
+    chart.plot = buildPlot(el, { chosen, gaps: () => gaps });
     lastDraw = 0;
   }
 
-  let chipsKey = "";
-
-  /** The chips: rebuilt when the set or a mark changes, else only their numbers. */
-  function showChips() {
-    const byName = stats();
-    const lines = percentLines(sparks, chosen);
-    const key = chosen.map((s) => `${s}\u0000${byName.get(s)?.source}`).join("\n");
-    if (key === chipsKey) {
-      chips.querySelectorAll(".compare-pct").forEach((value, i) => setPct(value, lines[i]));
-      return;
-    }
-    chipsKey = key;
-    chips.replaceChildren(...chosen.map((symbol, i) => {
-      const chip = document.createElement("span");
-      chip.className = "compare-chip";
-      chip.dataset.symbol = symbol;
-      chip.style.setProperty("--swatch", PALETTE[i % PALETTE.length]);
-      const name = document.createElement("b");
-      name.textContent = symbol;
-      chip.append(name);
-      const mark = sourceMark(byName.get(symbol)?.source);
-      if (mark) {
-        const tag = document.createElement("span");
-        tag.className = "tag";
-        tag.dataset.source = byName.get(symbol).source;
-        tag.textContent = mark === "SIMULATED" ? "SIM" : mark;
-        chip.append(tag);
-      }
-      const value = document.createElement("span");
-      setPct(value, lines[i]);
-      const remove = document.createElement("button");
-      remove.type = "button";
-      remove.textContent = "×";
-      remove.title = `Remove ${symbol}`;
-      remove.addEventListener("click", () => setChosen(chosen.filter((s) => s !== symbol)));
-      chip.append(value, remove);
-      return chip;
-    }));
-    const marks = new Set(chosen.map((s) => sourceMark(byName.get(s)?.source)).filter(Boolean));
-    watermark.hidden = marks.size === 0;
-    watermark.textContent = [...marks].join(" · ");
-    // The picker offers the symbols not chosen yet, while there is room.
-    const offered = symbols().filter((s) => !chosen.includes(s));
-    const options = [new Option(chosen.length >= MAX_SYMBOLS ? "6 at most" : "+ symbol", "")];
-    if (chosen.length < MAX_SYMBOLS) options.push(...offered.map((s) => new Option(s, s)));
-    const now = [...adder.options].map((o) => o.value).join("\n");
-    if (now !== options.map((o) => o.value).join("\n")) adder.replaceChildren(...options);
-    adder.value = "";
-  }
-
-  function setPct(el, line) {
-    const pct = line.findLast((v) => v !== null);
-    el.className = `compare-pct ${pct > 0 ? "up" : pct < 0 ? "down" : ""}`;
-    el.textContent = pct === undefined ? "—" : formatPct(pct);
-  }
+  const showChips = createChipRow({
+    chips: $("compare-chips"),
+    adder,
+    watermark: $("compare-watermark"),
+    remove: (symbol) => setChosen(chosen.filter((s) => s !== symbol)),
+  });
+  const chipsNow = () =>
+    showChips({ chosen, byName: stats(), lines: percentLines(sparks, chosen), all: symbols() });
 
   /** The chosen symbol and the next few in the list, when none are chosen yet. */
   function ensureChosen() {
     if (chosen.length > 0) return false;
-    const all = symbols();
     const first = current();
-    chosen = [first, ...all.filter((s) => s !== first)].filter(Boolean).slice(0, 4);
+    chosen = [first, ...symbols().filter((s) => s !== first)].filter(Boolean).slice(0, 4);
     save();
     return chosen.length > 0;
   }
 
   function draw() {
     if (!on || chart.plot === null) return;
-    const times = sparks.times();
-    const lines = percentLines(sparks, chosen);
-    gaps = (feed()?.gaps ?? []).filter((gap) =>
-      gap.tradesMissing &&
-      (gap.symbols.length === 0 || gap.symbols.some((s) => chosen.includes(s)))
-    ).map((gap) => ({ ...gap, length: formatAge(gap.to - gap.from) }));
-    chart.plot.setData([times, ...lines]);
-    el.dataset.points = String(
-      Math.max(0, ...lines.map((l) => l.filter((v) => v !== null).length)),
-    );
-    el.dataset.draws = String(Number(el.dataset.draws ?? 0) + 1);
-    showChips();
+    gaps = feedGaps(feed(), chosen);
+    drawLines(el, { plot: chart.plot, lines: percentLines(sparks, chosen), sparks, gaps });
+    chipsNow();
   }
 
   function setChosen(next) {
@@ -177,24 +209,24 @@ export function initCompare({ sparks, stats, feed, current, symbols }) {
     save();
     build();
     draw();
-    showChips();
+    chipsNow();
   }
 
   function show(next) {
     on = next;
     save();
-    card.hidden = !on;
+    $("compare-card").hidden = !on;
     document.body.dataset.compare = on ? "on" : "off";
-    toggle.setAttribute("aria-pressed", String(on));
+    $("compare-toggle").setAttribute("aria-pressed", String(on));
     if (on) {
       ensureChosen();
       build();
       draw();
-      showChips();
+      chipsNow();
     }
   }
 
-  toggle.addEventListener("click", () => show(!on));
+  $("compare-toggle").addEventListener("click", () => show(!on));
   adder.addEventListener("change", () => {
     if (adder.value !== "") setChosen([...chosen, adder.value]);
   });

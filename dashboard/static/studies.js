@@ -135,42 +135,45 @@ function createRsiChart(el) {
   return chart;
 }
 
-/**
- * Wires the indicator bar, the RSI pane, the zone toggle and the CSV button.
- * `state` is app.js's state (symbol, market, interval, series); `requestDraw`
- * schedules a redraw. Returns update(line, xRange), called by every draw: it
- * gives the price chart's overlay columns, aligned with line.times.
- */
-export function createStudies(
-  { priceChart, candleChart, priceEl, rsiEl, bar, state, requestDraw },
-) {
-  for (const series of OVERLAY_SERIES) {
-    priceChart.plot.addSeries({ scale: "price", spanGaps: false, ...series });
-  }
-  priceChart.plot.setData(priceChart.plot.series.map(() => []), false);
-  let symbol = state.symbol;
-  let choice = storedChoice(symbol);
-  let zone = load(ZONE_KEY) === "exchange" ? "exchange" : "local";
-  let marks = [];
-  let rsiChart = null;
+/** A button of the indicator bar. */
+function barButton({ id, text = "", title = "" }) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.id = id;
+  button.className = "bar-button";
+  button.textContent = text;
+  button.title = title;
+  return button;
+}
 
-  const sma = control(bar, { name: "sma", text: "SMA", period: choice.sma ?? DEFAULT_PERIODS.sma });
-  const ema = control(bar, { name: "ema", text: "EMA", period: choice.ema ?? DEFAULT_PERIODS.ema });
-  const bands = control(bar, { name: "bollinger", text: "BB 20, 2σ" });
-  const strength = control(bar, { name: "rsi", text: "RSI 14" });
-  const zoneButton = document.createElement("button");
-  zoneButton.type = "button";
-  zoneButton.id = "zone-toggle";
-  zoneButton.className = "bar-button";
-  const csvButton = document.createElement("button");
-  csvButton.type = "button";
-  csvButton.id = "csv-download";
-  csvButton.className = "bar-button";
-  csvButton.textContent = "CSV";
-  csvButton.title = "Download the candles in view as CSV";
+/** The indicator bar: a control per indicator, then the zone toggle and the CSV button. */
+function buildBar(bar) {
+  const controls = {
+    sma: control(bar, { name: "sma", text: "SMA", period: DEFAULT_PERIODS.sma }),
+    ema: control(bar, { name: "ema", text: "EMA", period: DEFAULT_PERIODS.ema }),
+    bands: control(bar, { name: "bollinger", text: "BB 20, 2σ" }),
+    strength: control(bar, { name: "rsi", text: "RSI 14" }),
+  };
+  const zoneButton = barButton({ id: "zone-toggle" });
+  const csvButton = barButton({
+    id: "csv-download",
+    text: "CSV",
+    title: "Download the candles in view as CSV",
+  });
   const spacer = document.createElement("span");
   spacer.className = "spacer";
   bar.append(spacer, zoneButton, csvButton);
+  return { controls, zoneButton, csvButton };
+}
+
+/**
+ * The indicator choice: shown by the controls, stored per symbol when they change.
+ * Returns current(): the chosen symbol's choice (loaded when the symbol changed).
+ */
+function wireChoice({ controls, bar, state, requestDraw }) {
+  const { sma, ema, bands, strength } = controls;
+  let symbol = state.symbol;
+  let choice = storedChoice(symbol);
 
   function showChoice() {
     sma.box.checked = choice.sma !== null;
@@ -194,6 +197,24 @@ export function createStudies(
     requestDraw();
   }
   for (const input of bar.querySelectorAll("input")) input.addEventListener("change", readControls);
+  showChoice();
+
+  return function current() {
+    if (state.symbol !== symbol) {
+      symbol = state.symbol;
+      choice = storedChoice(symbol);
+      showChoice();
+    }
+    return choice;
+  };
+}
+
+/**
+ * The zone toggle: axes in the browser's zone or the exchange's, remembered.
+ * Returns apply(), which sets the axes' zone for the chosen symbol's market.
+ */
+function wireZone({ button, state, priceEl, requestDraw }) {
+  let zone = load(ZONE_KEY) === "exchange" ? "exchange" : "local";
 
   function exchangeName() {
     const name = exchangeZone(state.market);
@@ -203,17 +224,65 @@ export function createStudies(
   function applyZone() {
     state.zone = zone === "exchange" ? exchangeZone(state.market) : undefined;
     setAxisZone(state.zone);
-    zoneButton.textContent = zone === "exchange" ? `Time: ${exchangeName()}` : "Time: local";
-    zoneButton.title = "Axes in the browser's time zone or the exchange's";
-    zoneButton.setAttribute("aria-pressed", String(zone === "exchange"));
+    button.textContent = zone === "exchange" ? `Time: ${exchangeName()}` : "Time: local";
+    button.title = "Axes in the browser's time zone or the exchange's";
+    button.setAttribute("aria-pressed", String(zone === "exchange"));
     priceEl.dataset.zone = zone === "exchange" ? exchangeZone(state.market) : "local";
   }
-  zoneButton.addEventListener("click", () => {
+  button.addEventListener("click", () => {
     zone = zone === "exchange" ? "local" : "exchange";
     save(ZONE_KEY, zone);
     applyZone();
     requestDraw();
   });
+  applyZone();
+  return applyZone;
+}
+
+/** The RSI pane: hidden while RSI is off, made the first time it is on. */
+function createRsiPane(rsiEl) {
+  let rsiChart = null;
+  return function show(times, rsi, xRange) {
+    rsiEl.hidden = rsi === null;
+    if (rsi === null) return;
+    rsiChart ??= createRsiChart(rsiEl);
+    rsiChart.plot.batch(() => {
+      rsiChart.plot.setData([times, rsi], false);
+      rsiChart.plot.setScale("x", xRange);
+    });
+    rsiEl.drawn = rsiChart.plot.data; // what the pane draws, for tests/browser_feed_test.ts
+  };
+}
+
+/** The indicators of a choice as a short label ("SMA 20,EMA 9,BB,RSI"). */
+function choiceLabel(choice) {
+  return [
+    choice.sma !== null ? `SMA ${choice.sma}` : "",
+    choice.ema !== null ? `EMA ${choice.ema}` : "",
+    choice.bollinger ? "BB" : "",
+    choice.rsi ? "RSI" : "",
+  ].filter(Boolean).join(",");
+}
+
+/**
+ * Wires the indicator bar, the RSI pane, the zone toggle and the CSV button.
+ * `state` is app.js's state (symbol, market, interval, held: the window and its
+ * warm-up, series: the candles in view); `requestDraw` schedules a redraw.
+ * Each draw calls columns(from) then draw(times, indicators, xRange); see below.
+ */
+export function createStudies(
+  { priceChart, candleChart, priceEl, rsiEl, bar, state, requestDraw },
+) {
+  for (const series of OVERLAY_SERIES) {
+    priceChart.plot.addSeries({ scale: "price", spanGaps: false, ...series });
+  }
+  priceChart.plot.setData(priceChart.plot.series.map(() => []), false);
+  const { controls, zoneButton, csvButton } = buildBar(bar);
+  const currentChoice = wireChoice({ controls, bar, state, requestDraw });
+  const applyZone = wireZone({ button: zoneButton, state, priceEl, requestDraw });
+  const showRsi = createRsiPane(rsiEl);
+  let marks = [];
+  let last = null; // what columns() computed, for draw()
 
   csvButton.addEventListener("click", () => {
     const s = state.series;
@@ -231,62 +300,49 @@ export function createStudies(
   for (const chart of [priceChart, candleChart]) {
     chart.plot.hooks.draw = [...(chart.plot.hooks.draw ?? []), (u) => drawSessionMarks(u, marks)];
   }
-  showChoice();
-  applyZone();
 
-  /** Values at the candle times, null at the points breakAtGaps inserted. */
-  function align(values, times, lineTimes) {
-    if (lineTimes.length === times.length) return values;
-    const out = new Array(lineTimes.length).fill(null);
-    for (let i = 0, j = 0; j < lineTimes.length; j++) {
-      if (lineTimes[j] === times[i]) out[j] = values[i++];
-    }
-    return out;
-  }
+  return {
+    /**
+     * The indicator columns of the candles in view (from index `from` of state.held
+     * on): SMA, EMA, the three bands and RSI, null where off. Each is computed over
+     * every candle held, warm-up included, then cut to the view: a value does not
+     * depend on the window it is seen in.
+     */
+    columns(from) {
+      const choice = currentChoice();
+      const held = state.held;
+      const started = performance.now();
+      const values = compute(held.c, choice);
+      last = { choice, from, values, ms: performance.now() - started };
+      const empty = new Array(held.t.length - from).fill(null);
+      const view = (v) => (v === null ? empty : v.slice(from));
+      const bands = values.bollinger;
+      return [values.sma, values.ema, bands?.upper, bands?.middle, bands?.lower, values.rsi]
+        .map((v) => view(v ?? null));
+    },
 
-  return function update(line, xRange) {
-    if (state.symbol !== symbol) {
-      symbol = state.symbol;
-      choice = storedChoice(symbol);
-      showChoice();
-    }
-    applyZone();
-    const s = state.series;
-    const started = performance.now();
-    const values = compute(s.c, choice);
-    const took = performance.now() - started;
-    const empty = new Array(line.times.length).fill(null);
-    const column = (v) => (v === null ? empty : align(v, s.t, line.times));
-    const overlays = [
-      column(values.sma),
-      column(values.ema),
-      column(values.bollinger?.upper ?? null),
-      column(values.bollinger?.middle ?? null),
-      column(values.bollinger?.lower ?? null),
-    ];
-
-    // Session marks on intraday charts of US stocks (the only hours the page marks).
-    marks = state.market === "us-stock" && state.interval < 86_400_000
-      ? usSessionMarks(xRange.min, xRange.max)
-      : [];
-    priceEl.dataset.sessionMarks = String(marks.length);
-
-    rsiEl.hidden = values.rsi === null;
-    if (values.rsi !== null) {
-      rsiChart ??= createRsiChart(rsiEl);
-      rsiChart.plot.batch(() => {
-        rsiChart.plot.setData([s.t, values.rsi], false);
-        rsiChart.plot.setScale("x", xRange);
-      });
-    }
-    // What the page holds, for the real-browser test (tests/browser_studies_test.ts).
-    priceEl.studies = { choice, times: s.t, close: s.c, values, overlays, ms: took };
-    priceEl.dataset.studies = [
-      choice.sma !== null ? `SMA ${choice.sma}` : "",
-      choice.ema !== null ? `EMA ${choice.ema}` : "",
-      choice.bollinger ? "BB" : "",
-      choice.rsi ? "RSI" : "",
-    ].filter(Boolean).join(",");
-    return overlays;
+    /**
+     * The columns above broken at feed gaps (app.js), aligned with `times`: shows
+     * RSI in its pane, the zone and the session marks; returns the price chart's
+     * overlay columns.
+     */
+    draw(times, indicators, xRange) {
+      const { choice, from, values, ms } = last;
+      applyZone();
+      // Session marks on intraday charts of US stocks (the only hours the page marks).
+      marks = state.market === "us-stock" && state.interval < 86_400_000
+        ? usSessionMarks(xRange.min, xRange.max)
+        : [];
+      priceEl.dataset.sessionMarks = String(marks.length);
+      showRsi(times, values.rsi === null ? null : indicators[5], xRange);
+      const overlays = indicators.slice(0, 5);
+      // What the page holds, for the real-browser test (tests/browser_studies_test.ts):
+      // the candles held (the view starts at `from`), the values over all of them,
+      // and the overlay columns drawn (aligned with the price line).
+      const held = state.held;
+      priceEl.studies = { choice, times: held.t, close: held.c, from, values, overlays, ms };
+      priceEl.dataset.studies = choiceLabel(choice);
+      return overlays;
+    },
   };
 }

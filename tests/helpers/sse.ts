@@ -23,8 +23,9 @@ export interface Frame {
   status: ConsumerStatus;
   streams: number;
   now: number;
-  /** Snapshots: the window and the intervals there are. */
+  /** Snapshots: the window, the candles sent before it (hub.ts), and the intervals there are. */
   window?: number;
+  warmup?: number;
   intervals?: number[];
   /** Deltas: the revision the candles changed after. */
   from?: number;
