@@ -2,14 +2,11 @@
  * lib/indicators.js against independent references on the same candles, to 1e-9:
  * the `ta` package (pandas) and TA-Lib, run by tests/helpers/indicators_reference.py
  * from the virtualenv .ci/run makes (.venv, tests/helpers/requirements.txt).
- * Plus the session marks and the time zone clock the page's axes use, and the
- * candle CSV export (GET /api/candles?format=csv) behind the dashboard's token.
+ * Plus the session marks and the time zone clock the page's axes use.
  */
 
 import assert from "node:assert/strict";
-import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
-import { serveDashboard } from "../dashboard/server.ts";
-import { CANDLE_CSV_HEADER, formatCandleCsv, formatClock } from "../lib/format.js";
+import { formatClock } from "../lib/format.js";
 import { bollinger, compute, ema, readChoice, rsi, sma } from "../lib/indicators.js";
 import { exchangeZone, usSessionMarks, zoneOffsetMinutes } from "../lib/calendar.js";
 import { random } from "./helpers/candles_reference.ts";
@@ -135,83 +132,4 @@ Deno.test("exchange clocks: zones, offsets across DST, and US session marks", ()
   // A weekend holds none; a span inside the session holds none.
   assert.deepEqual(usSessionMarks(Date.UTC(2026, 0, 3), Date.UTC(2026, 0, 4, 23)), []);
   assert.deepEqual(usSessionMarks(winter, winter + 3_600_000), []);
-});
-
-const STATUS: ConsumerStatus = {
-  connected: true,
-  lag: 0,
-  latencyP50Ms: 1,
-  latencyP99Ms: 2,
-  tradesPerSecond: 1,
-  applied: 1,
-  rejected: 0,
-  tooLate: 0,
-  tooEarly: 0,
-  lastTradeAt: 0,
-};
-
-Deno.test("candle CSV: the header, ISO times, numbers only, a download, behind the token", async () => {
-  const token = "csv-test-token-0123456789";
-  const aggregator = new Aggregator({
-    intervalsMs: [1000, 60_000],
-    maxCandles: 600,
-    maxSymbols: 10,
-  });
-  const t0 = Date.UTC(2026, 0, 5, 14, 30);
-  for (let i = 0; i < 5; i++) {
-    aggregator.apply({
-      symbol: "AAPL",
-      price: 190 + i / 4,
-      volume: 2,
-      time: t0 + i * 1000,
-      source: "sim",
-    });
-  }
-  aggregator.apply({ symbol: "AAPL", price: 191.5, volume: 0, time: t0 + 5000, source: "sim" });
-  const controller = new AbortController();
-  const dashboard = serveDashboard({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: controller.signal,
-    aggregator,
-    status: () => STATUS,
-    token,
-  });
-  try {
-    const get = (query: string, auth = true) =>
-      fetch(new URL(`/api/candles?${query}`, dashboard.url), {
-        headers: auth ? { authorization: `Bearer ${token}` } : {},
-      });
-    const refused = await get("symbol=AAPL&interval=1s&format=csv", false);
-    assert.equal(refused.status, 401);
-    await refused.body?.cancel();
-
-    const response = await get("symbol=AAPL&interval=1s&format=csv");
-    assert.equal(response.status, 200);
-    assert.equal(response.headers.get("content-type"), "text/csv; charset=utf-8");
-    assert.equal(
-      response.headers.get("content-disposition"),
-      'attachment; filename="AAPL_1s_2026-01-05T14-30-00-000Z.csv"',
-    );
-    const body = await response.text();
-    const lines = body.split("\r\n");
-    assert.equal(lines[0], "time,open,high,low,close,volume,vwap,trades");
-    assert.equal(lines[0], CANDLE_CSV_HEADER);
-    assert.equal(lines[1], "2026-01-05T14:30:00.000Z,190,190,190,190,2,190,1");
-    assert.equal(lines[6], "2026-01-05T14:30:05.000Z,191.5,191.5,191.5,191.5,0,,1", "no VWAP");
-    assert.equal(lines.length, 8, "six candles and the final line break");
-    const json = await (await get("symbol=AAPL&interval=1s")).json();
-    assert.equal(body, formatCandleCsv(json.candles), "the same rows as the JSON API");
-    for (const line of lines.slice(1, -1)) assert.match(line, /^[0-9TZ:.\-]+(,[0-9.eE+\-]*){7}$/);
-
-    const odd = await get("symbol=AAPL&format=xml");
-    assert.equal(odd.status, 400);
-    assert.match((await odd.json()).error, /^format: "xml" is not csv or json$/);
-    const weird = await get(`symbol=${encodeURIComponent('=HYPERLINK("x")')}&format=csv`);
-    assert.equal(weird.status, 404, "no trades for it: no file");
-    await weird.body?.cancel();
-  } finally {
-    controller.abort();
-    await dashboard.finished;
-  }
 });

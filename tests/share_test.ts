@@ -11,28 +11,13 @@ import { Aggregator } from "../consumer/candles.ts";
 import { ConfigError, loadConfig } from "../config.ts";
 import { Gate, SESSION_COOKIE, SESSION_MAX_AGE_S } from "../lib/auth.ts";
 import { serveMetrics, single } from "../lib/metrics.ts";
-import { serveDashboard } from "../dashboard/server.ts";
+import { withDashboard } from "./helpers/dashboard.ts";
 import { scriptArgs } from "../tools/scripts.ts";
 import { BROKERS } from "./helpers/kafka.ts";
 import { Proc } from "./helpers/processes.ts";
 import { EventReader } from "./helpers/sse.ts";
 
 const TOKEN = "share-test-token-4f1c9a0e7b";
-
-function status() {
-  return {
-    connected: true,
-    lag: 0,
-    latencyP50Ms: 1,
-    latencyP99Ms: 2,
-    tradesPerSecond: 1,
-    applied: 1,
-    rejected: 0,
-    tooLate: 0,
-    tooEarly: 0,
-    lastTradeAt: Date.now(),
-  };
-}
 
 /** console.error's lines while `body` runs (the dashboard logs refused logins there). */
 async function capturingErrors<T>(body: (lines: string[]) => Promise<T>): Promise<T> {
@@ -49,21 +34,11 @@ async function capturingErrors<T>(body: (lines: string[]) => Promise<T>): Promis
 Deno.test("a token-protected dashboard: 401 without, 200 with Bearer, a one-time link for a cookie, 429 after failures", async (t) => {
   const aggregator = new Aggregator({ intervalsMs: [1000], maxCandles: 60, maxSymbols: 10 });
   aggregator.apply({ symbol: "AAPL", price: 190, volume: 1, time: Date.now(), source: "sim" });
-  const controller = new AbortController();
-  await capturingErrors(async (log) => {
-    const dashboard = serveDashboard({
-      hostname: "127.0.0.1",
-      port: 0,
-      signal: controller.signal,
-      aggregator,
-      status,
-      token: TOKEN,
-      maxLoginFailures: 3,
-    });
-    const get = (path: string, headers: Record<string, string> = {}) =>
-      fetch(new URL(path, dashboard.url), { headers, redirect: "manual" });
-    const bearer = { authorization: `Bearer ${TOKEN}` };
-    try {
+  await capturingErrors((log) =>
+    withDashboard(aggregator, { token: TOKEN, maxLoginFailures: 3 }, async (dashboard) => {
+      const get = (path: string, headers: Record<string, string> = {}) =>
+        fetch(new URL(path, dashboard.url), { headers, redirect: "manual" });
+      const bearer = { authorization: `Bearer ${TOKEN}` };
       await t.step(
         "without the token: 401 everywhere but /healthz, which says only ok",
         async () => {
@@ -162,11 +137,8 @@ Deno.test("a token-protected dashboard: 401 without, 200 with Bearer, a one-time
           assert.ok(!log.join("\n").includes("guess") && !log.join("\n").includes(TOKEN));
         },
       );
-    } finally {
-      controller.abort();
-      await dashboard.finished;
-    }
-  });
+    })
+  );
 });
 
 Deno.test("failed logins are counted per address in a bounded table", () => {
