@@ -208,6 +208,27 @@ Deno.test("shared over HTTPS with a token, metrics at both ends, from the real p
                 /error|refused|uncaught|violat/i.test(line)
               );
               assert.deepEqual(problems, [], "no console errors");
+
+              // A link in a chat or a mail is a navigation from another site (here
+              // http://localhost): the Lax cookie comes with it, and the page opens live.
+              const chat = Deno.serve(
+                { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+                () =>
+                  new Response(`<a id="go" href="${url}#symbol=MSFT">the dashboard</a>`, {
+                    headers: { "content-type": "text/html" },
+                  }),
+              );
+              try {
+                await page.goto(`http://localhost:${chat.addr.port}/`);
+                await Promise.all([page.waitForNavigation(), page.click("#go")]);
+                await page.waitForFunction(
+                  () => document.getElementById("connection-text")?.textContent === "live",
+                  { polling: 100, timeout: 15_000 },
+                );
+                assert.ok(page.url().endsWith("#symbol=MSFT"), page.url());
+              } finally {
+                await chat.shutdown();
+              }
             },
           );
         },
