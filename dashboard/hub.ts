@@ -68,6 +68,8 @@ export interface HubMetrics {
 interface Client {
   readonly sse: SseClient;
   readonly sub: Subscription;
+  /** Alerts in frames it missed: its resync snapshot carries them (the page dedupes). */
+  missed?: readonly FiredAlert[];
 }
 
 /**
@@ -206,6 +208,7 @@ export class Hub {
         }
       }
       if (sse.stale) {
+        if (alerts) client.missed = [...client.missed ?? [], ...alerts].slice(-50);
         this.#resync(client);
         continue;
       }
@@ -215,14 +218,18 @@ export class Hub {
         frame = this.#deltaFrame(sub, since, revision, { tail });
         frames.set(key, frame);
       }
-      this.#send(client, frame);
+      if (!this.#send(client, frame) && alerts) client.missed = alerts;
     }
     this.#metrics.pushes++;
   }
 
   /** A client that missed frames gets a snapshot once it has read everything queued. */
   #resync(client: Client): void {
-    if (client.sse.queuedBytes === 0 && this.#send(client, this.#snapshotFrame(client.sub))) {
+    if (
+      client.sse.queuedBytes === 0 &&
+      this.#send(client, this.#snapshotFrame(client.sub, client.missed))
+    ) {
+      client.missed = undefined;
       client.sse.markFresh();
       this.#metrics.resyncs++;
     }
@@ -258,7 +265,7 @@ export class Hub {
   }
 
   /** The subscription's window of candles, with the stats of every symbol. */
-  #snapshotFrame(sub: Subscription): Uint8Array {
+  #snapshotFrame(sub: Subscription, alerts?: readonly FiredAlert[]): Uint8Array {
     const aggregator = this.#options.aggregator;
     const revision = aggregator.revision();
     let candles: readonly Candle[] = [];
@@ -277,7 +284,7 @@ export class Hub {
       safeJson(aggregator.intervals())
     },"rev":${revision},"candles":${candleRowsJson(candles)},"sparks":${
       safeJson(sparks(aggregator, Date.now()))
-    }${this.#tail(aggregator.symbols(), { feed: true })}`;
+    }${this.#tail(aggregator.symbols(), { feed: true, alerts })}`;
     return encodeEvent({ id: eventId(this.#boot, revision), event: "snapshot", data, retry: 1000 });
   }
 

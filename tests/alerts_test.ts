@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { loadConfig } from "../config.ts";
 import {
+  alertKey,
   type AlertRule,
   type FiredAlert,
   parseAlertSpecs,
@@ -71,19 +72,38 @@ Deno.test("rule JSON: exactly the fields of its kind", () => {
 
 const T0 = Date.now() - 3600_000;
 
-function setup(rules: AlertRule[], startedAt = T0) {
-  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 7_200, maxSymbols: 10 });
+/** An engine over a fresh aggregation; released and live unless `history`. */
+function setup(rules: AlertRule[], options: { history?: boolean; maxCandles?: number } = {}) {
+  const maxCandles = options.maxCandles ?? 7_200;
+  const aggregator = new Aggregator({ intervalsMs: [1_000, 60_000], maxCandles, maxSymbols: 10 });
   const fired: FiredAlert[] = [];
-  const engine = new AlertEngine({ prices: aggregator, fire: (a) => fired.push(a), startedAt });
+  const warned: string[] = [];
+  const engine = new AlertEngine({
+    prices: aggregator,
+    fire: (a) => fired.push(a),
+    maxCandles,
+    warn: (line) => warned.push(line),
+  });
   for (const rule of rules) engine.setRule(rule);
-  const trade = (symbol: string, price: number, time: number) => {
-    aggregator.apply({ symbol, price, volume: 1, time, source: "sim" });
-    engine.evaluate([symbol]);
+  if (!options.history) {
+    engine.release();
+    engine.goLive();
+  }
+  const trade = (symbol: string, price: number, time: number, now = Date.now()) => {
+    aggregator.apply({ symbol, price, volume: 1, time, source: "sim" }, now);
+    engine.evaluate([symbol], now);
   };
-  return { engine, fired, trade };
+  return { engine, fired, trade, warned };
 }
 
-const rule = (spec: string, createdAt = 0) => ({ ...parseAlertSpecs(spec)[0], createdAt });
+const rule = (spec: string) => parseAlertSpecs(spec)[0];
+/** A rule as the page makes it: its symbol's last trade time when it was made. */
+const pageRule = (spec: string, armedAt: number | null) => ({
+  ...parseAlertSpecs(spec)[0],
+  id: "r-1",
+  createdAt: Date.now(),
+  armedAt,
+});
 
 Deno.test("a crossing fires once, re-arms after crossing back, and a restart fires only on a new crossing", () => {
   const above = rule("AAPL>190");
@@ -97,16 +117,18 @@ Deno.test("a crossing fires once, re-arms after crossing back, and a restart fir
   assert.equal(first.fired[0].source, "sim");
 
   // Restart: the same history again, knowing the last firing (the alerts topic).
-  const again = setup([above]);
+  const again = setup([above], { history: true });
   again.engine.noteFired(first.fired.at(-1)!);
+  again.engine.release();
   prices.forEach((price, i) => again.trade("AAPL", price, T0 + i * 1000));
+  again.engine.goLive();
   assert.equal(again.fired.length, 0, "history does not fire again");
   again.trade("AAPL", 185, T0 + 20_000);
   again.trade("AAPL", 190.1, T0 + 21_000);
   assert.deepEqual(again.fired.map((a) => a.price), [190.1], "a new crossing fires");
 
-  // A rule's first price only sets its state; a rule made later ignores older crossings.
-  const below = setup([rule("AAPL<185", T0 + 5_000)]);
+  // A page rule read back at a restart: crossings before it was made are history.
+  const below = setup([pageRule("AAPL<185", T0 + 5_000)]);
   below.trade("AAPL", 184, T0);
   below.trade("AAPL", 186, T0 + 1_000);
   below.trade("AAPL", 184, T0 + 2_000); // before the rule was made
@@ -117,12 +139,38 @@ Deno.test("a crossing fires once, re-arms after crossing back, and a restart fir
 });
 
 Deno.test("an ALERTS rule that never fired: history before the start is silent", () => {
-  const run = setup([rule("AAPL>190")], T0 + 10_000);
+  const run = setup([rule("AAPL>190")], { history: true });
+  run.engine.release();
   run.trade("AAPL", 189, T0);
-  run.trade("AAPL", 191, T0 + 1_000); // history: before this process started
+  run.trade("AAPL", 191, T0 + 1_000); // history: on the topic before this process started
+  run.engine.goLive();
   run.trade("AAPL", 189, T0 + 11_000);
   run.trade("AAPL", 191, T0 + 12_000);
   assert.deepEqual(run.fired.map((a) => a.tradeTime), [T0 + 12_000]);
+});
+
+Deno.test("a replayed recording (dated last week) fires as it would have live", () => {
+  const week = Date.now() - 7 * 86_400_000;
+  const run = setup([rule("AAPL>190")]);
+  run.trade("AAPL", 189, week);
+  run.trade("AAPL", 191, week + 1_000);
+  assert.deepEqual(run.fired.map((a) => a.tradeTime), [week + 1_000], "an ALERTS rule");
+  // A rule made in the page during the replay: armed at the replay's own time.
+  run.engine.setRule(pageRule("AAPL<188", run.engine.lastTradeTime("AAPL")));
+  run.trade("AAPL", 187, week + 2_000);
+  assert.deepEqual(run.fired.map((a) => a.price), [191, 187], "a page rule");
+});
+
+Deno.test("a rule made while the price is on one side fires on the very next crossing", () => {
+  const run = setup([]);
+  run.trade("AAPL", 189, T0);
+  run.engine.setRule(pageRule("AAPL>190", run.engine.lastTradeTime("AAPL")));
+  run.trade("AAPL", 191, T0 + 1_000);
+  assert.deepEqual(run.fired.map((a) => a.price), [191]);
+  // Made while already beyond: waits for a crossing.
+  run.engine.setRule({ ...pageRule("AAPL>190.5", T0 + 1_000), id: "r-2" });
+  run.trade("AAPL", 192, T0 + 2_000);
+  assert.equal(run.fired.length, 1);
 });
 
 Deno.test("a move of X % within a window fires once and re-arms under it", () => {
@@ -144,51 +192,73 @@ Deno.test("a move of X % within a window fires once and re-arms under it", () =>
   assert.deepEqual(run.fired.map((a) => a.price), [102.2, 99]);
 });
 
-Deno.test("no trade for a span: only while the market is open, re-armed by a trade", () => {
+Deno.test("a move window longer than the 1 s candles kept is read from the 1 m candles", () => {
+  // 60 candles kept: the 1 s ones reach back a minute, the 1 m ones an hour.
+  const run = setup([rule("AAPL~2%/3m")], { maxCandles: 60 });
+  const start = Math.floor(T0 / 60_000) * 60_000;
+  run.trade("AAPL", 100, start);
+  for (let s = 1; s <= 90; s++) run.trade("AAPL", 101, start + s * 1000);
+  run.trade("AAPL", 103, start + 120_000); // 3 % from 100 (2 min before), 1.98 % from 101
+  assert.deepEqual(run.fired.map((a) => a.price), [103]);
+});
+
+Deno.test("no trade for a span: from the session's open, once per silent spell", () => {
   // A Wednesday: US regular hours 09:30-16:00 New York (14:30-21:00 UTC in January).
   const closed = Date.UTC(2026, 0, 7, 22, 0);
-  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const fired: FiredAlert[] = [];
-  const engine = new AlertEngine({ prices: aggregator, fire: (a) => fired.push(a), startedAt: 0 });
-  engine.setRule(rule("MSFT!10m"));
-  engine.setRule(rule("BINANCE:ETHUSDT!1m"));
-  aggregator.apply({
-    symbol: "MSFT",
-    price: 400,
-    volume: 1,
-    time: closed - 3600_000,
-    source: "sim",
-  }, closed);
-  engine.checkSilence(closed);
-  engine.checkSilence(closed + 20 * 60_000);
-  assert.deepEqual(fired.map((a) => a.symbol), ["BINANCE:ETHUSDT"], "crypto never closes");
-  fired.length = 0;
-  // The next morning: the silence counts from the open, not from yesterday's trade.
+  const run = setup([rule("MSFT!10m"), rule("BINANCE:ETHUSDT!1m")], { history: true });
+  const msft = () => run.fired.filter((a) => a.symbol === "MSFT");
+  run.engine.release();
+  run.trade("MSFT", 400, closed - 3600_000, closed - 3600_000);
+  run.engine.goLive(closed);
+  run.engine.checkSilence(closed);
+  run.engine.checkSilence(closed + 20 * 60_000);
+  assert.deepEqual(run.fired.map((a) => a.symbol), ["BINANCE:ETHUSDT"], "crypto never closes");
+  // The next morning: the silence counts from the open (14:30), even for a check that
+  // starts late (a consumer started at 14:35), not from the first check.
   const morning = Date.UTC(2026, 0, 8, 14, 30);
-  engine.checkSilence(morning);
-  engine.checkSilence(morning + 9 * 60_000);
-  assert.equal(fired.filter((a) => a.symbol === "MSFT").length, 0);
-  engine.checkSilence(morning + 10 * 60_000);
-  engine.checkSilence(morning + 11 * 60_000);
-  const msft = fired.filter((a) => a.symbol === "MSFT");
-  assert.equal(msft.length, 1);
-  assert.match(msft[0].words, /^MSFT no trade for 10m in trading hours \(last trade /);
-  // A trade re-arms it.
-  aggregator.apply({
-    symbol: "MSFT",
-    price: 401,
-    volume: 1,
-    time: morning + 12 * 60_000,
-    source: "sim",
-  }, morning + 12 * 60_000);
-  engine.checkSilence(morning + 12 * 60_000 + 1);
-  engine.checkSilence(morning + 23 * 60_000);
-  assert.equal(fired.filter((a) => a.symbol === "MSFT").length, 2);
+  run.engine.checkSilence(morning + 5 * 60_000);
+  run.engine.checkSilence(morning + 9 * 60_000);
+  assert.equal(msft().length, 0);
+  run.engine.checkSilence(morning + 10 * 60_000);
+  run.engine.checkSilence(morning + 11 * 60_000);
+  assert.equal(msft().length, 1, "once per spell");
+  assert.match(msft()[0].words, /^MSFT no trade for 10m in trading hours \(last trade /);
+  assert.equal(msft()[0].tradeTime, morning, "keyed by the spell's start");
+  // Trades resume (arriving now, whatever their trade time: a replay), then stop.
+  run.trade("MSFT", 401, T0, morning + 12 * 60_000);
+  run.engine.checkSilence(morning + 21 * 60_000);
+  assert.equal(msft().length, 1, "trades ended the spell");
+  run.engine.checkSilence(morning + 22 * 60_000);
+  assert.equal(msft().length, 2, "a new spell fires again");
+  // Halted: the next day's session is a new spell, however old the last trade.
+  run.engine.checkSilence(morning + 86_400_000 + 10 * 60_000);
+  assert.equal(msft().length, 3);
+});
+
+Deno.test("restart safety: firings held until the alerts topic is read, pruned with their rule", () => {
+  const run = setup([rule("AAPL>190"), rule("AAPL>195")], { history: true });
+  run.engine.goLive();
+  run.trade("AAPL", 189, T0);
+  run.trade("AAPL", 196, T0 + 1_000);
+  assert.equal(run.fired.length, 0, "held");
+  // The topic, read late, had the first one: only the other fires.
+  run.engine.noteFired({ rule: rule("AAPL>190"), tradeTime: T0 + 1_000 } as FiredAlert);
+  run.engine.release();
+  assert.deepEqual(run.fired.map((a) => a.rule.id), ["cfg:AAPL>195"]);
+  // A deleted rule forgets its firings: made again (its id reused), it fires again.
+  run.engine.setRule(pageRule("MSFT>190", null));
+  run.engine.noteFired({ rule: pageRule("MSFT>190", null), tradeTime: T0 + 5_000 } as FiredAlert);
+  run.engine.removeRule("r-1");
+  run.engine.setRule(pageRule("MSFT>190", null));
+  run.trade("MSFT", 189, T0 + 1_000);
+  run.trade("MSFT", 191, T0 + 2_000);
+  assert.deepEqual(run.fired.map((a) => a.price), [196, 191]);
+  assert.equal(alertKey(run.fired[0]), `cfg:AAPL>195@${T0 + 1_000}`);
 });
 
 Deno.test("/api/alerts refuses another origin, a bad body, an oversize body before any write", async () => {
   const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
   const refuse = () => Promise.reject(new Error("no write expected"));
   const alerting = {
     engine,
@@ -266,8 +336,10 @@ function alertDashboard(
 
 Deno.test("a fired alert rides on the next push, once, with no push of its own", async () => {
   const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
   engine.setRule(parseAlertSpecs("AAPL>190")[0]);
+  engine.release();
+  engine.goLive();
   const halt = new AbortController();
   const dashboard = alertDashboard(engine, { aggregator, signal: halt.signal });
   const trade = (price: number) => {
@@ -300,7 +372,7 @@ Deno.test("a fired alert rides on the next push, once, with no push of its own",
 
 Deno.test("/api/alerts on a shared dashboard: the token gate first, then the origin", async () => {
   const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
   engine.setRule(parseAlertSpecs("AAPL>190")[0]);
   const token = "alerts-test-token-9c2e41b7";
   const halt = new AbortController();
