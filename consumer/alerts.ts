@@ -213,6 +213,8 @@ export class AlertEngine {
       for (const state of rules.values()) {
         const { rule } = state;
         if (rule.kind === "silent") continue;
+        // Read back at a restart: the state it had at its last firing (or when made).
+        if (state.armed === undefined) state.armed = this.#armedAt(state);
         const judged = this.#judge(rule, stats, references);
         if (!this.#cross(state, judged)) continue;
         const { move } = judged;
@@ -282,6 +284,26 @@ export class AlertEngine {
         source: stats?.source ?? null,
       }, { words: `${describeRule(rule)} (${last})`, now });
     }
+  }
+
+  /**
+   * A level rule's state at its cutoff (its last firing, or when it was made), from
+   * the price then (the candles): so history that is still beyond it when a
+   * restarted consumer reads it in one batch is no new crossing, and a crossing while
+   * the consumer was down is one. Undefined (the first price decides) without it.
+   */
+  #armedAt(state: RuleState): boolean | undefined {
+    const { rule } = state;
+    if (rule.kind !== "above" && rule.kind !== "below") return undefined;
+    const cutoff = Math.max(this.#lastFired.get(rule.id) ?? -Infinity, state.from ?? -Infinity);
+    if (!Number.isFinite(cutoff)) return undefined;
+    for (const interval of [...this.#options.prices.intervals()].sort((a, b) => a - b)) {
+      const near = this.#options.prices.candles(rule.symbol, interval, cutoff - 60 * interval);
+      const then = near.findLast((candle) => candle.start <= cutoff);
+      if (then === undefined) continue;
+      return rule.kind === "above" ? then.close < rule.level : then.close > rule.level;
+    }
+    return undefined;
   }
 
   /** Moves the armed state; true when an armed rule crossed (it is disarmed now). */

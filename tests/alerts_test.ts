@@ -89,11 +89,13 @@ function setup(rules: AlertRule[], options: { history?: boolean; maxCandles?: nu
     engine.release();
     engine.goLive();
   }
-  const trade = (symbol: string, price: number, time: number, now = Date.now()) => {
+  const apply = (symbol: string, price: number, time: number, now = Date.now()) =>
     aggregator.apply({ symbol, price, volume: 1, time, source: "sim" }, now);
+  const trade = (symbol: string, price: number, time: number, now = Date.now()) => {
+    apply(symbol, price, time, now);
     engine.evaluate([symbol], now);
   };
-  return { engine, fired, trade, warned };
+  return { engine, fired, trade, apply, warned };
 }
 
 const rule = (spec: string) => parseAlertSpecs(spec)[0];
@@ -136,6 +138,27 @@ Deno.test("a crossing fires once, re-arms after crossing back, and a restart fir
   below.trade("AAPL", 184.5, T0 + 7_000);
   assert.deepEqual(below.fired.map((a) => a.price), [184.5]);
   assert.deepEqual(below.engine.since(0).alerts.map((a) => a.price), [184.5]);
+});
+
+Deno.test("a restart that reads history in one batch: still beyond is no crossing, one while down is", () => {
+  const made = pageRule("AAPL>105", T0);
+  // The history as one batch: every trade applied, one evaluation.
+  const history = (run: ReturnType<typeof setup>, prices: number[]) => {
+    prices.forEach((price, i) => run.apply("AAPL", price, T0 + i * 1000));
+    run.engine.evaluate(["AAPL"]);
+  };
+  const fired = { rule: made, tradeTime: T0 + 2_000 } as FiredAlert;
+  // Fired at 106; the consumer restarts with the price still above.
+  const again = setup([made], { history: true });
+  again.engine.noteFired(fired);
+  again.engine.release();
+  history(again, [100, 104, 106, 107]);
+  assert.deepEqual(again.fired, [], "the last firing's state: no second firing");
+  // Without the firing on record, the rule (armed at 100 when made) crossed while down.
+  const down = setup([made], { history: true });
+  down.engine.release();
+  history(down, [100, 104, 106, 107]);
+  assert.deepEqual(down.fired.map((a) => a.price), [107]);
 });
 
 Deno.test("an ALERTS rule that never fired: history before the start is silent", () => {
