@@ -184,7 +184,7 @@ async function prepareTopics(
 }
 
 /** A record of either topic into the engine: a firing, a rule, a deletion. */
-function recordApplier(engine: AlertEngine, alertsTopic: string) {
+export function recordApplier(engine: AlertEngine, alertsTopic: string) {
   let refused = 0;
   return (topic: string, message: KafkaMessage) => {
     const key = message.key?.toString() ?? "";

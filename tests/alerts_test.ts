@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { loadConfig } from "../config.ts";
 import {
   alertKey,
@@ -15,8 +16,11 @@ import {
   ruleFromJson,
 } from "../lib/alert_rules.ts";
 import { AlertEngine } from "../consumer/alerts.ts";
-import type { Alerting } from "../consumer/alert_topics.ts";
-import { Aggregator } from "../consumer/candles.ts";
+import { type Alerting, recordApplier } from "../consumer/alert_topics.ts";
+import type { KafkaMessage } from "kafkajs";
+import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
+import type { FeedSummary } from "../consumer/feed.ts";
+import { Hub } from "../dashboard/hub.ts";
 import { alertsRoute, MAX_BODY_BYTES } from "../dashboard/alert_routes.ts";
 import { serveDashboard } from "../dashboard/server.ts";
 import { EventReader } from "./helpers/sse.ts";
@@ -162,11 +166,15 @@ Deno.test("a restart that reads history in one batch: still beyond is no crossin
 });
 
 Deno.test("an ALERTS rule that never fired: history before the start is silent", () => {
-  const run = setup([rule("AAPL>190")], { history: true });
+  const run = setup([rule("AAPL>190"), rule("aapl>180")], { history: true });
   run.engine.release();
   run.trade("AAPL", 189, T0);
   run.trade("AAPL", 191, T0 + 1_000); // history: on the topic before this process started
   run.engine.goLive();
+  assert.deepEqual(run.warned, [
+    'warning: alert "aapl crosses above 180": no trade of aapl, but of AAPL: symbols are ' +
+    "case-sensitive, as the feed sends them",
+  ]);
   run.trade("AAPL", 189, T0 + 11_000);
   run.trade("AAPL", 191, T0 + 12_000);
   assert.deepEqual(run.fired.map((a) => a.tradeTime), [T0 + 12_000]);
@@ -282,6 +290,7 @@ Deno.test("restart safety: firings held until the alerts topic is read, pruned w
 Deno.test("/api/alerts refuses another origin, a bad body, an oversize body before any write", async () => {
   const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
   const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
+  aggregator.apply({ symbol: "AAPL", price: 189, volume: 1, time: Date.now(), source: "sim" });
   const refuse = () => Promise.reject(new Error("no write expected"));
   const alerting = {
     engine,
@@ -316,6 +325,21 @@ Deno.test("/api/alerts refuses another origin, a bad body, an oversize body befo
     ],
     [post(JSON.stringify({ symbol: "AAPL", kind: "silent", spanMs: 5 })), 400, /spanMs: a span/],
     [post("x".repeat(MAX_BODY_BYTES + 1)), 413, /over 4096 bytes/],
+    [
+      post(JSON.stringify({ symbol: "aapl", kind: "above", level: 1 })),
+      400,
+      /^\{"error":"symbol: no trade of aapl, but of AAPL: symbols are case-sensitive"\}$/,
+    ],
+    [
+      post(JSON.stringify({ symbol: "AAPL", kind: "move", percent: 2, windowMs: "soon" })),
+      400,
+      /windowMs: \\"soon\\" is not a span/,
+    ],
+    [
+      post(JSON.stringify({ symbol: "AAPL", kind: "move", percent: 2, windowMs: "5m" })),
+      503, // read as 300000 ms and checked: only the Kafka write failed
+      /could not write the rule to Kafka/,
+    ],
   ];
   for (const [answer, status, message] of cases) {
     const response = await answer;
@@ -438,4 +462,80 @@ Deno.test("/api/alerts on a shared dashboard: the token gate first, then the ori
     halt.abort();
     await dashboard.finished;
   }
+});
+
+Deno.test("a client resynced after missing frames still gets each alert once", async () => {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
+  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
+  engine.release();
+  engine.goLive();
+  const hub = new Hub({
+    aggregator,
+    status: () => ({}) as ConsumerStatus,
+    feed: () => ({}) as FeedSummary,
+    pushIntervalMs: 1,
+    heartbeatMs: 60_000,
+    clientBufferBytes: 1, // past the snapshot, every frame is dropped until it is read
+    maxStreams: 2,
+    alerts: (seq) => engine.since(seq),
+  });
+  const flushed = () => new Promise((resolve) => setTimeout(resolve, 20));
+  const trade = async (price: number, time: number) => {
+    aggregator.apply({ symbol: "AAPL", price, volume: 1, time, source: "sim" });
+    engine.evaluate(["AAPL"]);
+    hub.notify(["AAPL"]);
+    await flushed();
+  };
+  await trade(189, T0);
+  const stream = hub.open(
+    { symbol: "AAPL", explicit: true, intervalMs: 1_000, windowMs: 60_000 },
+    null,
+  );
+  assert.ok(stream !== "full");
+  const reader = stream.getReader();
+  try {
+    await trade(191, T0 + 1_000); // fires; its push is dropped (the snapshot is unread)
+    await trade(189.5, T0 + 2_000);
+    await trade(191.2, T0 + 3_000); // fires while the client is behind
+    const first = new TextDecoder().decode((await reader.read()).value);
+    assert.match(first, /^retry: 1000\nid: .*\nevent: snapshot\n/);
+    await trade(191.5, T0 + 4_000); // the client has read: a snapshot again
+    const second = new TextDecoder().decode((await reader.read()).value);
+    assert.match(second, /event: snapshot/);
+    const words = [...second.matchAll(/"words":"([^"]*)"/g)].map((m) => m[1]);
+    assert.deepEqual(words, ["AAPL crossed above 190 at 191", "AAPL crossed above 190 at 191.2"]);
+    assert.equal(hub.metrics().resyncs, 1);
+  } finally {
+    await reader.cancel();
+    hub.close();
+  }
+});
+
+Deno.test("a rules-topic record whose key is not its rule's id is refused and counted", () => {
+  const run = setup([]);
+  const apply = recordApplier(run.engine, "t.alerts");
+  const errors: string[] = [];
+  const error = console.error;
+  console.error = (line: string) => errors.push(line);
+  const record = (key: string, value: object | null, offset: number) =>
+    apply("t.alert-rules", {
+      key: Buffer.from(key),
+      value: value === null ? null : Buffer.from(JSON.stringify(value)),
+      offset: String(offset),
+    } as unknown as KafkaMessage);
+  try {
+    record("r-1", pageRule("AAPL>190", null), 0);
+    record("r-2", { ...pageRule("AAPL>1", null), id: "r-3" }, 1);
+    record("r-4", { ...pageRule("AAPL>2", null), id: "r-1" }, 2); // would replace r-1
+  } finally {
+    console.error = error;
+  }
+  assert.deepEqual(run.engine.rules().map((r) => [r.id, r.kind === "above" && r.level]), [
+    ["r-1", 190],
+  ]);
+  assert.deepEqual(errors, [
+    'warning: t.alert-rules: record 1 has key "r-2" but rule "r-3": refused (1 so far)',
+    'warning: t.alert-rules: record 2 has key "r-4" but rule "r-1": refused (2 so far)',
+  ]);
 });
