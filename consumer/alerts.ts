@@ -365,6 +365,7 @@ export class AlertEngine {
     if (this.#held !== undefined) {
       this.counts.held++;
       this.#held.push({ state, alert });
+      if (this.#held.length > RECENT * 20) this.#held.shift(); // a topic never read: bounded
       return;
     }
     this.#emit(state, alert);
