@@ -75,9 +75,9 @@ export function startAlertTopics(options: {
     group: `${config.groupId}.alerts`,
     signal,
     prepare: (admin) => prepareTopics(admin, { config, topics, load }),
-    onMessage: (topic, message) => {
+    onMessage: (topic, message, partition) => {
       apply(topic, message);
-      load.reached(topic, Number(message.offset));
+      load.reached(`${topic}/${partition}`, Number(message.offset));
     },
     onProblem: (error) => {
       console.error(
@@ -108,10 +108,10 @@ export function startAlertTopics(options: {
 
 interface LoadTracker {
   readonly loaded: Promise<void>;
-  /** Per topic with records, its end offset at the start. */
+  /** Per "topic/partition" with records, its end offset at the start. */
   expect(ends: Map<string, number>): void;
   /** A record read; the last one of every topic releases the engine. */
-  reached(topic: string, offset: number): void;
+  reached(where: string, offset: number): void;
   /** The topics cannot be read (or the stop): let the trades go, firings stay held. */
   giveUp(): void;
 }
@@ -125,7 +125,7 @@ function trackLoad(options: {
 }): LoadTracker {
   const { engine, topics, signal } = options;
   const loaded = Promise.withResolvers<void>();
-  /** Per topic, the offset that ended it at the start; undefined until known. */
+  /** Per "topic/partition", the offset that ended it at the start; undefined until known. */
   let ends: Map<string, number> | undefined;
   let released = false;
   const check = () => {
@@ -153,8 +153,8 @@ function trackLoad(options: {
       ends = known;
       check();
     },
-    reached: (topic, offset) => {
-      if (ends?.has(topic) && offset >= ends.get(topic)! - 1) ends.delete(topic);
+    reached: (where, offset) => {
+      if (ends?.has(where) && offset >= ends.get(where)! - 1) ends.delete(where);
       check();
     },
     giveUp,
@@ -177,8 +177,10 @@ async function prepareTopics(
   }
   const ends = new Map<string, number>();
   for (const topic of topics) {
-    const [{ high, low }] = await admin.fetchTopicOffsets(topic);
-    if (Number(high) > Number(low)) ends.set(topic, Number(high));
+    // Every partition: a topic made by someone else may have more than one.
+    for (const { partition, high, low } of await admin.fetchTopicOffsets(topic)) {
+      if (Number(high) > Number(low)) ends.set(`${topic}/${partition}`, Number(high));
+    }
   }
   load.expect(ends);
 }

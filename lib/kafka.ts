@@ -215,7 +215,7 @@ export function readFromStart(options: {
   readonly group: string;
   readonly signal: AbortSignal;
   readonly prepare?: (admin: Admin) => Promise<void>;
-  readonly onMessage: (topic: string, message: KafkaMessage) => void;
+  readonly onMessage: (topic: string, message: KafkaMessage, partition: number) => void;
   readonly onProblem: (error: unknown) => void;
   /** How long the stop waits to leave the group. */
   readonly leaveMs: number;
@@ -224,6 +224,9 @@ export function readFromStart(options: {
   const { kafka, signal, alongside } = options;
   const consumer = kafka.consumer({
     groupId: `${options.group}.${crypto.randomUUID().slice(0, 8)}`,
+    // A fetch waits at most this long for records (kafkajs: 5 s), and a stop waits for
+    // the fetch in flight: so a stop can leave within a second.
+    maxWaitTimeInMs: 500,
   });
   // Each step checks the stop: a stop while connecting must not leave a consumer running.
   const run = async () => {
@@ -242,8 +245,8 @@ export function readFromStart(options: {
     if (signal.aborted) return;
     await consumer.run({
       autoCommit: false,
-      eachMessage: ({ topic, message }) => {
-        options.onMessage(topic, message);
+      eachMessage: ({ topic, partition, message }) => {
+        options.onMessage(topic, message, partition);
         return Promise.resolve();
       },
     });

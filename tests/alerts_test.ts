@@ -1,5 +1,5 @@
 /**
- * Alert rules and their evaluation, without Kafka: the ALERTS grammar and the JSON
+ * Alert rules and their evaluation, without Kafka but for the last test (a slow alerts topic): the ALERTS grammar and the JSON
  * checks (lib/alert_rules.ts), crossings that fire once and re-arm, a restart that
  * meets history again, the % window, "no trade" only while the market is open
  * (consumer/alerts.ts), and /api/alerts refusing what it must before any write.
@@ -7,16 +7,20 @@
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { sleep } from "../lib/async.ts";
 import { loadConfig } from "../config.ts";
 import {
   alertKey,
   type AlertRule,
+  alertsTopicOf,
   type FiredAlert,
   parseAlertSpecs,
   ruleFromJson,
 } from "../lib/alert_rules.ts";
 import { AlertEngine } from "../consumer/alerts.ts";
-import { type Alerting, recordApplier } from "../consumer/alert_topics.ts";
+import { type Alerting, recordApplier, startAlertTopics } from "../consumer/alert_topics.ts";
+import { BROKERS, withTopic } from "./helpers/kafka.ts";
+import { waitUntil } from "./helpers/processes.ts";
 import type { KafkaMessage } from "kafkajs";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
@@ -538,4 +542,57 @@ Deno.test("a rules-topic record whose key is not its rule's id is refused and co
     'warning: t.alert-rules: record 1 has key "r-2" but rule "r-3": refused (1 so far)',
     'warning: t.alert-rules: record 2 has key "r-4" but rule "r-1": refused (2 so far)',
   ]);
+});
+
+Deno.test("an alerts topic slow to read: one line, and the firing it holds does not fire twice", async () => {
+  await withTopic(1, async (topic, kafka, admin) => {
+    const config = loadConfig({ KAFKA_BROKERS: BROKERS, KAFKA_TOPIC: topic, ALERTS: "AAPL>190" });
+    const above = config.alerts[0];
+    // Made as the consumer would (one partition), before the consumer's start.
+    await admin.createTopics({ topics: [{ topic: alertsTopicOf(topic), numPartitions: 1 }] });
+    const producer = kafka.producer();
+    await producer.connect();
+    const old = { rule: above, tradeTime: T0 + 1_000 } as FiredAlert;
+    await producer.send({
+      topic: alertsTopicOf(topic),
+      messages: [{ key: alertKey(old), value: JSON.stringify(old) }],
+    });
+    await producer.disconnect();
+    const run = setup([above], { history: true });
+    const halt = new AbortController();
+    const errors: string[] = [];
+    const error = console.error;
+    console.error = (line: string) => errors.push(line);
+    try {
+      // Given 1 ms, the topic is not read in time: the trades go on, the firings wait.
+      const topics = startAlertTopics({
+        config,
+        engine: run.engine,
+        signal: halt.signal,
+        readRules: false,
+        loadMs: 1,
+      });
+      await topics.loaded;
+      run.engine.goLive(); // caught up with the trades, say: the crossing would fire
+      run.trade("AAPL", 189, T0);
+      run.trade("AAPL", 191, T0 + 1_000); // the crossing already on the topic
+      await waitUntil(
+        "the alerts topic read",
+        () => Promise.resolve(run.engine.counts.silenced + run.fired.length > 0),
+      );
+      assert.deepEqual(run.fired, [], "the held firing was on the topic: dropped");
+      assert.match(
+        errors[0],
+        /^warning: alerts: test-.*\.alerts not read within 0\.001 s: alerts are held until they are/,
+      );
+      assert.equal(errors.length, 1);
+      await sleep(600); // the reader's first fetches settle: a stop then leaves nothing behind
+      halt.abort();
+      await topics.stopped;
+    } finally {
+      console.error = error;
+      halt.abort();
+      await admin.deleteTopics({ topics: [alertsTopicOf(topic)] }).catch(() => {});
+    }
+  });
 });
