@@ -222,8 +222,9 @@ export interface Alerting {
   readonly engine: AlertEngine;
   readonly topics: AlertTopics;
   /**
-   * The trade reader's "caught up" (lag 0): checked each second; once true, the
-   * engine is live (history read: ALERTS rules and "no trade" rules start).
+   * The trade reader's "history read" (consumer/topic_reader.ts caughtUp), checked
+   * each second: once true, the engine is live (ALERTS rules count crossings, "no
+   * trade" rules are checked).
    */
   follow(caughtUp: () => boolean): void;
   /** Stops the silence clock; resolves once the topics are left. */
