@@ -10,10 +10,12 @@
  *   price 5 minutes before, by trade time. Re-arms once the move is back under 1 %
  *   (half its percent: a price hovering at 2 % does not fire on every batch).
  * - `MSFT!10m`: no trade for 10 minutes while the symbol's market is open
- *   (lib/market_hours.ts; hours unknown count as open). Re-arms on the next trade.
+ *   (lib/market_hours.ts; hours unknown count as open). Once per silent spell.
+ * Symbols are case-sensitive, as the trades' (lib/trade.ts checkSymbol).
  *
  * The topics: `<topic>.alert-rules` (compacted; key = rule id, value = rule JSON, a
- * tombstone deletes) and `<topic>.alerts` (key = rule id, value = fired-alert JSON).
+ * tombstone deletes) and `<topic>.alerts` (key = alertKey: rule id @ trade time, value =
+ * fired-alert JSON).
  */
 
 import { parseDuration } from "./cli.ts";
