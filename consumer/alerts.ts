@@ -88,7 +88,7 @@ export class AlertEngine {
   #live = false;
   #liveAt = 0;
   #seq = 0;
-  /** Evaluations and rules looked at, for the bench and /metrics. */
+  /** Firings: fired, silenced (history, or already on the topic), held (topic not read yet). */
   readonly counts = { fired: 0, silenced: 0, held: 0 };
 
   constructor(options: AlertEngineOptions) {

@@ -385,12 +385,18 @@ function alertDashboard(
   });
 }
 
-Deno.test("a fired alert rides on the next push, once, with no push of its own", async () => {
+/** An engine with AAPL>190, read up and live, over an empty aggregation. */
+function liveEngine() {
   const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
   const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
   engine.setRule(parseAlertSpecs("AAPL>190")[0]);
   engine.release();
   engine.goLive();
+  return { aggregator, engine };
+}
+
+Deno.test("a fired alert rides on the next push, once, with no push of its own", async () => {
+  const { aggregator, engine } = liveEngine();
   const halt = new AbortController();
   const dashboard = alertDashboard(engine, { aggregator, signal: halt.signal });
   const trade = (price: number) => {
@@ -469,11 +475,7 @@ Deno.test("/api/alerts on a shared dashboard: the token gate first, then the ori
 });
 
 Deno.test("a client resynced after missing frames still gets each alert once", async () => {
-  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
-  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
-  engine.release();
-  engine.goLive();
+  const { aggregator, engine } = liveEngine();
   const hub = new Hub({
     aggregator,
     status: () => ({}) as ConsumerStatus,
