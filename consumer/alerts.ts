@@ -203,11 +203,12 @@ export class AlertEngine {
   /** After a batch: the price rules of the symbols it touched. */
   evaluate(symbols: Iterable<string>, now: number = Date.now()): void {
     for (const symbol of symbols) {
-      const stats = this.#options.prices.stats(symbol, now);
-      if (stats === undefined) continue;
-      this.#arrived.set(symbol, this.#live ? now : Math.min(now, stats.lastTime));
       const rules = this.#bySymbol.get(symbol);
       if (rules === undefined) continue;
+      const stats = this.#options.prices.stats(symbol, now);
+      if (stats === undefined) continue;
+      // The silence clock: when the symbol's last trade arrived.
+      this.#arrived.set(symbol, this.#live ? now : Math.min(now, stats.lastTime));
       // A window's reference price is read once per symbol, however many rules share it.
       const references = new Map<number, number | undefined>();
       for (const state of rules.values()) {
