@@ -162,6 +162,7 @@ async function watch(flags: Flags, run: {
     latencyLog,
   });
   if (reader === "stopped") return 0;
+  alerting?.follow(() => reader.caughtUp()); // history read: alerts go live
   // The producer's feed (heartbeats, gaps) is read beside the trades by its own
   // reader, once Kafka has let the trade reader in (a refused login is one line).
   const feedReader = startFeedReader({ config, signal: halt.signal });

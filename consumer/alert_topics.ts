@@ -3,24 +3,26 @@
  * - `<topic>.alert-rules` (compacted, one partition): key = rule id, value = the rule
  *   as JSON, a tombstone (null value) deletes it. The dashboard writes it (POST and
  *   DELETE /api/alerts); every dashboard reads it from the beginning on start, so the
- *   rules survive a restart. `deno task consume` (no server) takes its rules from
- *   ALERTS only and does not read it.
- * - `<topic>.alerts` (one partition, a week): key = rule id, value = the fired alert as
- *   JSON (lib/alert_rules.ts FiredAlert), readable by any tool (kcat). Every viewer
- *   reads it from the beginning too: each rule's newest firing is what keeps a
- *   restarted consumer from firing again for history (consumer/alerts.ts).
+ *   rules survive a restart. A record whose key is not its rule's id is refused and
+ *   counted. `deno task consume` (no server) takes its rules from ALERTS only.
+ * - `<topic>.alerts` (one partition, a week, compacted): key = rule id and crossing
+ *   trade time (lib/alert_rules.ts alertKey), value = the fired alert as JSON
+ *   (FiredAlert), readable by any tool (kcat). Several dashboards on one topic each
+ *   write the same firing under the same key. Every viewer reads it from the
+ *   beginning too: each rule's newest firing is what keeps a restarted consumer from
+ *   firing again for history (consumer/alerts.ts).
  *
- * Like the feed reader (consumer/feed.ts): its own consumer group per process,
- * nothing committed. `loaded` resolves once both topics are read up to their ends
- * as they were at the start (or after LOAD_MS, with a warning): the trade reader
- * waits for it, so history is evaluated knowing what already fired.
+ * Both are read with lib/kafka.ts readFromStart (a private group, nothing
+ * committed). Until both are read up to their end offsets as they were at the start,
+ * the engine holds its firings. `loaded` resolves then, or after LOAD_MS with one
+ * line saying firings stay held until the topics are read (never duplicates).
  */
-
-import { Partitioners, type Producer } from "kafkajs";
+import { Partitioners } from "kafkajs";
+import type { Admin, KafkaMessage } from "kafkajs";
 import type { Config } from "../config.ts";
-import { unlessAborted } from "../lib/async.ts";
 import {
   ALERT_RULES_TOPIC_CONFIG,
+  alertKey,
   type AlertRule,
   alertRulesTopicOf,
   ALERTS_TOPIC_CONFIG,
@@ -29,14 +31,14 @@ import {
   firedFromJson,
   ruleFromJson,
 } from "../lib/alert_rules.ts";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { createKafka, ensureTopic, readFromStart } from "../lib/kafka.ts";
 import { AlertEngine, type AlertPrices } from "./alerts.ts";
 
 const LOAD_MS = 15_000;
-const LEAVE_MS = 300;
+const LEAVE_MS = 1_500;
 
 export interface AlertTopics {
-  /** Both topics read to where they ended at the start. */
+  /** Both topics read to where they ended at the start, or LOAD_MS passed. */
   readonly loaded: Promise<void>;
   /** Writes a fired alert; a failure is one warning line (the alert still shows). */
   publish(alert: FiredAlert): void;
@@ -54,27 +56,141 @@ export function startAlertTopics(options: {
   readonly signal: AbortSignal;
   /** Read the rules topic (the dashboard); else rules come from ALERTS only. */
   readonly readRules: boolean;
+  /** How long `loaded` waits (default 15 s). */
+  readonly loadMs?: number;
 }): AlertTopics {
   const { config, engine, signal, readRules } = options;
-  const rulesTopic = alertRulesTopicOf(config.topic);
   const alertsTopic = alertsTopicOf(config.topic);
-  const topics = readRules ? [alertsTopic, rulesTopic] : [alertsTopic];
+  const topics = readRules ? [alertsTopic, alertRulesTopicOf(config.topic)] : [alertsTopic];
   const kafka = createKafka(config, "alerts");
-  const consumer = kafka.consumer({
-    groupId: `${config.groupId}.alerts.${crypto.randomUUID().slice(0, 8)}`,
-  });
-  const producer: Producer = kafka.producer({
+  const producer = kafka.producer({
     allowAutoTopicCreation: false,
     createPartitioner: Partitioners.DefaultPartitioner,
   });
-  const loaded = Promise.withResolvers<void>();
-  /** Per topic, the offset that ended it at the start: read past it, the topic is loaded. */
-  const ends = new Map<string, number>();
-  const reached = (topic: string, offset: number) => {
-    if (ends.has(topic) && offset >= ends.get(topic)! - 1) ends.delete(topic);
-    if (ends.size === 0) loaded.resolve();
+  const load = trackLoad({ engine, topics, signal, loadMs: options.loadMs ?? LOAD_MS });
+  const apply = recordApplier(engine, alertsTopic);
+  const { started, stopped } = readFromStart({
+    kafka,
+    topics,
+    group: `${config.groupId}.alerts`,
+    signal,
+    prepare: (admin) => prepareTopics(admin, { config, topics, load }),
+    onMessage: (topic, message, partition) => {
+      apply(topic, message);
+      load.reached(`${topic}/${partition}`, Number(message.offset));
+    },
+    onProblem: (error) => {
+      console.error(
+        `warning: alerts: cannot read ${topics.join(", ")}: ${error}; no alert fires`,
+      );
+      load.giveUp();
+    },
+    leaveMs: LEAVE_MS,
+    alongside: producer,
+  });
+  stopped.finally(load.giveUp);
+  const send = async (topic: string, key: string, value: string | null) => {
+    await started;
+    await producer.send({ topic, acks: -1, messages: [{ key, value }] });
   };
-  const apply = (topic: string, key: string, value: string | null) => {
+  return {
+    loaded: load.loaded,
+    publish: (alert) => {
+      send(alertsTopic, alertKey(alert), JSON.stringify(alert)).catch((error) =>
+        console.error(`warning: could not write the alert to ${alertsTopic}: ${error}`)
+      );
+    },
+    putRule: (rule) => send(alertRulesTopicOf(config.topic), rule.id, JSON.stringify(rule)),
+    deleteRule: (id) => send(alertRulesTopicOf(config.topic), id, null),
+    stopped,
+  };
+}
+
+interface LoadTracker {
+  readonly loaded: Promise<void>;
+  /** Per "topic/partition" with records, its end offset at the start. */
+  expect(ends: Map<string, number>): void;
+  /** A record read; the last one of every topic releases the engine. */
+  reached(where: string, offset: number): void;
+  /** The topics cannot be read (or the stop): let the trades go, firings stay held. */
+  giveUp(): void;
+}
+
+/** `loaded`, and the engine's release once every topic is read to its start's end. */
+function trackLoad(options: {
+  engine: AlertEngine;
+  topics: readonly string[];
+  signal: AbortSignal;
+  loadMs: number;
+}): LoadTracker {
+  const { engine, topics, signal } = options;
+  const loaded = Promise.withResolvers<void>();
+  /** Per "topic/partition", the offset that ended it at the start; undefined until known. */
+  let ends: Map<string, number> | undefined;
+  let released = false;
+  const check = () => {
+    if (released || ends === undefined || ends.size > 0) return;
+    released = true;
+    clearTimeout(timer);
+    engine.release();
+    loaded.resolve();
+  };
+  const timer = setTimeout(() => {
+    console.error(
+      `warning: alerts: ${topics.join(", ")} not read within ${options.loadMs / 1000} s: ` +
+        "alerts are held until they are (an alert already on the topic must not fire twice)",
+    );
+    loaded.resolve();
+  }, options.loadMs);
+  const giveUp = () => {
+    clearTimeout(timer);
+    loaded.resolve();
+  };
+  signal.addEventListener("abort", giveUp, { once: true });
+  return {
+    loaded: loaded.promise,
+    expect: (known) => {
+      ends = known;
+      check();
+    },
+    reached: (where, offset) => {
+      if (ends?.has(where) && offset >= ends.get(where)! - 1) ends.delete(where);
+      check();
+    },
+    giveUp,
+  };
+}
+
+/** Creates the topics if missing, and notes where each ended before reading. */
+async function prepareTopics(
+  admin: Admin,
+  options: { config: Config; topics: readonly string[]; load: LoadTracker },
+): Promise<void> {
+  const { config, topics, load } = options;
+  for (const topic of topics) {
+    await ensureTopic(admin, {
+      topic,
+      partitions: 1,
+      replicationFactor: config.replicationFactor,
+      configEntries: topic === topics[0] ? ALERTS_TOPIC_CONFIG : ALERT_RULES_TOPIC_CONFIG,
+    });
+  }
+  const ends = new Map<string, number>();
+  for (const topic of topics) {
+    // Every partition: a topic made by someone else may have more than one.
+    for (const { partition, high, low } of await admin.fetchTopicOffsets(topic)) {
+      if (Number(high) > Number(low)) ends.set(`${topic}/${partition}`, Number(high));
+    }
+  }
+  load.expect(ends);
+}
+
+/** A record of either topic into the engine: a firing, a rule, a deletion. */
+export function recordApplier(engine: AlertEngine, alertsTopic: string) {
+  let refused = 0;
+  return (topic: string, message: KafkaMessage) => {
+    const key = message.key?.toString() ?? "";
+    const value = message.value?.toString() ?? null;
     if (topic === alertsTopic) {
       const alert = value === null ? null : firedFromJson(value);
       if (alert !== null) engine.noteFired(alert);
@@ -85,89 +201,19 @@ export function startAlertTopics(options: {
       return;
     }
     try {
-      engine.setRule(ruleFromJson(JSON.parse(value)));
+      const rule = ruleFromJson(JSON.parse(value));
+      if (rule.id !== key) {
+        refused++;
+        console.error(
+          `warning: ${topic}: record ${message.offset} has key ${JSON.stringify(key)} but ` +
+            `rule ${JSON.stringify(rule.id)}: refused (${refused} so far)`,
+        );
+        return;
+      }
+      engine.setRule(rule);
     } catch (error) {
-      console.error(`warning: ${rulesTopic}: rule ${key} skipped: ${(error as Error).message}`);
+      console.error(`warning: ${topic}: rule ${key} skipped: ${(error as Error).message}`);
     }
-  };
-  const run = async () => {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      for (const topic of topics) {
-        await ensureTopic(admin, {
-          topic,
-          partitions: 1,
-          replicationFactor: config.replicationFactor,
-          configEntries: topic === alertsTopic ? ALERTS_TOPIC_CONFIG : ALERT_RULES_TOPIC_CONFIG,
-        });
-      }
-      for (const topic of topics) {
-        const [{ high, low }] = await admin.fetchTopicOffsets(topic);
-        if (Number(high) > Number(low)) ends.set(topic, Number(high));
-      }
-    } finally {
-      await admin.disconnect();
-    }
-    reached("", 0);
-    await producer.connect();
-    if (signal.aborted) return;
-    await consumer.connect();
-    await consumer.subscribe({ topics, fromBeginning: true });
-    if (signal.aborted) return;
-    await consumer.run({
-      autoCommit: false,
-      eachMessage: ({ topic, message }) => {
-        apply(topic, message.key?.toString() ?? "", message.value?.toString() ?? null);
-        reached(topic, Number(message.offset));
-        return Promise.resolve();
-      },
-    });
-  };
-  const running = run();
-  const timer = setTimeout(() => {
-    console.error(`warning: alerts: ${topics.join(", ")} not read within ${LOAD_MS / 1000} s`);
-    loaded.resolve();
-  }, LOAD_MS);
-  loaded.promise.then(() => clearTimeout(timer));
-  signal.addEventListener("abort", () => loaded.resolve(), { once: true });
-  const stopped = (async () => {
-    try {
-      await unlessAborted(running, signal);
-      if (!signal.aborted) {
-        await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
-      }
-    } catch (error) {
-      if (!signal.aborted) {
-        console.error(`warning: alerts: cannot read ${topics.join(", ")}: ${error}`);
-      }
-      loaded.resolve();
-    } finally {
-      clearTimeout(timer);
-      await unlessAborted(
-        Promise.allSettled([consumer.disconnect(), producer.disconnect()]),
-        AbortSignal.timeout(LEAVE_MS * 5),
-      ).catch(() => {});
-      running.finally(() => {
-        consumer.disconnect().catch(() => {});
-        producer.disconnect().catch(() => {});
-      }).catch(() => {});
-    }
-  })();
-  const send = async (topic: string, key: string, value: string | null) => {
-    await running;
-    await producer.send({ topic, acks: -1, messages: [{ key, value }] });
-  };
-  return {
-    loaded: loaded.promise,
-    publish: (alert) => {
-      send(alertsTopic, alert.rule.id, JSON.stringify(alert)).catch((error) =>
-        console.error(`warning: could not write the alert to ${alertsTopic}: ${error}`)
-      );
-    },
-    putRule: (rule) => send(rulesTopic, rule.id, JSON.stringify(rule)),
-    deleteRule: (id) => send(rulesTopic, id, null),
-    stopped,
   };
 }
 
@@ -175,6 +221,12 @@ export function startAlertTopics(options: {
 export interface Alerting {
   readonly engine: AlertEngine;
   readonly topics: AlertTopics;
+  /**
+   * The trade reader's "history read" (consumer/topic_reader.ts caughtUp), checked
+   * each second: once true, the engine is live (ALERTS rules count crossings, "no
+   * trade" rules are checked).
+   */
+  follow(caughtUp: () => boolean): void;
   /** Stops the silence clock; resolves once the topics are left. */
   stop(): Promise<void>;
 }
@@ -196,7 +248,6 @@ export function startAlerting(options: {
   if (config.alerts.length === 0 && !readRules) return undefined;
   const engine = new AlertEngine({
     prices: options.prices,
-    startedAt: Date.now(),
     fire: (alert) => {
       topics.publish(alert);
       options.print(alert);
@@ -204,10 +255,15 @@ export function startAlerting(options: {
   });
   for (const rule of config.alerts) engine.setRule(rule);
   const topics = startAlertTopics({ config, engine, signal, readRules });
-  const clock = setInterval(() => engine.checkSilence(), 1_000);
+  let caughtUp = () => false;
+  const clock = setInterval(() => {
+    if (caughtUp()) engine.goLive();
+    engine.checkSilence();
+  }, 1_000);
   return {
     engine,
     topics,
+    follow: (check) => (caughtUp = check),
     stop: async () => {
       clearInterval(clock);
       await topics.stopped;

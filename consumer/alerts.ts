@@ -8,18 +8,27 @@
  *   a crossing that goes there and back within one batch is not seen.
  * - Each rule is armed or not. A crossing (the price reaches the level, or the move
  *   reaches its percent) fires an armed rule once and disarms it; the price back on
- *   the other side re-arms it (a move: back under half its percent). A rule's first price only sets its state: a rule made
- *   while the price is already beyond the level waits for a crossing.
- * - No firing twice across a restart: a restarted consumer rebuilds its aggregation
- *   from Kafka's history and meets the old crossings again. Before it reads trades
- *   it reads the alerts topic, and keeps each rule's newest fired trade time; a
- *   crossing at or before that time (or before the rule was made; a rule from
- *   ALERTS that never fired: before this process started) only sets the armed
- *   state. So history is evaluated silently up to the last firing, and a crossing
- *   after it (even one that happened while the consumer was down) fires.
- * - "No trade" rules are checked each second by the clock (`checkSilence`), and
- *   only while the symbol's market is open (lib/market_hours.ts): the silence counts
- *   from the last trade or from the open, whichever is later. A trade re-arms them.
+ *   the other side re-arms it (a move: back under half its percent). A rule is armed
+ *   from the symbol's current price when it is set, so the next batch that crosses
+ *   fires; a rule set before any price of its symbol takes its state from the first.
+ *
+ * One clock per rule kind:
+ * - Price rules (above, below, move) use trade time only. A crossing at or before a
+ *   rule's `from` (the trade time of its symbol's last price when it was set, kept in
+ *   the rule as `armedAt`) or its last firing only sets the state. So a replayed
+ *   recording, dated in the past, fires as it would have live, and a restarted
+ *   consumer that meets history again does not fire twice (the alerts topic gives the
+ *   last firings before any trade is read). A rule from ALERTS has no `armedAt`: until
+ *   the trade reader has caught up with the topic at start (`goLive`), its crossings
+ *   are history; then its `from` is its symbol's last trade time.
+ * - "No trade" rules use the wall clock, the clock the market's hours are in
+ *   (lib/market_hours.ts): a silent spell starts at the later of the session's open
+ *   and the symbol's last trade, that trade taken at the wall time it arrived (history
+ *   read at start: at its trade time, so a restart does not restart the silence). A
+ *   spell fires once, keyed by its start; trades that resume end it, and the next
+ *   spell fires again. They are checked each second (`checkSilence`), once live.
+ * - Held: until the alerts topic has been read to its end (`release`), firings are
+ *   held; held ones already on the topic are dropped then, the others fire.
  */
 
 import {
@@ -30,11 +39,11 @@ import {
   RuleError,
 } from "../lib/alert_rules.ts";
 import { formatClock } from "../lib/format.js";
-import { marketOf, sessionOf } from "../lib/market_hours.ts";
-import type { Aggregator } from "./candles.ts";
+import { type Market, marketOf, sessionOf } from "../lib/market_hours.ts";
+import { type Aggregator, DEFAULT_MAX_CANDLES, type SymbolStats } from "./candles.ts";
 
 /** What the engine reads of the aggregation. */
-export type AlertPrices = Pick<Aggregator, "stats" | "candles" | "intervals">;
+export type AlertPrices = Pick<Aggregator, "stats" | "candles" | "intervals" | "symbols">;
 
 /** Fired alerts kept for the views (the page's list, the terminal's note). */
 const RECENT = 50;
@@ -43,16 +52,26 @@ interface RuleState {
   rule: AlertRule;
   /** undefined until the rule has seen a price. */
   armed: boolean | undefined;
-  /** When the market was last seen opening (silence rules). */
-  openSince?: number;
+  /** Trade time: crossings at or before it are history (undefined: all are, not live yet). */
+  from: number | undefined;
+  /** A "no trade" rule: the start of the spell it fired for. */
+  spell?: number;
+}
+
+interface Judged {
+  beyond: boolean;
+  back: boolean;
+  move: number;
 }
 
 export interface AlertEngineOptions {
   readonly prices: AlertPrices;
   /** Called for each alert that fires (write it to the topic, print it). */
   readonly fire: (alert: FiredAlert) => void;
-  /** This process's start: crossings of a never-fired ALERTS rule before it are history. */
-  readonly startedAt: number;
+  /** Candles the aggregation keeps per interval (default: the consumer's). */
+  readonly maxCandles?: number;
+  /** One line for the terminal (default: stderr). */
+  readonly warn?: (line: string) => void;
 }
 
 export class AlertEngine {
@@ -61,10 +80,16 @@ export class AlertEngine {
   readonly #byId = new Map<string, RuleState>();
   /** Per rule id, the newest trade time it fired at (from the alerts topic or this run). */
   readonly #lastFired = new Map<string, number>();
+  /** Per symbol, when its last trade arrived (wall clock; history: its trade time). */
+  readonly #arrived = new Map<string, number>();
   readonly #recent: { seq: number; alert: FiredAlert }[] = [];
+  /** Firings waiting for the alerts topic to be read (undefined: released). */
+  #held: { state: RuleState; alert: FiredAlert }[] | undefined = [];
+  #live = false;
+  #liveAt = 0;
   #seq = 0;
-  /** Evaluations and rules looked at, for the bench and /metrics. */
-  readonly counts = { fired: 0, silenced: 0 };
+  /** Firings: fired, silenced (history, or already on the topic), held (topic not read yet). */
+  readonly counts = { fired: 0, silenced: 0, held: 0 };
 
   constructor(options: AlertEngineOptions) {
     this.#options = options;
@@ -77,15 +102,31 @@ export class AlertEngine {
     if (known === undefined && this.#byId.size >= MAX_RULES) {
       throw new RuleError(`at most ${MAX_RULES} rules: delete one first`);
     }
-    this.removeRule(rule.id);
-    const state: RuleState = { rule, armed: undefined };
+    this.#unlist(rule.id);
+    const stats = this.#options.prices.stats(rule.symbol);
+    const from = rule.armedAt !== undefined
+      ? rule.armedAt ?? -Infinity
+      : rule.id.startsWith("cfg:")
+      ? (this.#live ? stats?.lastTime ?? -Infinity : undefined)
+      : rule.createdAt; // a rule written before armedAt existed (wall time)
+    const state: RuleState = { rule, armed: undefined, from };
+    // Armed from the current price: the next batch that crosses fires.
+    if (stats !== undefined && rule.kind !== "silent") {
+      state.armed = !this.#judge(rule, stats, new Map()).beyond;
+    }
     this.#byId.set(rule.id, state);
     let rules = this.#bySymbol.get(rule.symbol);
     if (rules === undefined) this.#bySymbol.set(rule.symbol, rules = new Map());
     rules.set(rule.id, state);
   }
 
+  /** Deletes a rule and what it fired. */
   removeRule(id: string): boolean {
+    this.#lastFired.delete(id);
+    return this.#unlist(id);
+  }
+
+  #unlist(id: string): boolean {
     const state = this.#byId.get(id);
     if (state === undefined) return false;
     this.#byId.delete(id);
@@ -99,10 +140,58 @@ export class AlertEngine {
     return [...this.#byId.values()].map((state) => state.rule);
   }
 
+  /** Trade time of the symbol's last price (a new rule's `armedAt`); null: none yet. */
+  lastTradeTime(symbol: string): number | null {
+    return this.#options.prices.stats(symbol)?.lastTime ?? null;
+  }
+
   /** A firing read back from the alerts topic (this run's own come back too). */
   noteFired(alert: FiredAlert): void {
     const known = this.#lastFired.get(alert.rule.id) ?? -Infinity;
     if (alert.tradeTime > known) this.#lastFired.set(alert.rule.id, alert.tradeTime);
+  }
+
+  /**
+   * The alerts topic is read to its end: held firings that it does not hold fire
+   * now, and the firings of rules that no longer exist are forgotten.
+   */
+  release(): void {
+    for (const id of this.#lastFired.keys()) if (!this.#byId.has(id)) this.#lastFired.delete(id);
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const { state, alert } of held) {
+      if (alert.tradeTime > (this.#lastFired.get(alert.rule.id) ?? -Infinity)) {
+        this.#emit(state, alert);
+      } else this.counts.silenced++;
+    }
+  }
+
+  /**
+   * The trade reader has caught up with the topic as it was at the start: ALERTS
+   * rules count crossings from now on, and the "no trade" rules are checked.
+   */
+  goLive(now: number = Date.now()): void {
+    if (this.#live) return;
+    this.#live = true;
+    this.#liveAt = now;
+    for (const state of this.#byId.values()) {
+      const { symbol } = state.rule;
+      state.from ??= this.lastTradeTime(symbol) ?? -Infinity;
+      const other = this.otherCase(symbol);
+      if (other !== undefined) {
+        (this.#options.warn ?? console.error)(
+          `warning: alert "${describeRule(state.rule)}": no trade of ${symbol}, but of ${other}:` +
+            " symbols are case-sensitive, as the feed sends them",
+        );
+      }
+    }
+  }
+
+  /** A traded symbol that differs from `symbol` only in case, when `symbol` has no trade. */
+  otherCase(symbol: string): string | undefined {
+    const symbols = this.#options.prices.symbols();
+    if (symbols.includes(symbol)) return undefined;
+    return symbols.find((s) => s.toUpperCase() === symbol.toUpperCase());
   }
 
   /** Fired alerts after `seq` (0: all kept), oldest first, and the newest seq. */
@@ -118,31 +207,18 @@ export class AlertEngine {
       if (rules === undefined) continue;
       const stats = this.#options.prices.stats(symbol, now);
       if (stats === undefined) continue;
+      // The silence clock: when the symbol's last trade arrived.
+      this.#arrived.set(symbol, this.#live ? now : Math.min(now, stats.lastTime));
       // A window's reference price is read once per symbol, however many rules share it.
       const references = new Map<number, number | undefined>();
       for (const state of rules.values()) {
         const { rule } = state;
         if (rule.kind === "silent") continue;
-        let reference: number | undefined;
-        if (rule.kind === "move") {
-          if (!references.has(rule.windowMs)) {
-            references.set(
-              rule.windowMs,
-              this.#priceBefore(symbol, stats.lastTime - rule.windowMs),
-            );
-          }
-          reference = references.get(rule.windowMs);
-        }
-        const move = reference === undefined ? 0 : (stats.last - reference) / reference * 100;
-        const beyond = rule.kind === "above"
-          ? stats.last >= rule.level
-          : rule.kind === "below"
-          ? stats.last <= rule.level
-          : rule.kind === "move" && reference !== undefined && Math.abs(move) >= rule.percent;
-        // A move re-arms only under half its percent: a price hovering at the threshold
-        // would otherwise fire on every other batch.
-        const back = rule.kind === "move" ? Math.abs(move) < rule.percent / 2 : !beyond;
-        if (!this.#cross(state, { beyond, back })) continue;
+        // Read back at a restart: the state it had at its last firing (or when made).
+        if (state.armed === undefined) state.armed = this.#armedAt(state);
+        const judged = this.#judge(rule, stats, references);
+        if (!this.#cross(state, judged)) continue;
+        const { move } = judged;
         const words = rule.kind === "move"
           ? `${symbol} moved ${move > 0 ? "+" : ""}${move.toFixed(2)} % within ${
             describeRule(rule).split(" within ")[1]
@@ -156,30 +232,79 @@ export class AlertEngine {
     }
   }
 
+  /** Where the symbol's last price stands against a price rule. */
+  #judge(rule: AlertRule, stats: SymbolStats, references: Map<number, number | undefined>): Judged {
+    let reference: number | undefined;
+    if (rule.kind === "move") {
+      if (!references.has(rule.windowMs)) {
+        references.set(
+          rule.windowMs,
+          this.#priceBefore(rule.symbol, {
+            last: stats.lastTime,
+            from: stats.lastTime - rule.windowMs,
+          }),
+        );
+      }
+      reference = references.get(rule.windowMs);
+    }
+    const move = reference === undefined ? 0 : (stats.last - reference) / reference * 100;
+    const beyond = rule.kind === "above"
+      ? stats.last >= rule.level
+      : rule.kind === "below"
+      ? stats.last <= rule.level
+      : rule.kind === "move" && reference !== undefined && Math.abs(move) >= rule.percent;
+    // A move re-arms only under half its percent: a price hovering at the threshold
+    // would otherwise fire on every other batch.
+    const back = rule.kind === "move" ? Math.abs(move) < rule.percent / 2 : !beyond;
+    return { beyond, back, move };
+  }
+
   /** Each second: the "no trade" rules, during their market's open session only. */
   checkSilence(now: number = Date.now()): void {
+    if (!this.#live) return; // the last trades are not known before history is read
+    const opens = new Map<Market, number | undefined>();
     for (const state of this.#byId.values()) {
       const { rule } = state;
       if (rule.kind !== "silent") continue;
-      const open = sessionOf(marketOf(rule.symbol), now)?.open ?? true;
-      if (!open) {
-        state.openSince = undefined;
-        continue;
-      }
-      state.openSince ??= now;
+      const market = marketOf(rule.symbol);
+      if (!opens.has(market)) opens.set(market, openedAt(market, now));
+      const open = opens.get(market);
+      if (open === undefined) continue; // closed
+      // Never a trade, around the clock: the silence counts from going live.
+      const quiet = Math.max(this.#arrived.get(rule.symbol) ?? -Infinity, open);
+      const spell = Number.isFinite(quiet) ? quiet : this.#liveAt;
+      if (now - spell < rule.spanMs || state.spell === spell) continue;
+      state.spell = spell;
       const stats = this.#options.prices.stats(rule.symbol, now);
-      const quietSince = Math.max(stats?.lastTime ?? -Infinity, state.openSince);
-      const beyond = now - quietSince >= rule.spanMs;
-      if (!this.#cross(state, { beyond, back: !beyond })) continue;
       const last = stats === undefined
         ? "no trade seen"
         : `last trade ${formatClock(stats.lastTime)}`;
       this.#fire(state, {
         price: stats?.last ?? null,
-        tradeTime: stats?.lastTime ?? state.openSince,
+        tradeTime: spell,
         source: stats?.source ?? null,
-      }, { words: `${describeRule(rule)} (${last})`, now, silence: true });
+      }, { words: `${describeRule(rule)} (${last})`, now });
     }
+  }
+
+  /**
+   * A level rule's state at its cutoff (its last firing, or when it was made), from
+   * the price then (the candles): so history that is still beyond it when a
+   * restarted consumer reads it in one batch is no new crossing, and a crossing while
+   * the consumer was down is one. Undefined (the first price decides) without it.
+   */
+  #armedAt(state: RuleState): boolean | undefined {
+    const { rule } = state;
+    if (rule.kind !== "above" && rule.kind !== "below") return undefined;
+    const cutoff = Math.max(this.#lastFired.get(rule.id) ?? -Infinity, state.from ?? -Infinity);
+    if (!Number.isFinite(cutoff)) return undefined;
+    for (const interval of [...this.#options.prices.intervals()].sort((a, b) => a - b)) {
+      const near = this.#options.prices.candles(rule.symbol, interval, cutoff - 60 * interval);
+      const then = near.findLast((candle) => candle.start <= cutoff);
+      if (then === undefined) continue;
+      return rule.kind === "above" ? then.close < rule.level : then.close > rule.level;
+    }
+    return undefined;
   }
 
   /** Moves the armed state; true when an armed rule crossed (it is disarmed now). */
@@ -197,25 +322,37 @@ export class AlertEngine {
     return false;
   }
 
-  /** The first price at or after `from` (trade time) in the finest candles. */
-  #priceBefore(symbol: string, from: number): number | undefined {
-    const finest = Math.min(...this.#options.prices.intervals());
-    const candles = this.#options.prices.candles(symbol, finest, from - finest);
-    return candles[0]?.open;
+  /**
+   * The first price at or after `from` (trade time), in the finest candles that
+   * still reach back to it: the 1 s ones keep `maxCandles` seconds (an hour), so a
+   * longer window is read from the 1 m ones (to the minute).
+   */
+  #priceBefore(symbol: string, at: { last: number; from: number }): number | undefined {
+    const { prices, maxCandles = DEFAULT_MAX_CANDLES } = this.#options;
+    const intervals = [...prices.intervals()].sort((a, b) => a - b);
+    const interval =
+      intervals.find((ms) => (Math.floor(at.last / ms) - maxCandles + 1) * ms <= at.from - ms) ??
+        intervals.at(-1)!;
+    return prices.candles(symbol, interval, at.from - interval)[0]?.open;
   }
 
   #fire(
     state: RuleState,
     at: Pick<FiredAlert, "price" | "tradeTime" | "source">,
-    how: { words: string; now: number; silence?: boolean },
+    how: { words: string; now: number },
   ): void {
     const { rule } = state;
-    const lastFired = this.#lastFired.get(rule.id);
-    // History already fired (or from before the rule): set the state, fire nothing.
-    const before = how.silence
-      ? lastFired ?? -Infinity
-      : Math.max(lastFired ?? -Infinity, rule.createdAt || (lastFired ?? this.#options.startedAt));
-    if (at.tradeTime <= before) {
+    const lastFired = this.#lastFired.get(rule.id) ?? -Infinity;
+    // History already fired (a silence: the same spell), or from before the rule; an
+    // ALERTS rule before live: history, unless after its last firing.
+    const cutoff = rule.kind === "silent"
+      ? lastFired
+      : state.from !== undefined
+      ? Math.max(lastFired, state.from)
+      : lastFired > -Infinity
+      ? lastFired
+      : Infinity;
+    if (at.tradeTime <= cutoff) {
       this.counts.silenced++;
       return;
     }
@@ -226,10 +363,33 @@ export class AlertEngine {
       firedAt: how.now,
       words: how.words,
     };
-    this.#lastFired.set(rule.id, at.tradeTime);
+    if (this.#held !== undefined) {
+      this.counts.held++;
+      this.#held.push({ state, alert });
+      if (this.#held.length > RECENT * 20) this.#held.shift(); // a topic never read: bounded
+      return;
+    }
+    this.#emit(state, alert);
+  }
+
+  #emit(state: RuleState, alert: FiredAlert): void {
+    this.#lastFired.set(state.rule.id, alert.tradeTime);
     this.#recent.push({ seq: ++this.#seq, alert });
     if (this.#recent.length > RECENT) this.#recent.shift();
     this.counts.fired++;
     this.#options.fire(alert);
   }
+}
+
+/** When the market's current session opened; -Infinity around the clock; undefined: closed. */
+export function openedAt(market: Market, now: number): number | undefined {
+  const session = sessionOf(market, now);
+  if (session === undefined || session.next === undefined) return -Infinity;
+  if (!session.open) return undefined;
+  // A moment before it when the market was closed: its next opening is this session's.
+  for (const back of [7 * 3600_000, 1, 2, 3, 4, 5, 6, 7].map((d) => d < 100 ? d * 86_400_000 : d)) {
+    const before = sessionOf(market, now - back)!;
+    if (!before.open && before.next! <= now) return before.next!;
+  }
+  return -Infinity;
 }

@@ -12,7 +12,6 @@
  */
 
 import type { Config } from "../config.ts";
-import { unlessAborted } from "../lib/async.ts";
 import {
   decodeFeed,
   FEED_TOPIC_CONFIG,
@@ -22,7 +21,7 @@ import {
   type Heartbeat,
 } from "../lib/feed.ts";
 import { formatAge, formatClock } from "../lib/format.js";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { createKafka, ensureTopic, readFromStart } from "../lib/kafka.ts";
 import { closedReason, marketOf, quietReason, sessionOf } from "../lib/market_hours.ts";
 import type { Source } from "../lib/trade.ts";
 
@@ -257,55 +256,23 @@ export function startFeedReader(options: { config: Config; signal: AbortSignal }
   const { config, signal } = options;
   const log = new FeedLog();
   const topic = feedTopicOf(config.topic);
-  const kafka = createKafka(config, "feed");
-  const consumer = kafka.consumer({
-    groupId: `${config.groupId}.feed.${crypto.randomUUID().slice(0, 8)}`,
-  });
-  // Each step checks the stop: a stop while connecting must not leave a consumer running.
-  const run = async () => {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
+  const { stopped } = readFromStart({
+    kafka: createKafka(config, "feed"),
+    topics: [topic],
+    group: `${config.groupId}.feed`,
+    signal,
+    prepare: async (admin) => {
       await ensureTopic(admin, {
         topic,
         partitions: 1,
         replicationFactor: config.replicationFactor,
         configEntries: FEED_TOPIC_CONFIG,
       });
-    } finally {
-      await admin.disconnect();
-    }
-    if (signal.aborted) return;
-    await consumer.connect();
-    if (signal.aborted) return;
-    await consumer.subscribe({ topic, fromBeginning: true });
-    if (signal.aborted) return;
-    await consumer.run({
-      autoCommit: false,
-      eachMessage: ({ message }) => {
-        log.apply(message.value);
-        return Promise.resolve();
-      },
-    });
-  };
-  const running = run();
-  const stopped = (async () => {
-    try {
-      await unlessAborted(running, signal);
-      if (!signal.aborted) {
-        await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
-      }
-    } catch (error) {
-      if (!signal.aborted) {
-        log.problem = `cannot read ${topic} (${error instanceof Error ? error.message : error})`;
-      }
-    } finally {
-      // Nothing is committed, so leaving the group is a courtesy: a member still
-      // joining (the broker holds a new group's first join ~3 s) is not waited for.
-      await unlessAborted(consumer.disconnect(), AbortSignal.timeout(LEAVE_MS)).catch(() => {});
-      // A step that was under way at the stop may connect after it: leave then too.
-      running.finally(() => consumer.disconnect().catch(() => {})).catch(() => {});
-    }
-  })();
+    },
+    onMessage: (_topic, message) => log.apply(message.value),
+    onProblem: (error) =>
+      log.problem = `cannot read ${topic} (${error instanceof Error ? error.message : error})`,
+    leaveMs: LEAVE_MS,
+  });
   return { log, stopped };
 }

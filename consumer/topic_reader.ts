@@ -83,6 +83,8 @@ export interface RunningConsumer {
   counts(): Readonly<ConsumerCounts>;
   /** Partitions this member holds, of the topic's total (fewer when the group is shared). */
   assignment(): { assigned: number; partitions: number };
+  /** Every record on the topic at the first lag poll is applied: history read. */
+  caughtUp(): boolean;
   /** Records behind the log end per partition, at the latest poll (empty before it). */
   partitionLag(): ReadonlyMap<number, number>;
   /** Wall times (ms) when the first fetch was sent and the latest batch was done. */
@@ -126,6 +128,8 @@ class TopicReader implements RunningConsumer {
   #connected = false;
   #lag: number | null = null;
   #partitionLag: ReadonlyMap<number, number> = new Map();
+  #historyEnds: Map<number, number> | undefined;
+  #caughtUp = false;
   #lastTradeAt: number | null = null;
   #firstFetchAt: number | null = null;
   #lastBatchDoneAt: number | null = null;
@@ -207,6 +211,10 @@ class TopicReader implements RunningConsumer {
 
   assignment(): { assigned: number; partitions: number } {
     return { assigned: this.#assigned.size, partitions: this.#partitions };
+  }
+
+  caughtUp(): boolean {
+    return this.#caughtUp;
   }
 
   partitionLag(): ReadonlyMap<number, number> {
@@ -380,6 +388,12 @@ class TopicReader implements RunningConsumer {
       assigned: this.#assigned,
     });
     this.#lag = [...this.#partitionLag.values()].reduce((sum, lag) => sum + lag, 0);
+    // The ends at the first poll: the history this run reads before it is live (alerts).
+    const history = this.#historyEnds ??= new Map(ends.map((e) => [e.partition, Number(e.high)]));
+    this.#caughtUp ||= ends.every(({ partition, high }) =>
+      !this.#assigned.has(partition) ||
+      Number(high) - this.#partitionLag.get(partition)! >= history.get(partition)!
+    );
   }
 
   /** Polls the lag until the signal aborts or the consumer crashes; then leaves the group. */

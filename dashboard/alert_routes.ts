@@ -10,8 +10,10 @@
  *   it without a preflight that is never answered), at most MAX_BODY_BYTES, checked
  *   field by field, one 400 line per mistake.
  *
- *   GET    /api/alerts          {rules, fired}: the rules, the newest fired alerts
+ *   GET    /api/alerts          {rules, fired}: the rules (each with its `words`), the
+ *                                newest fired alerts
  *   POST   /api/alerts          {symbol, kind, level | percent, windowMs | spanMs}: 201 {rule}
+ *                                (a span in ms, or as text: "5m", "30s")
  *   DELETE /api/alerts?id=…     200 {deleted}; a rule from ALERTS cannot be deleted here
  *
  * A rule is written to `<topic>.alert-rules` (Kafka keeps it; every dashboard reads
@@ -19,7 +21,8 @@
  */
 
 import type { Alerting } from "../consumer/alert_topics.ts";
-import { RuleError, ruleFromJson } from "../lib/alert_rules.ts";
+import { describeRule, RuleError, ruleFromJson } from "../lib/alert_rules.ts";
+import { parseDuration } from "../lib/cli.ts";
 import { isRecord } from "../lib/trade.ts";
 import { json, text } from "./http.ts";
 
@@ -29,7 +32,9 @@ export const MAX_BODY_BYTES = 4_096;
 export async function alertsRoute(request: Request, alerting: Alerting | undefined) {
   if (alerting === undefined) return text("alerts are not evaluated by this server", 404);
   if (request.method === "GET" || request.method === "HEAD") {
-    return json({ rules: alerting.engine.rules(), fired: alerting.engine.since(0).alerts });
+    // Each rule with its words: the page keeps no copy of describeRule.
+    const rules = alerting.engine.rules().map((rule) => ({ ...rule, words: describeRule(rule) }));
+    return json({ rules, fired: alerting.engine.since(0).alerts });
   }
   const foreign = foreignOrigin(request);
   if (foreign !== undefined) return text(foreign, 403);
@@ -72,14 +77,32 @@ async function create(request: Request, alerting: Alerting): Promise<Response> {
     throw new RuleError("the body is not JSON");
   }
   if (!isRecord(value)) throw new RuleError("the body is not a JSON object");
-  for (const field of ["id", "createdAt"]) {
+  for (const field of ["id", "createdAt", "armedAt"]) {
     if (field in value) throw new RuleError(`${field}: set by the server, leave it out`);
   }
-  if (typeof value.symbol === "string") value.symbol = value.symbol.trim();
+  const symbol = typeof value.symbol === "string" ? value.symbol.trim() : "";
+  value.symbol = symbol || value.symbol;
+  const other = alerting.engine.otherCase(symbol);
+  if (other !== undefined) {
+    throw new RuleError(
+      `symbol: no trade of ${symbol}, but of ${other}: symbols are case-sensitive`,
+    );
+  }
+  // A span as the page's field has it ("5m", "30s"): lib/cli.ts parseDuration.
+  for (const field of ["windowMs", "spanMs"]) {
+    if (typeof value[field] !== "string") continue;
+    const raw = value[field] as string;
+    const ms = parseDuration(raw);
+    if (ms === undefined) {
+      throw new RuleError(`${field}: ${JSON.stringify(raw)} is not a span (5m, 30s)`);
+    }
+    value[field] = ms;
+  }
   const rule = ruleFromJson({
     ...value,
     id: `r-${crypto.randomUUID().slice(0, 8)}`,
     createdAt: Date.now(),
+    armedAt: alerting.engine.lastTradeTime(symbol),
   });
   alerting.engine.setRule(rule); // throws at the rule cap, before Kafka has it
   try {

@@ -78,6 +78,8 @@ export interface HubMetrics {
 interface Client {
   readonly sse: SseClient;
   readonly sub: Subscription;
+  /** Alerts in frames it missed: its resync snapshot carries them (the page dedupes). */
+  missed?: readonly FiredAlert[];
 }
 
 /**
@@ -216,6 +218,7 @@ export class Hub {
         }
       }
       if (sse.stale) {
+        if (alerts) client.missed = [...client.missed ?? [], ...alerts].slice(-50);
         this.#resync(client);
         continue;
       }
@@ -225,14 +228,18 @@ export class Hub {
         frame = this.#deltaFrame(sub, since, revision, { tail });
         frames.set(key, frame);
       }
-      this.#send(client, frame);
+      if (!this.#send(client, frame) && alerts) client.missed = alerts;
     }
     this.#metrics.pushes++;
   }
 
   /** A client that missed frames gets a snapshot once it has read everything queued. */
   #resync(client: Client): void {
-    if (client.sse.queuedBytes === 0 && this.#send(client, this.#snapshotFrame(client.sub))) {
+    if (
+      client.sse.queuedBytes === 0 &&
+      this.#send(client, this.#snapshotFrame(client.sub, client.missed))
+    ) {
+      client.missed = undefined;
       client.sse.markFresh();
       this.#metrics.resyncs++;
     }
@@ -268,7 +275,7 @@ export class Hub {
   }
 
   /** The subscription's window of candles, with the stats of every symbol. */
-  #snapshotFrame(sub: Subscription): Uint8Array {
+  #snapshotFrame(sub: Subscription, alerts?: readonly FiredAlert[]): Uint8Array {
     const aggregator = this.#options.aggregator;
     const revision = aggregator.revision();
     let candles: readonly Candle[] = [];
@@ -289,7 +296,7 @@ export class Hub {
       safeJson(aggregator.intervals())
     },"rev":${revision},"candles":${candleRowsJson(candles)},"sparks":${
       safeJson(sparks(aggregator))
-    }${this.#tail(aggregator.symbols(), { feed: true })}`;
+    }${this.#tail(aggregator.symbols(), { feed: true, alerts })}`;
     return encodeEvent({ id: eventId(this.#boot, revision), event: "snapshot", data, retry: 1000 });
   }
 

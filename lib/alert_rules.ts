@@ -10,17 +10,30 @@
  *   price 5 minutes before, by trade time. Re-arms once the move is back under 1 %
  *   (half its percent: a price hovering at 2 % does not fire on every batch).
  * - `MSFT!10m`: no trade for 10 minutes while the symbol's market is open
- *   (lib/market_hours.ts; hours unknown count as open). Re-arms on the next trade.
+ *   (lib/market_hours.ts; hours unknown count as open). Once per silent spell.
+ * Symbols are case-sensitive, as the trades' (lib/trade.ts checkSymbol).
  *
  * The topics: `<topic>.alert-rules` (compacted; key = rule id, value = rule JSON, a
- * tombstone deletes) and `<topic>.alerts` (key = rule id, value = fired-alert JSON).
+ * tombstone deletes) and `<topic>.alerts` (key = alertKey: rule id @ trade time, value =
+ * fired-alert JSON).
  */
 
 import { parseDuration } from "./cli.ts";
 import { checkSymbol, isRecord, MAX_SYMBOL_LENGTH, type Source } from "./trade.ts";
 
 export type AlertRule = Readonly<
-  & { id: string; symbol: string; createdAt: number }
+  & {
+    id: string;
+    /** Case-sensitive, as the feed sends it (lib/trade.ts): `aapl` is not AAPL. */
+    symbol: string;
+    /** Wall time the rule was made (0: from ALERTS). */
+    createdAt: number;
+    /**
+     * Trade time of the symbol's last price when the rule was made (null: none yet);
+     * crossings at or before it are history (consumer/alerts.ts). Absent: ALERTS.
+     */
+    armedAt?: number | null;
+  }
   & (
     | { kind: "above" | "below"; level: number }
     | { kind: "move"; percent: number; windowMs: number }
@@ -36,7 +49,10 @@ export interface FiredAlert {
   readonly symbol: string;
   /** The price that crossed (the last price, for a silence; null: none seen). */
   readonly price: number | null;
-  /** Trade time of that price, ms. */
+  /**
+   * Trade time of that price, ms; for a "no trade" rule, when the silent spell began
+   * (its last trade or the session's open). With the rule id, the record's key.
+   */
   readonly tradeTime: number;
   /** Wall time when the consumer fired it, ms. */
   readonly firedAt: number;
@@ -59,8 +75,17 @@ export const ALERT_RULES_TOPIC_CONFIG: readonly { name: string; value: string }[
   { name: "cleanup.policy", value: "compact" },
 ]);
 export const ALERTS_TOPIC_CONFIG: readonly { name: string; value: string }[] = Object.freeze([
+  // Several dashboards write the same firing under the same key: compaction keeps one.
+  { name: "cleanup.policy", value: "compact,delete" },
   { name: "retention.ms", value: String(7 * 24 * 3600_000) },
 ]);
+
+/**
+ * A firing's record key: its rule id and crossing trade time, the same for every
+ * dashboard that evaluates the rule, so readers (and compaction) keep one.
+ */
+export const alertKey = (alert: Pick<FiredAlert, "rule" | "tradeTime">): string =>
+  `${alert.rule.id}@${alert.tradeTime}`;
 
 /** A rule the grammar or the checks refused: one line saying why. */
 export class RuleError extends Error {
@@ -175,11 +200,21 @@ export function ruleFromJson(value: unknown): AlertRule {
   if (typeof kind !== "string" || !ALERT_KINDS.includes(kind as AlertKind)) {
     throw new RuleError(`kind: one of ${ALERT_KINDS.join(", ")}`);
   }
-  const allowed = new Set(["id", "symbol", "kind", "createdAt", ...FIELDS[kind as AlertKind]]);
+  const allowed = new Set([
+    "id",
+    "symbol",
+    "kind",
+    "createdAt",
+    "armedAt",
+    ...FIELDS[kind as AlertKind],
+  ]);
   for (const key of Object.keys(value)) {
     if (!allowed.has(key)) throw new RuleError(`${key}: not a field of a ${kind} rule`);
   }
-  const { id, symbol, createdAt } = value;
+  const { id, symbol, createdAt, armedAt } = value;
+  if (armedAt !== undefined && armedAt !== null && !Number.isFinite(armedAt)) {
+    throw new RuleError("armedAt: a trade time in ms, or null");
+  }
   if (typeof id !== "string") throw new RuleError("id: a string");
   if (typeof symbol !== "string") throw new RuleError("symbol: a string");
   if (typeof createdAt !== "number" || !Number.isFinite(createdAt)) {

@@ -4,8 +4,9 @@
  */
 
 import process from "node:process";
-import { type Admin, Kafka, type LogEntry, logLevel } from "kafkajs";
+import { type Admin, Kafka, type KafkaMessage, type LogEntry, logLevel } from "kafkajs";
 import type { Config } from "../config.ts";
+import { unlessAborted } from "./async.ts";
 import { UsageError } from "./cli.ts";
 import { netAccessProblem } from "./net.ts";
 
@@ -192,4 +193,82 @@ export async function ensureTopic(admin: Admin, spec: {
     );
   }
   return "exists";
+}
+
+/** What readFromStart connects beside its consumer (a producer), and leaves with it. */
+interface Alongside {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+}
+
+/**
+ * Reads `topics` from their start in a private consumer group (`group` and a random
+ * suffix) that commits nothing, until the signal aborts: every viewer reads every
+ * record, however many share a group id. `prepare` runs first with an admin (create
+ * the topics, note their ends). `started` resolves once reading (and `alongside`
+ * connected); `stopped` after the abort, once the group is left or LEAVE waited.
+ * Never throws: a failure before the abort goes to `onProblem`.
+ */
+export function readFromStart(options: {
+  readonly kafka: Kafka;
+  readonly topics: readonly string[];
+  readonly group: string;
+  readonly signal: AbortSignal;
+  readonly prepare?: (admin: Admin) => Promise<void>;
+  readonly onMessage: (topic: string, message: KafkaMessage, partition: number) => void;
+  readonly onProblem: (error: unknown) => void;
+  /** How long the stop waits to leave the group. */
+  readonly leaveMs: number;
+  readonly alongside?: Alongside;
+}): { started: Promise<void>; stopped: Promise<void> } {
+  const { kafka, signal, alongside } = options;
+  const consumer = kafka.consumer({
+    groupId: `${options.group}.${crypto.randomUUID().slice(0, 8)}`,
+    // A fetch waits at most this long for records (kafkajs: 5 s), and a stop waits for
+    // the fetch in flight: so a stop can leave within a second.
+    maxWaitTimeInMs: 500,
+  });
+  // Each step checks the stop: a stop while connecting must not leave a consumer running.
+  const run = async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await options.prepare?.(admin);
+    } finally {
+      await admin.disconnect();
+    }
+    await alongside?.connect();
+    if (signal.aborted) return;
+    await consumer.connect();
+    if (signal.aborted) return;
+    await consumer.subscribe({ topics: [...options.topics], fromBeginning: true });
+    if (signal.aborted) return;
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: ({ topic, partition, message }) => {
+        options.onMessage(topic, message, partition);
+        return Promise.resolve();
+      },
+    });
+  };
+  const started = run();
+  const leave = () =>
+    Promise.allSettled([consumer.disconnect(), alongside?.disconnect()]).then(() => {});
+  const stopped = (async () => {
+    try {
+      await unlessAborted(started, signal);
+      if (!signal.aborted) {
+        await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      }
+    } catch (error) {
+      if (!signal.aborted) options.onProblem(error);
+    } finally {
+      // Nothing is committed, so leaving the group is a courtesy: a member still
+      // joining (the broker holds a new group's first join ~3 s) is not waited for.
+      await unlessAborted(leave(), AbortSignal.timeout(options.leaveMs)).catch(() => {});
+      // A step that was under way at the stop may connect after it: leave then too.
+      started.finally(leave).catch(() => {});
+    }
+  })();
+  return { started, stopped };
 }

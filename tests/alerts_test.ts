@@ -1,24 +1,16 @@
 /**
  * Alert rules and their evaluation, without Kafka: the ALERTS grammar and the JSON
- * checks (lib/alert_rules.ts), crossings that fire once and re-arm, a restart that
- * meets history again, the % window, "no trade" only while the market is open
- * (consumer/alerts.ts), and /api/alerts refusing what it must before any write.
+ * checks (lib/alert_rules.ts); crossings that fire once and re-arm, a restart that
+ * meets history again, a replay that fires as live, the % window (long ones from the
+ * 1 m candles), "no trade" once per silent spell from the open, firings held until
+ * the alerts topic is read (consumer/alerts.ts). The routes, pushes and topics:
+ * tests/alert_routes_test.ts.
  */
 
 import assert from "node:assert/strict";
 import { loadConfig } from "../config.ts";
-import {
-  type AlertRule,
-  type FiredAlert,
-  parseAlertSpecs,
-  ruleFromJson,
-} from "../lib/alert_rules.ts";
-import { AlertEngine } from "../consumer/alerts.ts";
-import type { Alerting } from "../consumer/alert_topics.ts";
-import { Aggregator } from "../consumer/candles.ts";
-import { alertsRoute, MAX_BODY_BYTES } from "../dashboard/alert_routes.ts";
-import { serveDashboard } from "../dashboard/server.ts";
-import { EventReader } from "./helpers/sse.ts";
+import { alertKey, type FiredAlert, parseAlertSpecs, ruleFromJson } from "../lib/alert_rules.ts";
+import { pageRule, rule, setup, T0 } from "./helpers/alerts.ts";
 
 Deno.test("ALERTS grammar: levels, moves, silences; one line per mistake", () => {
   const rules = parseAlertSpecs("AAPL>190, AAPL<185,BINANCE:BTCUSDT~2%/5m,MSFT!10m");
@@ -69,22 +61,6 @@ Deno.test("rule JSON: exactly the fields of its kind", () => {
   assert.throws(() => ruleFromJson([1]), /not a JSON object/);
 });
 
-const T0 = Date.now() - 3600_000;
-
-function setup(rules: AlertRule[], startedAt = T0) {
-  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 7_200, maxSymbols: 10 });
-  const fired: FiredAlert[] = [];
-  const engine = new AlertEngine({ prices: aggregator, fire: (a) => fired.push(a), startedAt });
-  for (const rule of rules) engine.setRule(rule);
-  const trade = (symbol: string, price: number, time: number) => {
-    aggregator.apply({ symbol, price, volume: 1, time, source: "sim" });
-    engine.evaluate([symbol]);
-  };
-  return { engine, fired, trade };
-}
-
-const rule = (spec: string, createdAt = 0) => ({ ...parseAlertSpecs(spec)[0], createdAt });
-
 Deno.test("a crossing fires once, re-arms after crossing back, and a restart fires only on a new crossing", () => {
   const above = rule("AAPL>190");
   const first = setup([above]);
@@ -97,16 +73,18 @@ Deno.test("a crossing fires once, re-arms after crossing back, and a restart fir
   assert.equal(first.fired[0].source, "sim");
 
   // Restart: the same history again, knowing the last firing (the alerts topic).
-  const again = setup([above]);
+  const again = setup([above], { history: true });
   again.engine.noteFired(first.fired.at(-1)!);
+  again.engine.release();
   prices.forEach((price, i) => again.trade("AAPL", price, T0 + i * 1000));
+  again.engine.goLive();
   assert.equal(again.fired.length, 0, "history does not fire again");
   again.trade("AAPL", 185, T0 + 20_000);
   again.trade("AAPL", 190.1, T0 + 21_000);
   assert.deepEqual(again.fired.map((a) => a.price), [190.1], "a new crossing fires");
 
-  // A rule's first price only sets its state; a rule made later ignores older crossings.
-  const below = setup([rule("AAPL<185", T0 + 5_000)]);
+  // A page rule read back at a restart: crossings before it was made are history.
+  const below = setup([pageRule("AAPL<185", T0 + 5_000)]);
   below.trade("AAPL", 184, T0);
   below.trade("AAPL", 186, T0 + 1_000);
   below.trade("AAPL", 184, T0 + 2_000); // before the rule was made
@@ -116,13 +94,64 @@ Deno.test("a crossing fires once, re-arms after crossing back, and a restart fir
   assert.deepEqual(below.engine.since(0).alerts.map((a) => a.price), [184.5]);
 });
 
+Deno.test("a restart that reads history in one batch: still beyond is no crossing, one while down is", () => {
+  const made = pageRule("AAPL>105", T0);
+  // The history as one batch: every trade applied, one evaluation.
+  const history = (run: ReturnType<typeof setup>, prices: number[]) => {
+    prices.forEach((price, i) => run.apply("AAPL", price, T0 + i * 1000));
+    run.engine.evaluate(["AAPL"]);
+  };
+  const fired = { rule: made, tradeTime: T0 + 2_000 } as FiredAlert;
+  // Fired at 106; the consumer restarts with the price still above.
+  const again = setup([made], { history: true });
+  again.engine.noteFired(fired);
+  again.engine.release();
+  history(again, [100, 104, 106, 107]);
+  assert.deepEqual(again.fired, [], "the last firing's state: no second firing");
+  // Without the firing on record, the rule (armed at 100 when made) crossed while down.
+  const down = setup([made], { history: true });
+  down.engine.release();
+  history(down, [100, 104, 106, 107]);
+  assert.deepEqual(down.fired.map((a) => a.price), [107]);
+});
+
 Deno.test("an ALERTS rule that never fired: history before the start is silent", () => {
-  const run = setup([rule("AAPL>190")], T0 + 10_000);
+  const run = setup([rule("AAPL>190"), rule("aapl>180")], { history: true });
+  run.engine.release();
   run.trade("AAPL", 189, T0);
-  run.trade("AAPL", 191, T0 + 1_000); // history: before this process started
+  run.trade("AAPL", 191, T0 + 1_000); // history: on the topic before this process started
+  run.engine.goLive();
+  assert.deepEqual(run.warned, [
+    'warning: alert "aapl crosses above 180": no trade of aapl, but of AAPL: symbols are ' +
+    "case-sensitive, as the feed sends them",
+  ]);
   run.trade("AAPL", 189, T0 + 11_000);
   run.trade("AAPL", 191, T0 + 12_000);
   assert.deepEqual(run.fired.map((a) => a.tradeTime), [T0 + 12_000]);
+});
+
+Deno.test("a replayed recording (dated last week) fires as it would have live", () => {
+  const week = Date.now() - 7 * 86_400_000;
+  const run = setup([rule("AAPL>190")]);
+  run.trade("AAPL", 189, week);
+  run.trade("AAPL", 191, week + 1_000);
+  assert.deepEqual(run.fired.map((a) => a.tradeTime), [week + 1_000], "an ALERTS rule");
+  // A rule made in the page during the replay: armed at the replay's own time.
+  run.engine.setRule(pageRule("AAPL<188", run.engine.lastTradeTime("AAPL")));
+  run.trade("AAPL", 187, week + 2_000);
+  assert.deepEqual(run.fired.map((a) => a.price), [191, 187], "a page rule");
+});
+
+Deno.test("a rule made while the price is on one side fires on the very next crossing", () => {
+  const run = setup([]);
+  run.trade("AAPL", 189, T0);
+  run.engine.setRule(pageRule("AAPL>190", run.engine.lastTradeTime("AAPL")));
+  run.trade("AAPL", 191, T0 + 1_000);
+  assert.deepEqual(run.fired.map((a) => a.price), [191]);
+  // Made while already beyond: waits for a crossing.
+  run.engine.setRule({ ...pageRule("AAPL>190.5", T0 + 1_000), id: "r-2" });
+  run.trade("AAPL", 192, T0 + 2_000);
+  assert.equal(run.fired.length, 1);
 });
 
 Deno.test("a move of X % within a window fires once and re-arms under it", () => {
@@ -144,203 +173,66 @@ Deno.test("a move of X % within a window fires once and re-arms under it", () =>
   assert.deepEqual(run.fired.map((a) => a.price), [102.2, 99]);
 });
 
-Deno.test("no trade for a span: only while the market is open, re-armed by a trade", () => {
+Deno.test("a move window longer than the 1 s candles kept is read from the 1 m candles", () => {
+  // 60 candles kept: the 1 s ones reach back a minute, the 1 m ones an hour.
+  const run = setup([rule("AAPL~2%/3m")], { maxCandles: 60 });
+  const start = Math.floor(T0 / 60_000) * 60_000;
+  run.trade("AAPL", 100, start);
+  for (let s = 1; s <= 90; s++) run.trade("AAPL", 101, start + s * 1000);
+  run.trade("AAPL", 103, start + 120_000); // 3 % from 100 (2 min before), 1.98 % from 101
+  assert.deepEqual(run.fired.map((a) => a.price), [103]);
+});
+
+Deno.test("no trade for a span: from the session's open, once per silent spell", () => {
   // A Wednesday: US regular hours 09:30-16:00 New York (14:30-21:00 UTC in January).
   const closed = Date.UTC(2026, 0, 7, 22, 0);
-  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const fired: FiredAlert[] = [];
-  const engine = new AlertEngine({ prices: aggregator, fire: (a) => fired.push(a), startedAt: 0 });
-  engine.setRule(rule("MSFT!10m"));
-  engine.setRule(rule("BINANCE:ETHUSDT!1m"));
-  aggregator.apply({
-    symbol: "MSFT",
-    price: 400,
-    volume: 1,
-    time: closed - 3600_000,
-    source: "sim",
-  }, closed);
-  engine.checkSilence(closed);
-  engine.checkSilence(closed + 20 * 60_000);
-  assert.deepEqual(fired.map((a) => a.symbol), ["BINANCE:ETHUSDT"], "crypto never closes");
-  fired.length = 0;
-  // The next morning: the silence counts from the open, not from yesterday's trade.
+  const run = setup([rule("MSFT!10m"), rule("BINANCE:ETHUSDT!1m")], { history: true });
+  const msft = () => run.fired.filter((a) => a.symbol === "MSFT");
+  run.engine.release();
+  run.trade("MSFT", 400, closed - 3600_000, closed - 3600_000);
+  run.engine.goLive(closed);
+  run.engine.checkSilence(closed);
+  run.engine.checkSilence(closed + 20 * 60_000);
+  assert.deepEqual(run.fired.map((a) => a.symbol), ["BINANCE:ETHUSDT"], "crypto never closes");
+  // The next morning: the silence counts from the open (14:30), even for a check that
+  // starts late (a consumer started at 14:35), not from the first check.
   const morning = Date.UTC(2026, 0, 8, 14, 30);
-  engine.checkSilence(morning);
-  engine.checkSilence(morning + 9 * 60_000);
-  assert.equal(fired.filter((a) => a.symbol === "MSFT").length, 0);
-  engine.checkSilence(morning + 10 * 60_000);
-  engine.checkSilence(morning + 11 * 60_000);
-  const msft = fired.filter((a) => a.symbol === "MSFT");
-  assert.equal(msft.length, 1);
-  assert.match(msft[0].words, /^MSFT no trade for 10m in trading hours \(last trade /);
-  // A trade re-arms it.
-  aggregator.apply({
-    symbol: "MSFT",
-    price: 401,
-    volume: 1,
-    time: morning + 12 * 60_000,
-    source: "sim",
-  }, morning + 12 * 60_000);
-  engine.checkSilence(morning + 12 * 60_000 + 1);
-  engine.checkSilence(morning + 23 * 60_000);
-  assert.equal(fired.filter((a) => a.symbol === "MSFT").length, 2);
+  run.engine.checkSilence(morning + 5 * 60_000);
+  run.engine.checkSilence(morning + 9 * 60_000);
+  assert.equal(msft().length, 0);
+  run.engine.checkSilence(morning + 10 * 60_000);
+  run.engine.checkSilence(morning + 11 * 60_000);
+  assert.equal(msft().length, 1, "once per spell");
+  assert.match(msft()[0].words, /^MSFT no trade for 10m in trading hours \(last trade /);
+  assert.equal(msft()[0].tradeTime, morning, "keyed by the spell's start");
+  // Trades resume (arriving now, whatever their trade time: a replay), then stop.
+  run.trade("MSFT", 401, T0, morning + 12 * 60_000);
+  run.engine.checkSilence(morning + 21 * 60_000);
+  assert.equal(msft().length, 1, "trades ended the spell");
+  run.engine.checkSilence(morning + 22 * 60_000);
+  assert.equal(msft().length, 2, "a new spell fires again");
+  // Halted: the next day's session is a new spell, however old the last trade.
+  run.engine.checkSilence(morning + 86_400_000 + 10 * 60_000);
+  assert.equal(msft().length, 3);
 });
 
-Deno.test("/api/alerts refuses another origin, a bad body, an oversize body before any write", async () => {
-  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
-  const refuse = () => Promise.reject(new Error("no write expected"));
-  const alerting = {
-    engine,
-    topics: { putRule: refuse, deleteRule: refuse },
-    stop: () => Promise.resolve(),
-  } as unknown as Alerting;
-  const post = (body: string, headers: Record<string, string> = {}) =>
-    alertsRoute(
-      new Request("http://127.0.0.1:8080/api/alerts", {
-        method: "POST",
-        body,
-        headers: {
-          host: "127.0.0.1:8080",
-          "content-type": "application/json",
-          origin: "http://127.0.0.1:8080",
-          ...headers,
-        },
-      }),
-      alerting,
-    );
-  const good = JSON.stringify({ symbol: "AAPL", kind: "above", level: 190 });
-  const cases: [Promise<Response>, number, RegExp][] = [
-    [post(good, { origin: "http://evil.example" }), 403, /another origin/],
-    [post(good, { "sec-fetch-site": "cross-site" }), 403, /cross-site request/],
-    [post(good, { "content-type": "text/plain" }), 400, /Content-Type: application\/json/],
-    [post("{"), 400, /not JSON/],
-    [post(JSON.stringify({ symbol: "AAPL", kind: "above" })), 400, /level: a number/],
-    [
-      post(JSON.stringify({ id: "x", symbol: "AAPL", kind: "above", level: 1 })),
-      400,
-      /id: set by the server/,
-    ],
-    [post(JSON.stringify({ symbol: "AAPL", kind: "silent", spanMs: 5 })), 400, /spanMs: a span/],
-    [post("x".repeat(MAX_BODY_BYTES + 1)), 413, /over 4096 bytes/],
-  ];
-  for (const [answer, status, message] of cases) {
-    const response = await answer;
-    const body = await response.text();
-    assert.equal(response.status, status, body);
-    assert.match(body, message);
-  }
-  assert.deepEqual(engine.rules(), [], "nothing was set");
-  const answer = await post(good);
-  assert.equal(answer.status, 503, "a Kafka write that fails is not a rule");
-  await answer.body?.cancel();
-  assert.deepEqual(engine.rules(), []);
-});
-
-/** A dashboard serving `engine`'s alerts (its topics are not used by these tests). */
-function alertDashboard(
-  engine: AlertEngine,
-  options: { aggregator: Aggregator; token?: string; signal: AbortSignal },
-) {
-  return serveDashboard({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: options.signal,
-    aggregator: options.aggregator,
-    status: () => ({
-      connected: true,
-      lag: 0,
-      latencyP50Ms: null,
-      latencyP99Ms: null,
-      tradesPerSecond: 0,
-      applied: 0,
-      rejected: 0,
-      tooLate: 0,
-      tooEarly: 0,
-      lastTradeAt: null,
-    }),
-    token: options.token,
-    alerts: { engine, topics: {}, stop: () => Promise.resolve() } as unknown as Alerting,
-  });
-}
-
-Deno.test("a fired alert rides on the next push, once, with no push of its own", async () => {
-  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
-  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
-  const halt = new AbortController();
-  const dashboard = alertDashboard(engine, { aggregator, signal: halt.signal });
-  const trade = (price: number) => {
-    aggregator.apply({ symbol: "AAPL", price, volume: 1, time: Date.now(), source: "sim" });
-    engine.evaluate(["AAPL"]);
-    dashboard.notify(["AAPL"]);
-  };
-  try {
-    trade(189);
-    const reader = new EventReader(await fetch(new URL("/events?symbol=AAPL", dashboard.url)));
-    const alertsOf = (event: { data: unknown }) =>
-      (event.data as { alerts?: FiredAlert[] }).alerts?.map((a) => a.words);
-    assert.equal(alertsOf(await reader.next()), undefined, "the snapshot carries none");
-    trade(191);
-    const carried: string[][] = [];
-    const until = Date.now() + 1_200; // past a heartbeat (1 s)
-    while (Date.now() < until) {
-      const words = alertsOf(await reader.next());
-      if (words) carried.push(words);
-    }
-    assert.deepEqual(carried, [["AAPL crossed above 190 at 191"]]);
-    await reader.cancel();
-    // The trade's delta and the heartbeat or two: the alert added none.
-    assert.ok(dashboard.metrics().pushes <= 3, `${dashboard.metrics().pushes} pushes`);
-  } finally {
-    halt.abort();
-    await dashboard.finished;
-  }
-});
-
-Deno.test("/api/alerts on a shared dashboard: the token gate first, then the origin", async () => {
-  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
-  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
-  engine.setRule(parseAlertSpecs("AAPL>190")[0]);
-  const token = "alerts-test-token-9c2e41b7";
-  const halt = new AbortController();
-  const dashboard = alertDashboard(engine, { aggregator, token, signal: halt.signal });
-  const url = new URL("/api/alerts", dashboard.url);
-  const call = async (init: RequestInit) => {
-    const response = await fetch(url, init);
-    return { status: response.status, body: await response.text() };
-  };
-  const bearer = { authorization: `Bearer ${token}` };
-  try {
-    const json = { "content-type": "application/json" };
-    assert.equal((await call({ method: "POST", headers: json, body: "{}" })).status, 401);
-    assert.equal((await call({ method: "DELETE" })).status, 401);
-    const listed = await call({ headers: bearer });
-    assert.equal(listed.status, 200);
-    assert.deepEqual(JSON.parse(listed.body).rules.map((r: AlertRule) => r.id), ["cfg:AAPL>190"]);
-    const foreign = await call({
-      method: "POST",
-      headers: { ...bearer, ...json, origin: "https://evil.example" },
-      body: "{}",
-    });
-    assert.equal(foreign.status, 403);
-    const bad = await call({ method: "POST", headers: { ...bearer, ...json }, body: "{}" });
-    assert.deepEqual([bad.status, JSON.parse(bad.body).error], [
-      400,
-      "kind: one of above, below, move, silent",
-    ]);
-    const fixed = await call({ method: "DELETE", headers: bearer });
-    assert.match(fixed.body, /id: missing/);
-    const cfg = await fetch(new URL("/api/alerts?id=cfg:AAPL%3E190", dashboard.url), {
-      method: "DELETE",
-      headers: bearer,
-    });
-    assert.equal(cfg.status, 400);
-    assert.match(await cfg.text(), /comes from ALERTS/);
-    const put = await call({ method: "PUT", headers: bearer });
-    assert.equal(put.status, 405);
-  } finally {
-    halt.abort();
-    await dashboard.finished;
-  }
+Deno.test("restart safety: firings held until the alerts topic is read, pruned with their rule", () => {
+  const run = setup([rule("AAPL>190"), rule("AAPL>195")], { history: true });
+  run.engine.goLive();
+  run.trade("AAPL", 189, T0);
+  run.trade("AAPL", 196, T0 + 1_000);
+  assert.equal(run.fired.length, 0, "held");
+  // The topic, read late, had the first one: only the other fires.
+  run.engine.noteFired({ rule: rule("AAPL>190"), tradeTime: T0 + 1_000 } as FiredAlert);
+  run.engine.release();
+  assert.deepEqual(run.fired.map((a) => a.rule.id), ["cfg:AAPL>195"]);
+  // A deleted rule forgets its firings: made again (its id reused), it fires again.
+  run.engine.setRule(pageRule("MSFT>190", null));
+  run.engine.noteFired({ rule: pageRule("MSFT>190", null), tradeTime: T0 + 5_000 } as FiredAlert);
+  run.engine.removeRule("r-1");
+  run.engine.setRule(pageRule("MSFT>190", null));
+  run.trade("MSFT", 189, T0 + 1_000);
+  run.trade("MSFT", 191, T0 + 2_000);
+  assert.deepEqual(run.fired.map((a) => a.price), [196, 191]);
+  assert.equal(alertKey(run.fired[0]), `cfg:AAPL>195@${T0 + 1_000}`);
 });

@@ -3,8 +3,9 @@
  * (POST /api/alerts -> the rules topic) fires in the consumer when the price sent
  * by the fake Finnhub through the real producer crosses it; the firing is a record
  * on the alerts topic (read back with kcat) and a toast on the page. The dashboard
- * is then restarted: it reads the rule back from Kafka, rebuilds the trades from
- * history without firing again, and fires only on a new crossing.
+ * is then restarted with the price still above the level: it reads the rule and its
+ * last firing back from Kafka, rebuilds the trades from history without firing again
+ * (kcat sees one record), and fires only on a new crossing.
  */
 
 import assert from "node:assert/strict";
@@ -138,7 +139,10 @@ Deno.test("an alert made in the page fires on a crossing: alerts topic, toast, a
           assert.ok(alerts[0].firedAt >= alerts[0].tradeTime);
           await dashboard.waitFor(/alert: AAPL crossed above 105 at 106 \(trade /);
 
-          // A restart: the rule comes back from Kafka, history does not fire again.
+          // A restart: the rule comes back from Kafka, and history (100 104 106 107, read
+          // in one batch, the price still above 105) does not fire again. Only the last
+          // firing, read back from the alerts topic, says so: the rule was armed at 100
+          // when it was made, so without it 107 would be a crossing (a second record).
           await page.close();
           dashboard.kill("SIGTERM");
           assert.equal((await dashboard.done).code, 0);
@@ -152,6 +156,7 @@ Deno.test("an alert made in the page fires on a crossing: alerts topic, toast, a
             () => document.querySelectorAll("#alert-rules li").length === 1,
           );
           await trade(fake, dashboard.url, 108); // still above since 106: no crossing
+          assert.equal((await readAlerts(BROKERS, topic)).length, 1, "the restart fired again");
           await trade(fake, dashboard.url, 103); // back under: re-armed
           assert.equal((await readAlerts(BROKERS, topic)).length, 1, "history did not fire again");
           await trade(fake, dashboard.url, 105.5); // a new crossing

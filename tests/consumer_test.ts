@@ -117,6 +117,7 @@ Deno.test("the consumer rebuilds exact candles from a time, and a restart counts
             running.counts().rejected >= expectRejected,
         );
         await waitFor("lag 0", () => running.status().lag === 0);
+        assert.ok(running.caughtUp(), "history read: alerts may go live");
         // Anything doubled would arrive by now; the counts must not have moved past.
         await new Promise((resolve) => setTimeout(resolve, 500));
       } finally {

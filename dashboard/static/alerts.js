@@ -11,13 +11,8 @@ import { formatClock } from "./format.js";
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const TOAST_MS = 10_000;
-
-/** "5m", "30s", "1h" or plain seconds -> ms; NaN when not a duration. */
-function parseSpan(/** @type {string} */ text) {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$/.exec(text);
-  if (!match) return NaN;
-  return Math.round(Number(match[1]) * { s: 1000, m: 60_000, h: 3600_000 }[match[2] ?? "s"]);
-}
+/** Firings shown (rule id @ trade time, as their Kafka key): each toasts once. */
+const shown = new Set();
 
 /** The chart's symbol: the form's symbol when its field is left empty. */
 let chartSymbol = () => /** @type {string | null} */ (null);
@@ -30,8 +25,9 @@ function ruleBody() {
   const value = /** @type {HTMLInputElement} */ ($("alert-value")).value.trim();
   const span = /** @type {HTMLInputElement} */ ($("alert-span")).value.trim();
   if (kind === "above" || kind === "below") return { symbol, kind, level: Number(value) };
-  if (kind === "move") return { symbol, kind, percent: Number(value), windowMs: parseSpan(span) };
-  return { symbol, kind, spanMs: parseSpan(span || value) };
+  // Spans as typed ("5m"): the server reads them (lib/cli.ts parseDuration).
+  if (kind === "move") return { symbol, kind, percent: Number(value), windowMs: span };
+  return { symbol, kind, spanMs: span || value };
 }
 
 /** Shows the fields the chosen kind needs. */
@@ -77,7 +73,7 @@ async function refresh() {
     item.dataset.id = rule.id;
     const words = document.createElement("span");
     const at = lastFired.get(rule.id);
-    words.textContent = describe(rule) +
+    words.textContent = rule.words +
       (at === undefined ? "" : ` · fired ${formatClock(at)}`);
     item.append(words);
     if (!rule.id.startsWith("cfg:")) {
@@ -92,19 +88,6 @@ async function refresh() {
     }
     return item;
   }));
-}
-
-/** A rule in words, as the server says it (lib/alert_rules.ts describeRule). */
-function describe(/** @type {any} */ rule) {
-  const span = (/** @type {number} */ ms) =>
-    ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`;
-  if (rule.kind === "above" || rule.kind === "below") {
-    return `${rule.symbol} crosses ${rule.kind} ${rule.level}`;
-  }
-  if (rule.kind === "move") {
-    return `${rule.symbol} moves ${rule.percent} % within ${span(rule.windowMs)}`;
-  }
-  return `${rule.symbol} no trade for ${span(rule.spanMs)} in trading hours`;
 }
 
 async function deleteRule(/** @type {string} */ id) {
@@ -145,6 +128,11 @@ export function onAlerts(/** @type {any[] | undefined} */ alerts) {
   if (!alerts) return;
   refresh().catch(() => {}); // the list's "fired" times
   for (const alert of alerts) {
+    // A snapshot after a resync carries the firings the page missed, maybe some twice.
+    const key = `${alert.rule.id}@${alert.tradeTime}`;
+    if (shown.has(key)) continue;
+    shown.add(key);
+    if (shown.size > 500) shown.delete(shown.values().next().value);
     const mark = alert.source === "sim"
       ? " · simulated"
       : alert.source === "replay"

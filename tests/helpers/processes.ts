@@ -19,7 +19,7 @@ import { sleep } from "../../lib/async.ts";
 import { createKafka } from "../../lib/kafka.ts";
 import { decodeFeed, feedKey, type FeedRecord, feedTopicOf } from "../../lib/feed.ts";
 import { decodeTrade, type TradeRecord } from "../../lib/trade.ts";
-import { alertsTopicOf, type FiredAlert, firedFromJson } from "../../lib/alert_rules.ts";
+import { alertKey, alertsTopicOf, type FiredAlert, firedFromJson } from "../../lib/alert_rules.ts";
 import type { WireTrade } from "./fake_finnhub.ts";
 
 /** Polls `condition` every 50 ms; throws after `ms` naming `what`. */
@@ -261,7 +261,7 @@ export async function readAlerts(brokers: string, topic: string): Promise<FiredA
   return (await kcatEnvelopes(brokers, alertsTopicOf(topic))).map((envelope) => {
     const alert = firedFromJson(envelope.payload);
     assert.ok(alert !== null, `not a fired alert: ${envelope.payload}`);
-    assert.equal(envelope.key, alert.rule.id);
+    assert.equal(envelope.key, alertKey(alert), "keyed by rule id and trade time");
     return alert;
   });
 }

@@ -18,7 +18,8 @@ function setup(rules: number, kinds: readonly string[]) {
     maxCandles: 3_600,
     maxSymbols: 200,
   });
-  const engine = new AlertEngine({ prices: aggregator, fire: () => {}, startedAt: 0 });
+  const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
+  engine.release(); // no alerts topic here
   for (let i = 0; i < rules; i++) {
     const symbol = SYMBOLS[i % SYMBOLS.length];
     const kind = kinds[i % kinds.length];
@@ -36,6 +37,7 @@ function setup(rules: number, kinds: readonly string[]) {
       aggregator.apply({ symbol, price: price(time), volume: 1, time, source: "sim" }, now);
     }
   }
+  engine.goLive();
   let batch = 0;
   return (b: Deno.BenchContext) => {
     const touched = new Set<string>();
