@@ -114,6 +114,31 @@ Deno.test("a feed gap in Chromium: shaded on both charts, named on hover, marked
             args: [id, gap.tradeFrom, gap.tradeTo],
           });
         }
+        // The page's breaker itself, as the page runs it: a gap of one symbol breaks
+        // that symbol's compare line only, and a gap whose middle falls on a point breaks.
+        const broken = await page.evaluate(async () => {
+          const module = "/gaps.js"; // a path the page serves, not one for the type checker
+          const { breakAtGaps, breakEach } = await import(module);
+          const times = [0, 1000, 2000, 3000, 4000];
+          const a = [1, 2, 3, 4, 5];
+          const b = [6, 7, 8, 9, 10];
+          const shown = (column: unknown[]) => column.map((v) => v === undefined ? "across" : v);
+          const each = breakEach({ times, columns: [a, b], width: 1000 }, [[
+            { tradeFrom: 1200, tradeTo: 1600 },
+          ], []]);
+          const middle = breakAtGaps({ times, columns: [a], width: 1000 }, [
+            { tradeFrom: 1200, tradeTo: 2800 },
+          ]);
+          return {
+            each: { times: each.times, columns: each.columns.map(shown) },
+            middle: middle.columns[0],
+          };
+        });
+        assert.deepEqual(broken.each, {
+          times: [0, 1000, 1400, 2000, 3000, 4000],
+          columns: [[1, 2, null, 3, 4, 5], [6, 7, "across", 8, 9, 10]],
+        });
+        assert.deepEqual(broken.middle, [1, 2, null, 4, 5]);
         const problems = log.console.filter((line) => /error|uncaught|violat/i.test(line));
         assert.deepEqual(problems, [], "no console errors");
       });

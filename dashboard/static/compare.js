@@ -8,7 +8,7 @@
 import uPlot from "./vendor/uPlot.esm.js";
 import { baseOptions, drawGaps, fitToBox } from "./charts.js";
 import { formatPct, sourceMark } from "./format.js";
-import { breakAtGaps, feedGaps } from "./gaps.js";
+import { breakEach, feedGaps } from "./gaps.js";
 
 const STORAGE = "market-stream.compare";
 const MAX_SYMBOLS = 6;
@@ -117,8 +117,8 @@ function offer(adder, { chosen, all }) {
  * The lines on the sparks' slots, broken at the feed gaps (the same breaker as the
  * price chart's: gaps.js), into the plot.
  */
-function drawLines(el, { plot, lines, sparks, gaps }) {
-  const line = breakAtGaps({ times: sparks.times(), columns: lines, width: sparks.stepMs }, gaps);
+function drawLines(el, { plot, lines, sparks, gapsOf }) {
+  const line = breakEach({ times: sparks.times(), columns: lines, width: sparks.stepMs }, gapsOf);
   plot.setData([line.times, ...line.columns]);
   el.drawn = plot.data; // what the chart draws, for tests/browser_feed_test.ts
   el.dataset.points = String(Math.max(0, ...lines.map((l) => l.filter((v) => v !== null).length)));
@@ -199,8 +199,9 @@ export function initCompare({ sparks, stats, feed, current, symbols }) {
 
   function draw() {
     if (!on || chart.plot === null) return;
-    gaps = feedGaps(feed(), chosen);
-    drawLines(el, { plot: chart.plot, lines: percentLines(sparks, chosen), sparks, gaps });
+    gaps = feedGaps(feed(), chosen); // the bands: any chosen symbol's gaps
+    const gapsOf = chosen.map((symbol) => feedGaps(feed(), [symbol])); // each line: its own
+    drawLines(el, { plot: chart.plot, lines: percentLines(sparks, chosen), sparks, gapsOf });
     chipsNow();
   }
 

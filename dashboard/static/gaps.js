@@ -20,17 +20,20 @@ export function feedGaps(feed, symbols) {
 }
 
 /**
- * Columns aligned with `times` (sorted), broken at each gap (sorted by tradeFrom).
- * A point stands for [time, time + width): one whose whole span lies inside a gap
- * becomes null (a price carried on through it is not a price seen), and a gap that
- * nulls no point gets a null point at its middle, so a line with `spanGaps: false`
- * stops at the gap and starts again after it. Without gaps, the columns as given.
+ * Columns aligned with `times` (sorted), broken at each gap. A point stands for
+ * [time, time + width): one whose whole span lies inside a gap becomes null (a
+ * price carried on through it is not a price seen), as does one at a gap's middle,
+ * and a gap that nulls no point gets a null point at its middle, so a line with
+ * `spanGaps: false` stops at the gap and starts again after it. Without gaps, the
+ * columns as given.
  * @param {{ times: readonly number[], columns: readonly (readonly (number | null)[])[], width: number }} line
  * @param {readonly { tradeFrom: number, tradeTo: number }[]} gaps
  * @returns {{ times: number[], columns: (number | null)[][] }}
  */
 export function breakAtGaps({ times, columns, width }, gaps) {
   if (gaps.length === 0) return { times: [...times], columns: [...columns] };
+  // By middle: overlapping gaps sorted by start need not be sorted by middle.
+  const byMiddle = [...gaps].sort((a, b) => middleOf(a) - middleOf(b));
   /** @type {{ times: number[], columns: (number | null)[][] }} */
   const out = { times: [], columns: columns.map(() => []) };
   const push = (/** @type {number} */ time, /** @type {number | null} */ i) => {
@@ -45,16 +48,17 @@ export function breakAtGaps({ times, columns, width }, gaps) {
   let broken = false; // whether a point of gap g was nulled
   for (let i = 0; i < times.length; i++) {
     // The gaps whose middle is before this point: a null there for each still unbroken.
-    while (g < gaps.length && middleOf(gaps[g]) < times[i]) {
+    while (g < byMiddle.length && middleOf(byMiddle[g]) < times[i]) {
       const before = out.times.at(-1);
-      if (!broken && before !== undefined && before < middleOf(gaps[g])) {
-        push(middleOf(gaps[g]), null);
+      if (!broken && before !== undefined && before < middleOf(byMiddle[g])) {
+        push(middleOf(byMiddle[g]), null);
       }
       g++;
       broken = false;
     }
-    const gone = gaps.some((gap) => spans(gap, times[i]));
-    if (g < gaps.length && spans(gaps[g], times[i])) broken = true;
+    const atMiddle = g < byMiddle.length && middleOf(byMiddle[g]) === times[i];
+    if (atMiddle || (g < byMiddle.length && spans(byMiddle[g], times[i]))) broken = true;
+    const gone = atMiddle || byMiddle.some((gap) => spans(gap, times[i]));
     push(times[i], gone ? null : i);
   }
   return out;
@@ -63,4 +67,26 @@ export function breakAtGaps({ times, columns, width }, gaps) {
 /** @param {{ tradeFrom: number, tradeTo: number }} gap */
 function middleOf(gap) {
   return Math.floor((gap.tradeFrom + gap.tradeTo) / 2);
+}
+
+/**
+ * Columns each broken at its own gaps (`gapsOf[k]` for column k) on one time axis:
+ * on the compare chart a gap of AAPL breaks AAPL's line only. Where another column
+ * breaks, a column holds undefined, which uPlot draws across; null breaks the line.
+ * @param {{ times: readonly number[], columns: readonly (readonly (number | null)[])[], width: number }} line
+ * @param {readonly (readonly { tradeFrom: number, tradeTo: number }[])[]} gapsOf
+ * @returns {{ times: number[], columns: (number | null | undefined)[][] }}
+ */
+export function breakEach({ times, columns, width }, gapsOf) {
+  const broken = columns.map((column, k) =>
+    breakAtGaps({ times, columns: [column], width }, gapsOf[k] ?? [])
+  );
+  const union = [...new Set(broken.flatMap((line) => line.times))].sort((a, b) => a - b);
+  return {
+    times: union,
+    columns: broken.map((line) => {
+      const at = new Map(line.times.map((time, i) => [time, line.columns[0][i]]));
+      return union.map((time) => at.get(time));
+    }),
+  };
 }
