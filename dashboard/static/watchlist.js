@@ -247,8 +247,9 @@ function drawSparks(body, sparks) {
  * previous or next symbol in the watchlist's order, when they are the watchlist's.
  */
 function listenToKeys({ panel, body, current, select, selectWindow }) {
-  /** The arrow-key choice waiting to be opened (see the debounce below). */
+  /** The arrow-key choice waiting to be opened (see the debounce below), and its symbol. */
   let pendingSelect;
+  let pendingSymbol = null;
   let lastClicked = null;
   document.addEventListener("pointerdown", (event) => {
     lastClicked = event.target;
@@ -266,14 +267,20 @@ function listenToKeys({ panel, body, current, select, selectWindow }) {
     const rows = symbolRows(body);
     if (rows.length === 0) return;
     event.preventDefault();
-    const at = rows.findIndex((row) => row.dataset.symbol === current());
+    // From the row the keys reached, not the symbol open: a held key moves on each repeat.
+    const from = pendingSymbol ?? current();
+    const at = rows.findIndex((row) => row.dataset.symbol === from);
     const step = event.key === "ArrowDown" ? 1 : -1;
     const next = rows[at < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, at + step))];
     if (panel.contains(document.activeElement)) next.focus();
     next.scrollIntoView({ block: "nearest" });
     // A held arrow key repeats ~30 times a second: open one stream, for where it stops.
     clearTimeout(pendingSelect);
-    pendingSelect = setTimeout(() => select(next.dataset.symbol), 150);
+    pendingSymbol = next.dataset.symbol;
+    pendingSelect = setTimeout(() => {
+      pendingSymbol = null;
+      select(next.dataset.symbol);
+    }, 150);
   });
 }
 
