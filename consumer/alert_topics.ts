@@ -222,9 +222,15 @@ export interface Alerting {
   readonly engine: AlertEngine;
   readonly topics: AlertTopics;
   /**
+   * After each applied batch (consumer/topic_reader.ts onBatch): a live batch (the
+   * history was read before it) makes the engine live first, so its crossings count;
+   * then its symbols are evaluated.
+   */
+  batch(symbols: Iterable<string>, live: boolean): void;
+  /**
    * The trade reader's "history read" (consumer/topic_reader.ts caughtUp), checked
-   * each second: once true, the engine is live (ALERTS rules count crossings, "no
-   * trade" rules are checked).
+   * each second, for a run that gets no batch: once true, the engine is live (ALERTS
+   * rules count crossings, "no trade" rules are checked).
    */
   follow(caughtUp: () => boolean): void;
   /** Stops the silence clock; resolves once the topics are left. */
@@ -263,6 +269,10 @@ export function startAlerting(options: {
   return {
     engine,
     topics,
+    batch: (symbols, live) => {
+      if (live) engine.goLive();
+      engine.evaluate(symbols);
+    },
     follow: (check) => (caughtUp = check),
     stop: async () => {
       clearInterval(clock);
