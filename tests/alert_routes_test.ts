@@ -18,14 +18,21 @@ import {
   parseAlertSpecs,
 } from "../lib/alert_rules.ts";
 import { AlertEngine } from "../consumer/alerts.ts";
-import { type Alerting, recordApplier, startAlertTopics } from "../consumer/alert_topics.ts";
+import {
+  type Alerting,
+  recordApplier,
+  startAlerting,
+  startAlertTopics,
+} from "../consumer/alert_topics.ts";
+import { startConsumer } from "../consumer/topic_reader.ts";
+import { encodeTrade } from "../lib/trade.ts";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
 import { Hub } from "../dashboard/hub.ts";
 import { alertsRoute, MAX_BODY_BYTES } from "../dashboard/alert_routes.ts";
 import { serveDashboard } from "../dashboard/server.ts";
 import { pageRule, setup, T0 } from "./helpers/alerts.ts";
-import { BROKERS, withTopic } from "./helpers/kafka.ts";
+import { BROKERS, uniqueName, withTopic } from "./helpers/kafka.ts";
 import { waitUntil } from "./helpers/processes.ts";
 import { EventReader } from "./helpers/sse.ts";
 
@@ -332,6 +339,67 @@ Deno.test("an alerts topic slow to read: one line, and the firing it holds does 
     } finally {
       console.error = error;
       halt.abort();
+      await admin.deleteTopics({ topics: [alertsTopicOf(topic)] }).catch(() => {});
+    }
+  });
+});
+
+Deno.test("the first crossing after the history is read fires: history-read is decided per batch", async () => {
+  await withTopic(1, async (topic, kafka, admin) => {
+    const config = loadConfig({
+      KAFKA_BROKERS: BROKERS,
+      KAFKA_TOPIC: topic,
+      KAFKA_GROUP_ID: uniqueName("group"),
+      ALERTS: "AAPL>190",
+    });
+    const producer = kafka.producer();
+    await producer.connect();
+    const send = (price: number, time: number) =>
+      producer.send({
+        topic,
+        acks: -1,
+        messages: [{
+          key: "AAPL",
+          value: encodeTrade({ symbol: "AAPL", price, volume: 1, time }, "sim"),
+        }],
+      });
+    const now = Date.now();
+    for (const [price, ago] of [[189, 3_000], [191, 2_000], [189, 1_000]]) {
+      await send(price, now - ago);
+    }
+    const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+    const halt = new AbortController();
+    const fired: FiredAlert[] = [];
+    const alerting = startAlerting({
+      config,
+      prices: aggregator,
+      signal: halt.signal,
+      readRules: false,
+      print: (alert) => fired.push(alert),
+    })!;
+    try {
+      await alerting.topics.loaded;
+      // No lag poll after the first: only the batches can tell that the history is read.
+      const reader = await startConsumer({
+        config,
+        aggregator,
+        fromMs: 0,
+        signal: halt.signal,
+        lagPollMs: 60_000,
+        onBatch: alerting.batch,
+      });
+      alerting.follow(() => reader.caughtUp());
+      await waitUntil("the history applied", () => reader.counts().applied >= 3);
+      await send(191, Date.now()); // at once: before any lag poll or clock tick
+      await waitUntil("the live crossing fired", () => fired.length > 0, 5_000);
+      assert.deepEqual(fired.map((alert) => alert.price), [191]);
+      assert.equal(fired[0].tradeTime > now, true, "the live crossing, not history's");
+      halt.abort();
+      await reader.stopped;
+    } finally {
+      halt.abort();
+      await producer.disconnect();
+      await alerting.stop();
       await admin.deleteTopics({ topics: [alertsTopicOf(topic)] }).catch(() => {});
     }
   });
