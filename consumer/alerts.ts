@@ -100,6 +100,11 @@ export class AlertEngine {
     this.#options = options;
   }
 
+  /** History read: ALERTS rules count crossings, a rule made now is armed now. */
+  get live(): boolean {
+    return this.#live;
+  }
+
   /** Adds or replaces a rule; the same rule again keeps its state. */
   setRule(rule: AlertRule): void {
     const known = this.#byId.get(rule.id);

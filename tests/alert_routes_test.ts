@@ -30,8 +30,8 @@ import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
 import { Hub } from "../dashboard/hub.ts";
 import { alertsRoute, MAX_BODY_BYTES } from "../dashboard/alert_routes.ts";
-import { serveDashboard } from "../dashboard/server.ts";
 import { pageRule, setup, T0 } from "./helpers/alerts.ts";
+import { withDashboard } from "./helpers/dashboard.ts";
 import { BROKERS, uniqueName, withTopic } from "./helpers/kafka.ts";
 import { waitUntil } from "./helpers/processes.ts";
 import { EventReader } from "./helpers/sse.ts";
@@ -61,6 +61,13 @@ Deno.test("/api/alerts refuses another origin, a bad body, an oversize body befo
       alerting,
     );
   const good = JSON.stringify({ symbol: "AAPL", kind: "above", level: 190 });
+  const early = await post(good);
+  assert.deepEqual(
+    [early.status, await early.text()],
+    [503, "history is still being read; try again in a moment\n"],
+    "no rule is made before the history is read",
+  );
+  engine.goLive();
   const cases: [Promise<Response>, number, RegExp][] = [
     [post(good, { origin: "http://evil.example" }), 403, /another origin/],
     [post(good, { "sec-fetch-site": "cross-site" }), 403, /cross-site request/],
@@ -103,32 +110,10 @@ Deno.test("/api/alerts refuses another origin, a bad body, an oversize body befo
   assert.deepEqual(engine.rules(), []);
 });
 
-/** A dashboard serving `engine`'s alerts (its topics are not used by these tests). */
-function alertDashboard(
-  engine: AlertEngine,
-  options: { aggregator: Aggregator; token?: string; signal: AbortSignal },
-) {
-  return serveDashboard({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: options.signal,
-    aggregator: options.aggregator,
-    status: () => ({
-      connected: true,
-      lag: 0,
-      latencyP50Ms: null,
-      latencyP99Ms: null,
-      tradesPerSecond: 0,
-      applied: 0,
-      rejected: 0,
-      tooLate: 0,
-      tooEarly: 0,
-      lastTradeAt: null,
-    }),
-    token: options.token,
-    alerts: { engine, topics: {}, stop: () => Promise.resolve() } as unknown as Alerting,
-  });
-}
+/** A dashboard's options serving `engine`'s alerts (its topics are not used by these tests). */
+const served = (engine: AlertEngine) => ({
+  alerts: { engine, topics: {}, stop: () => Promise.resolve() } as unknown as Alerting,
+});
 
 /** An engine with AAPL>190, read up and live, over an empty aggregation. */
 function liveEngine() {
@@ -142,50 +127,51 @@ function liveEngine() {
 
 Deno.test("a fired alert rides on the next push, once, with no push of its own", async () => {
   const { aggregator, engine } = liveEngine();
-  const halt = new AbortController();
-  const dashboard = alertDashboard(engine, { aggregator, signal: halt.signal });
-  const trade = (price: number) => {
-    aggregator.apply({ symbol: "AAPL", price, volume: 1, time: Date.now(), source: "sim" });
-    engine.evaluate(["AAPL"]);
-    dashboard.notify(["AAPL"]);
-  };
-  try {
+  await withDashboard(aggregator, served(engine), async (dashboard) => {
+    const trade = (price: number) => {
+      aggregator.apply({ symbol: "AAPL", price, volume: 1, time: Date.now(), source: "sim" });
+      engine.evaluate(["AAPL"]);
+      dashboard.notify(["AAPL"]);
+    };
     trade(189);
     const reader = new EventReader(await fetch(new URL("/events?symbol=AAPL", dashboard.url)));
-    const alertsOf = (event: { data: unknown }) =>
-      (event.data as { alerts?: FiredAlert[] }).alerts?.map((a) => a.words);
-    assert.equal(alertsOf(await reader.next()), undefined, "the snapshot carries none");
+    type Pushed = {
+      alerts?: FiredAlert[];
+      stats: { symbol: string; last: number }[];
+      feed?: unknown;
+    };
+    const snapshot = (await reader.next()).data as Pushed;
+    assert.equal(snapshot.alerts, undefined, "the snapshot carries none");
     trade(191);
-    const carried: string[][] = [];
+    const carrying: Pushed[] = [];
     const until = Date.now() + 1_200; // past a heartbeat (1 s)
     while (Date.now() < until) {
-      const words = alertsOf(await reader.next());
-      if (words) carried.push(words);
+      const data = (await reader.next()).data as Pushed;
+      if (data.alerts) carrying.push(data);
     }
-    assert.deepEqual(carried, [["AAPL crossed above 190 at 191"]]);
     await reader.cancel();
-    // The trade's delta and the heartbeat or two: the alert added none.
-    assert.ok(dashboard.metrics().pushes <= 3, `${dashboard.metrics().pushes} pushes`);
-  } finally {
-    halt.abort();
-    await dashboard.finished;
-  }
+    assert.deepEqual(carrying.map((data) => data.alerts!.map((a) => a.words)), [[
+      "AAPL crossed above 190 at 191",
+    ]]);
+    // On the push of the trade that crossed (its stats say 191), not a heartbeat (feed).
+    assert.deepEqual(carrying[0].stats.map((line) => [line.symbol, line.last]), [["AAPL", 191]]);
+    assert.equal(carrying[0].feed, undefined, "a delta, not a heartbeat");
+  });
 });
 
 Deno.test("/api/alerts on a shared dashboard: the token gate first, then the origin", async () => {
   const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
   const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
   engine.setRule(parseAlertSpecs("AAPL>190")[0]);
+  engine.goLive();
   const token = "alerts-test-token-9c2e41b7";
-  const halt = new AbortController();
-  const dashboard = alertDashboard(engine, { aggregator, token, signal: halt.signal });
-  const url = new URL("/api/alerts", dashboard.url);
-  const call = async (init: RequestInit) => {
-    const response = await fetch(url, init);
-    return { status: response.status, body: await response.text() };
-  };
-  const bearer = { authorization: `Bearer ${token}` };
-  try {
+  await withDashboard(aggregator, { ...served(engine), token }, async (dashboard) => {
+    const url = new URL("/api/alerts", dashboard.url);
+    const call = async (init: RequestInit) => {
+      const response = await fetch(url, init);
+      return { status: response.status, body: await response.text() };
+    };
+    const bearer = { authorization: `Bearer ${token}` };
     const json = { "content-type": "application/json" };
     assert.equal((await call({ method: "POST", headers: json, body: "{}" })).status, 401);
     assert.equal((await call({ method: "DELETE" })).status, 401);
@@ -213,10 +199,7 @@ Deno.test("/api/alerts on a shared dashboard: the token gate first, then the ori
     assert.match(await cfg.text(), /comes from ALERTS/);
     const put = await call({ method: "PUT", headers: bearer });
     assert.equal(put.status, 405);
-  } finally {
-    halt.abort();
-    await dashboard.finished;
-  }
+  });
 });
 
 Deno.test("a client resynced after missing frames still gets each alert once", async () => {
