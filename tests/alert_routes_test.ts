@@ -246,6 +246,40 @@ Deno.test("a client resynced after missing frames still gets each alert once", a
   }
 });
 
+Deno.test("a client given its symbol in a push gets that push's alerts with its snapshot", async () => {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const fired: FiredAlert[] = [];
+  const hub = new Hub({
+    aggregator,
+    status: () => ({}) as ConsumerStatus,
+    feed: () => ({}) as FeedSummary,
+    pushIntervalMs: 1,
+    heartbeatMs: 60_000,
+    clientBufferBytes: 1 << 20,
+    maxStreams: 2,
+    alerts: (seq) => ({ seq: fired.length, alerts: fired.slice(seq) }),
+  });
+  // No symbol yet: the client names none, and the hub picks the first to come.
+  const stream = hub.open(
+    { symbol: null, explicit: false, intervalMs: 1_000, windowMs: 60_000 },
+    null,
+  );
+  assert.ok(stream !== "full");
+  const reader = stream.getReader();
+  try {
+    await reader.read(); // the empty snapshot
+    aggregator.apply({ symbol: "AAPL", price: 191, volume: 1, time: T0, source: "sim" });
+    fired.push({ rule: parseAlertSpecs("MSFT>1")[0], tradeTime: T0, words: "w1" } as FiredAlert);
+    hub.notify(["AAPL"]);
+    const frame = new TextDecoder().decode((await reader.read()).value);
+    assert.match(frame, /event: snapshot/);
+    assert.match(frame, /"alerts":\[\{[^\]]*"words":"w1"/);
+  } finally {
+    await reader.cancel();
+    hub.close();
+  }
+});
+
 Deno.test("a rules-topic record whose key is not its rule's id is refused and counted", () => {
   const run = setup([]);
   const apply = recordApplier(run.engine, "t.alerts");
