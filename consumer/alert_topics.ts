@@ -7,8 +7,9 @@
  *   counted. `deno task consume` (no server) takes its rules from ALERTS only.
  * - `<topic>.alerts` (one partition, a week, compacted): key = rule id and crossing
  *   trade time (lib/alert_rules.ts alertKey), value = the fired alert as JSON
- *   (FiredAlert), readable by any tool (kcat). Several dashboards on one topic each
- *   write the same firing under the same key. Every viewer reads it from the
+ *   (FiredAlert), readable by any tool (kcat). Several viewers on one topic each
+ *   write their firings: a "no trade" spell under one key, a price crossing under
+ *   each viewer's own (its batch's last trade time). Every viewer reads it from the
  *   beginning too: each rule's newest firing is what keeps a restarted consumer from
  *   firing again for history (consumer/alerts.ts).
  *

@@ -5,12 +5,16 @@
  * - Only the symbols a batch touched are evaluated, and only their rules: the cost
  *   of a batch is O(rules of those symbols) (a move rule also reads its window's
  *   candles). A rule sees the symbol's last price (by trade time) after each batch:
- *   a crossing that goes there and back within one batch is not seen.
+ *   a crossing that goes there and back within one batch is not seen. A crossing is
+ *   keyed by that price's trade time: each viewer's batches are its own, so each
+ *   writes its own record of it (README: several viewers).
  * - Each rule is armed or not. A crossing (the price reaches the level, or the move
  *   reaches its percent) fires an armed rule once and disarms it; the price back on
  *   the other side re-arms it (a move: back under half its percent). A rule is armed
- *   from the symbol's current price when it is set, so the next batch that crosses
- *   fires; a rule set before any price of its symbol takes its state from the first.
+ *   from the price at its last firing or when it was made (a level rule; a rule read
+ *   back late, after the trades, so a crossing while down still fires), else from the
+ *   symbol's current price when it is set, so the next batch that crosses fires; a
+ *   rule set before any price of its symbol takes its state from the first.
  *
  * One clock per rule kind:
  * - Price rules (above, below, move) use trade time only. A crossing at or before a
@@ -19,8 +23,9 @@
  *   recording, dated in the past, fires as it would have live, and a restarted
  *   consumer that meets history again does not fire twice (the alerts topic gives the
  *   last firings before any trade is read). A rule from ALERTS has no `armedAt`: until
- *   the trade reader has caught up with the topic at start (`goLive`), its crossings
- *   are history; then its `from` is its symbol's last trade time.
+ *   the trade reader has caught up with the topic at start (`goLive`, decided per
+ *   batch: consumer/alert_topics.ts batch), its crossings are history; then its
+ *   `from` is the trade time of its symbol's last price evaluated as history.
  * - "No trade" rules measure the silence by the wall clock, the clock the market's
  *   hours are in (lib/market_hours.ts): from the later of the session's open and the
  *   wall time the symbol's last trade arrived (any symbol's, with a rule or not;
