@@ -347,7 +347,8 @@ class TopicReader implements RunningConsumer {
   /** Every held partition handed to onBatch up to where it ended at the start. */
   #checkCaughtUp(): void {
     const ends = this.#historyEnds;
-    if (this.#caughtUp || ends === undefined || this.#assigned.size === 0) return;
+    if (this.#caughtUp || ends === undefined) return;
+    // No partition held: nothing to read, live at once (the "no trade" rules run).
     this.#caughtUp = [...this.#assigned].every((partition) =>
       (this.#handed.get(partition) ?? this.#seekOffsets.get(partition) ?? 0) >=
         (ends.get(partition) ?? 0)
