@@ -155,8 +155,8 @@ async function watch(flags: Flags, run: {
     fromMs,
     dlq: flags.dlq,
     signal: halt.signal,
-    onBatch: (symbols) => {
-      alerting?.engine.evaluate(symbols);
+    onBatch: (symbols, live) => {
+      alerting?.batch(symbols, live);
       dashboard?.notify(symbols);
     },
     latencyLog,

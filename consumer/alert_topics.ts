@@ -7,8 +7,9 @@
  *   counted. `deno task consume` (no server) takes its rules from ALERTS only.
  * - `<topic>.alerts` (one partition, a week, compacted): key = rule id and crossing
  *   trade time (lib/alert_rules.ts alertKey), value = the fired alert as JSON
- *   (FiredAlert), readable by any tool (kcat). Several dashboards on one topic each
- *   write the same firing under the same key. Every viewer reads it from the
+ *   (FiredAlert), readable by any tool (kcat). Several viewers on one topic each
+ *   write their firings: a "no trade" spell under one key, a price crossing under
+ *   each viewer's own (its batch's last trade time). Every viewer reads it from the
  *   beginning too: each rule's newest firing is what keeps a restarted consumer from
  *   firing again for history (consumer/alerts.ts).
  *
@@ -222,9 +223,15 @@ export interface Alerting {
   readonly engine: AlertEngine;
   readonly topics: AlertTopics;
   /**
+   * After each applied batch (consumer/topic_reader.ts onBatch): a live batch (the
+   * history was read before it) makes the engine live first, so its crossings count;
+   * then its symbols are evaluated.
+   */
+  batch(symbols: Iterable<string>, live: boolean): void;
+  /**
    * The trade reader's "history read" (consumer/topic_reader.ts caughtUp), checked
-   * each second: once true, the engine is live (ALERTS rules count crossings, "no
-   * trade" rules are checked).
+   * each second, for a run that gets no batch: once true, the engine is live (ALERTS
+   * rules count crossings, "no trade" rules are checked).
    */
   follow(caughtUp: () => boolean): void;
   /** Stops the silence clock; resolves once the topics are left. */
@@ -263,6 +270,10 @@ export function startAlerting(options: {
   return {
     engine,
     topics,
+    batch: (symbols, live) => {
+      if (live) engine.goLive();
+      engine.evaluate(symbols);
+    },
     follow: (check) => (caughtUp = check),
     stop: async () => {
       clearInterval(clock);

@@ -5,12 +5,16 @@
  * - Only the symbols a batch touched are evaluated, and only their rules: the cost
  *   of a batch is O(rules of those symbols) (a move rule also reads its window's
  *   candles). A rule sees the symbol's last price (by trade time) after each batch:
- *   a crossing that goes there and back within one batch is not seen.
+ *   a crossing that goes there and back within one batch is not seen. A crossing is
+ *   keyed by that price's trade time: each viewer's batches are its own, so each
+ *   writes its own record of it (README: several viewers).
  * - Each rule is armed or not. A crossing (the price reaches the level, or the move
  *   reaches its percent) fires an armed rule once and disarms it; the price back on
  *   the other side re-arms it (a move: back under half its percent). A rule is armed
- *   from the symbol's current price when it is set, so the next batch that crosses
- *   fires; a rule set before any price of its symbol takes its state from the first.
+ *   from the price at its last firing or when it was made (a level rule; a rule read
+ *   back late, after the trades, so a crossing while down still fires), else from the
+ *   symbol's current price when it is set, so the next batch that crosses fires; a
+ *   rule set before any price of its symbol takes its state from the first.
  *
  * One clock per rule kind:
  * - Price rules (above, below, move) use trade time only. A crossing at or before a
@@ -19,14 +23,18 @@
  *   recording, dated in the past, fires as it would have live, and a restarted
  *   consumer that meets history again does not fire twice (the alerts topic gives the
  *   last firings before any trade is read). A rule from ALERTS has no `armedAt`: until
- *   the trade reader has caught up with the topic at start (`goLive`), its crossings
- *   are history; then its `from` is its symbol's last trade time.
- * - "No trade" rules use the wall clock, the clock the market's hours are in
- *   (lib/market_hours.ts): a silent spell starts at the later of the session's open
- *   and the symbol's last trade, that trade taken at the wall time it arrived (history
- *   read at start: at its trade time, so a restart does not restart the silence). A
- *   spell fires once, keyed by its start; trades that resume end it, and the next
- *   spell fires again. They are checked each second (`checkSilence`), once live.
+ *   the trade reader has caught up with the topic at start (`goLive`, decided per
+ *   batch: consumer/alert_topics.ts batch), its crossings are history; then its
+ *   `from` is the trade time of its symbol's last price evaluated as history.
+ * - "No trade" rules measure the silence by the wall clock, the clock the market's
+ *   hours are in (lib/market_hours.ts): from the later of the session's open and the
+ *   wall time the symbol's last trade arrived (any symbol's, with a rule or not;
+ *   history read at start: its trade time, so a restart does not restart the
+ *   silence). A spell fires once, keyed by trade time: the later of the open, the
+ *   last trade's time and the rule's last firing (no trade since that firing is the
+ *   same spell, also after a restart); so every viewer keys it alike. Trades that
+ *   resume end it, and the next spell fires again. Checked each second
+ *   (`checkSilence`), once live.
  * - Held: until the alerts topic has been read to its end (`release`), firings are
  *   held; held ones already on the topic are dropped then, the others fire.
  */
@@ -82,6 +90,8 @@ export class AlertEngine {
   readonly #lastFired = new Map<string, number>();
   /** Per symbol, when its last trade arrived (wall clock; history: its trade time). */
   readonly #arrived = new Map<string, number>();
+  /** Per symbol with rules, the trade time of the last price evaluated before live. */
+  readonly #seen = new Map<string, number>();
   readonly #recent: { seq: number; alert: FiredAlert }[] = [];
   /** Firings waiting for the alerts topic to be read (undefined: released). */
   #held: { state: RuleState; alert: FiredAlert }[] | undefined = [];
@@ -93,6 +103,11 @@ export class AlertEngine {
 
   constructor(options: AlertEngineOptions) {
     this.#options = options;
+  }
+
+  /** History read: ALERTS rules count crossings, a rule made now is armed now. */
+  get live(): boolean {
+    return this.#live;
   }
 
   /** Adds or replaces a rule; the same rule again keeps its state. */
@@ -110,9 +125,11 @@ export class AlertEngine {
       ? (this.#live ? stats?.lastTime ?? -Infinity : undefined)
       : rule.createdAt; // a rule written before armedAt existed (wall time)
     const state: RuleState = { rule, armed: undefined, from };
-    // Armed from the current price: the next batch that crosses fires.
+    // Armed from its cutoff's price (its last firing, or when made: a rule read back
+    // late, after trades, must not lose a crossing while the consumer was down), else
+    // from the current price: the next batch that crosses fires.
     if (stats !== undefined && rule.kind !== "silent") {
-      state.armed = !this.#judge(rule, stats, new Map()).beyond;
+      state.armed = this.#armedAt(state) ?? !this.#judge(rule, stats, new Map()).beyond;
     }
     this.#byId.set(rule.id, state);
     let rules = this.#bySymbol.get(rule.symbol);
@@ -157,7 +174,8 @@ export class AlertEngine {
    */
   release(): void {
     for (const id of this.#lastFired.keys()) if (!this.#byId.has(id)) this.#lastFired.delete(id);
-    const held = this.#held ?? [];
+    // A deleted (or replaced) rule's held firings are dropped.
+    const held = (this.#held ?? []).filter(({ state }) => this.#byId.get(state.rule.id) === state);
     this.#held = undefined;
     for (const { state, alert } of held) {
       if (alert.tradeTime > (this.#lastFired.get(alert.rule.id) ?? -Infinity)) {
@@ -176,7 +194,8 @@ export class AlertEngine {
     this.#liveAt = now;
     for (const state of this.#byId.values()) {
       const { symbol } = state.rule;
-      state.from ??= this.lastTradeTime(symbol) ?? -Infinity;
+      // From the last price evaluated as history: a batch applied but not evaluated yet is live.
+      state.from ??= this.#seen.get(symbol) ?? -Infinity;
       const other = this.otherCase(symbol);
       if (other !== undefined) {
         (this.#options.warn ?? console.error)(
@@ -185,6 +204,7 @@ export class AlertEngine {
         );
       }
     }
+    this.#seen.clear();
   }
 
   /** A traded symbol that differs from `symbol` only in case, when `symbol` has no trade. */
@@ -203,12 +223,13 @@ export class AlertEngine {
   /** After a batch: the price rules of the symbols it touched. */
   evaluate(symbols: Iterable<string>, now: number = Date.now()): void {
     for (const symbol of symbols) {
+      // The silence clock, for every symbol (a "no trade" rule may be set later): when
+      // its last trade arrived. History: checkSilence takes its trade time.
+      if (this.#live) this.#arrived.set(symbol, now);
       const rules = this.#bySymbol.get(symbol);
       if (rules === undefined) continue;
       const stats = this.#options.prices.stats(symbol, now);
       if (stats === undefined) continue;
-      // The silence clock: when the symbol's last trade arrived.
-      this.#arrived.set(symbol, this.#live ? now : Math.min(now, stats.lastTime));
       // A window's reference price is read once per symbol, however many rules share it.
       const references = new Map<number, number | undefined>();
       for (const state of rules.values()) {
@@ -229,6 +250,7 @@ export class AlertEngine {
           now,
         });
       }
+      if (!this.#live) this.#seen.set(symbol, stats.lastTime);
     }
   }
 
@@ -270,12 +292,22 @@ export class AlertEngine {
       if (!opens.has(market)) opens.set(market, openedAt(market, now));
       const open = opens.get(market);
       if (open === undefined) continue; // closed
-      // Never a trade, around the clock: the silence counts from going live.
-      const quiet = Math.max(this.#arrived.get(rule.symbol) ?? -Infinity, open);
-      const spell = Number.isFinite(quiet) ? quiet : this.#liveAt;
-      if (now - spell < rule.spanMs || state.spell === spell) continue;
-      state.spell = spell;
       const stats = this.#options.prices.stats(rule.symbol, now);
+      // Elapsed by the wall clock, since the later of the open and the last trade's
+      // arrival (history: its trade time); never a trade, around the clock: going live.
+      const arrived = this.#arrived.get(rule.symbol) ?? Math.min(now, stats?.lastTime ?? -Infinity);
+      const quiet = Math.max(arrived, open);
+      if (now - (Number.isFinite(quiet) ? quiet : this.#liveAt) < rule.spanMs) continue;
+      // Keyed by trade time, as every viewer and a restart see it: the later of the
+      // open and the last trade's time; no trade since the last firing is its spell.
+      const key = Math.max(
+        open,
+        stats?.lastTime ?? -Infinity,
+        this.#lastFired.get(rule.id) ?? -Infinity,
+      );
+      const spell = Number.isFinite(key) ? key : this.#liveAt;
+      if (state.spell === spell) continue;
+      state.spell = spell;
       const last = stats === undefined
         ? "no trade seen"
         : `last trade ${formatClock(stats.lastTime)}`;

@@ -71,8 +71,11 @@ export interface ConsumerOptions {
   /** Forward undecodable records as they are to `<topic>.dlq`. */
   readonly dlq?: boolean;
   readonly signal: AbortSignal;
-  /** Called after each applied batch with the symbols it touched. */
-  readonly onBatch?: (symbols: ReadonlySet<string>) => void;
+  /**
+   * Called after each applied batch with the symbols it touched; `live`: every record
+   * on the topic at the start was applied and handed here before this batch (alerts).
+   */
+  readonly onBatch?: (symbols: ReadonlySet<string>, live: boolean) => void;
   readonly lagPollMs?: number;
   /** Also records every latency here: a whole run's quantiles (--limit's summary). */
   readonly latencyLog?: LatencyHistogram;
@@ -83,7 +86,7 @@ export interface RunningConsumer {
   counts(): Readonly<ConsumerCounts>;
   /** Partitions this member holds, of the topic's total (fewer when the group is shared). */
   assignment(): { assigned: number; partitions: number };
-  /** Every record on the topic at the first lag poll is applied: history read. */
+  /** Every record on the topic at the start is applied and handed to onBatch: history read. */
   caughtUp(): boolean;
   /** Records behind the log end per partition, at the latest poll (empty before it). */
   partitionLag(): ReadonlyMap<number, number>;
@@ -128,7 +131,10 @@ class TopicReader implements RunningConsumer {
   #connected = false;
   #lag: number | null = null;
   #partitionLag: ReadonlyMap<number, number> = new Map();
+  /** Per partition, its end offset at the start: the history this run reads before it is live. */
   #historyEnds: Map<number, number> | undefined;
+  /** Per partition, the next offset whose batch onBatch has had. */
+  readonly #handed = new Map<number, number>();
   #caughtUp = false;
   #lastTradeAt: number | null = null;
   #firstFetchAt: number | null = null;
@@ -240,6 +246,8 @@ class TopicReader implements RunningConsumer {
     }
     const offsets = await admin.fetchTopicOffsetsByTimestamp(this.#topic, fromMs);
     for (const { partition, offset } of offsets) this.#seekOffsets.set(partition, Number(offset));
+    const ends = await admin.fetchTopicOffsets(this.#topic);
+    this.#historyEnds = new Map(ends.map(({ partition, high }) => [partition, Number(high)]));
     this.#partitions = offsets.length;
     await this.#consumer.connect();
     await this.#consumer.subscribe({ topic: this.#topic });
@@ -271,6 +279,7 @@ class TopicReader implements RunningConsumer {
         const at = this.#state.nextToApply.get(partition) ?? this.#seekOffsets.get(partition);
         if (at !== undefined) consumer.seek({ topic: this.#topic, partition, offset: String(at) });
       }
+      this.#checkCaughtUp(); // no history to read
       this.#joined.resolve();
     });
     for (const event of [events.STOP, events.DISCONNECT]) {
@@ -305,6 +314,7 @@ class TopicReader implements RunningConsumer {
   async #eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, commitOffsetsIfNecessary, isStale } = payload;
     if (isStale()) return; // a seek is pending for this partition: this batch is from before it
+    const live = this.#caughtUp;
     const { partition } = batch;
     const last = batch.lastOffset();
     const result = applyBatch(this.#state, {
@@ -326,7 +336,23 @@ class TopicReader implements RunningConsumer {
       topics: [{ topic: this.#topic, partitions: [{ partition, offset: next }] }],
     });
     this.#lastBatchDoneAt = Date.now();
-    if (this.#options.onBatch && result.touched.size > 0) this.#options.onBatch(result.touched);
+    if (this.#options.onBatch && result.touched.size > 0) {
+      this.#options.onBatch(result.touched, live);
+    }
+    // Decided per batch, after onBatch had it: the next batch is live at once.
+    this.#handed.set(partition, this.#state.nextToApply.get(partition)!);
+    this.#checkCaughtUp();
+  }
+
+  /** Every held partition handed to onBatch up to where it ended at the start. */
+  #checkCaughtUp(): void {
+    const ends = this.#historyEnds;
+    if (this.#caughtUp || ends === undefined) return;
+    // No partition held: nothing to read, live at once (the "no trade" rules run).
+    this.#caughtUp = [...this.#assigned].every((partition) =>
+      (this.#handed.get(partition) ?? this.#seekOffsets.get(partition) ?? 0) >=
+        (ends.get(partition) ?? 0)
+    );
   }
 
   /**
@@ -388,12 +414,6 @@ class TopicReader implements RunningConsumer {
       assigned: this.#assigned,
     });
     this.#lag = [...this.#partitionLag.values()].reduce((sum, lag) => sum + lag, 0);
-    // The ends at the first poll: the history this run reads before it is live (alerts).
-    const history = this.#historyEnds ??= new Map(ends.map((e) => [e.partition, Number(e.high)]));
-    this.#caughtUp ||= ends.every(({ partition, high }) =>
-      !this.#assigned.has(partition) ||
-      Number(high) - this.#partitionLag.get(partition)! >= history.get(partition)!
-    );
   }
 
   /** Polls the lag until the signal aborts or the consumer crashes; then leaves the group. */

@@ -64,6 +64,8 @@ export function foreignOrigin(request: Request): string | undefined {
 }
 
 async function create(request: Request, alerting: Alerting): Promise<Response> {
+  // Made now, it would be armed part-way through history and fire on old crossings.
+  if (!alerting.engine.live) return text("history is still being read; try again in a moment", 503);
   const type = request.headers.get("content-type") ?? "";
   if (!/^application\/json\b/i.test(type)) {
     throw new RuleError("send the rule as Content-Type: application/json");

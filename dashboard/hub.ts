@@ -213,7 +213,7 @@ export class Hub {
       if (sub.symbol === null) {
         sub.symbol = this.#options.aggregator.symbols()[0] ?? null;
         if (sub.symbol !== null) {
-          this.#send(client, this.#snapshotFrame(sub));
+          this.#send(client, this.#snapshotFrame(sub, alerts)); // with this push's alerts
           continue;
         }
       }

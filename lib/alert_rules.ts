@@ -50,8 +50,10 @@ export interface FiredAlert {
   /** The price that crossed (the last price, for a silence; null: none seen). */
   readonly price: number | null;
   /**
-   * Trade time of that price, ms; for a "no trade" rule, when the silent spell began
-   * (its last trade or the session's open). With the rule id, the record's key.
+   * Trade time of that price, ms; for a "no trade" rule, the silent spell's start: the
+   * later of the session's open, its last trade's time and the rule's last firing
+   * (when this consumer went live, for a symbol never traded around the clock). With
+   * the rule id, the record's key.
    */
   readonly tradeTime: number;
   /** Wall time when the consumer fired it, ms. */
@@ -75,14 +77,15 @@ export const ALERT_RULES_TOPIC_CONFIG: readonly { name: string; value: string }[
   { name: "cleanup.policy", value: "compact" },
 ]);
 export const ALERTS_TOPIC_CONFIG: readonly { name: string; value: string }[] = Object.freeze([
-  // Several dashboards write the same firing under the same key: compaction keeps one.
+  // A "no trade" spell has one key in every viewer: compaction keeps one (README: several viewers).
   { name: "cleanup.policy", value: "compact,delete" },
   { name: "retention.ms", value: String(7 * 24 * 3600_000) },
 ]);
 
 /**
- * A firing's record key: its rule id and crossing trade time, the same for every
- * dashboard that evaluates the rule, so readers (and compaction) keep one.
+ * A firing's record key: its rule id and trade time. A "no trade" spell's is the same
+ * in every viewer; a price crossing's is its batch's last trade time, so each viewer
+ * writes its own record of it (its batches are its own).
  */
 export const alertKey = (alert: Pick<FiredAlert, "rule" | "tradeTime">): string =>
   `${alert.rule.id}@${alert.tradeTime}`;

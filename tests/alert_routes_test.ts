@@ -18,14 +18,21 @@ import {
   parseAlertSpecs,
 } from "../lib/alert_rules.ts";
 import { AlertEngine } from "../consumer/alerts.ts";
-import { type Alerting, recordApplier, startAlertTopics } from "../consumer/alert_topics.ts";
+import {
+  type Alerting,
+  recordApplier,
+  startAlerting,
+  startAlertTopics,
+} from "../consumer/alert_topics.ts";
+import { startConsumer } from "../consumer/topic_reader.ts";
+import { encodeTrade } from "../lib/trade.ts";
 import { Aggregator, type ConsumerStatus } from "../consumer/candles.ts";
 import type { FeedSummary } from "../consumer/feed.ts";
 import { Hub } from "../dashboard/hub.ts";
 import { alertsRoute, MAX_BODY_BYTES } from "../dashboard/alert_routes.ts";
-import { serveDashboard } from "../dashboard/server.ts";
 import { pageRule, setup, T0 } from "./helpers/alerts.ts";
-import { BROKERS, withTopic } from "./helpers/kafka.ts";
+import { withDashboard } from "./helpers/dashboard.ts";
+import { BROKERS, uniqueName, withTopic } from "./helpers/kafka.ts";
 import { waitUntil } from "./helpers/processes.ts";
 import { EventReader } from "./helpers/sse.ts";
 
@@ -54,6 +61,13 @@ Deno.test("/api/alerts refuses another origin, a bad body, an oversize body befo
       alerting,
     );
   const good = JSON.stringify({ symbol: "AAPL", kind: "above", level: 190 });
+  const early = await post(good);
+  assert.deepEqual(
+    [early.status, await early.text()],
+    [503, "history is still being read; try again in a moment\n"],
+    "no rule is made before the history is read",
+  );
+  engine.goLive();
   const cases: [Promise<Response>, number, RegExp][] = [
     [post(good, { origin: "http://evil.example" }), 403, /another origin/],
     [post(good, { "sec-fetch-site": "cross-site" }), 403, /cross-site request/],
@@ -96,32 +110,10 @@ Deno.test("/api/alerts refuses another origin, a bad body, an oversize body befo
   assert.deepEqual(engine.rules(), []);
 });
 
-/** A dashboard serving `engine`'s alerts (its topics are not used by these tests). */
-function alertDashboard(
-  engine: AlertEngine,
-  options: { aggregator: Aggregator; token?: string; signal: AbortSignal },
-) {
-  return serveDashboard({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: options.signal,
-    aggregator: options.aggregator,
-    status: () => ({
-      connected: true,
-      lag: 0,
-      latencyP50Ms: null,
-      latencyP99Ms: null,
-      tradesPerSecond: 0,
-      applied: 0,
-      rejected: 0,
-      tooLate: 0,
-      tooEarly: 0,
-      lastTradeAt: null,
-    }),
-    token: options.token,
-    alerts: { engine, topics: {}, stop: () => Promise.resolve() } as unknown as Alerting,
-  });
-}
+/** A dashboard's options serving `engine`'s alerts (its topics are not used by these tests). */
+const served = (engine: AlertEngine) => ({
+  alerts: { engine, topics: {}, stop: () => Promise.resolve() } as unknown as Alerting,
+});
 
 /** An engine with AAPL>190, read up and live, over an empty aggregation. */
 function liveEngine() {
@@ -135,50 +127,51 @@ function liveEngine() {
 
 Deno.test("a fired alert rides on the next push, once, with no push of its own", async () => {
   const { aggregator, engine } = liveEngine();
-  const halt = new AbortController();
-  const dashboard = alertDashboard(engine, { aggregator, signal: halt.signal });
-  const trade = (price: number) => {
-    aggregator.apply({ symbol: "AAPL", price, volume: 1, time: Date.now(), source: "sim" });
-    engine.evaluate(["AAPL"]);
-    dashboard.notify(["AAPL"]);
-  };
-  try {
+  await withDashboard(aggregator, served(engine), async (dashboard) => {
+    const trade = (price: number) => {
+      aggregator.apply({ symbol: "AAPL", price, volume: 1, time: Date.now(), source: "sim" });
+      engine.evaluate(["AAPL"]);
+      dashboard.notify(["AAPL"]);
+    };
     trade(189);
     const reader = new EventReader(await fetch(new URL("/events?symbol=AAPL", dashboard.url)));
-    const alertsOf = (event: { data: unknown }) =>
-      (event.data as { alerts?: FiredAlert[] }).alerts?.map((a) => a.words);
-    assert.equal(alertsOf(await reader.next()), undefined, "the snapshot carries none");
+    type Pushed = {
+      alerts?: FiredAlert[];
+      stats: { symbol: string; last: number }[];
+      feed?: unknown;
+    };
+    const snapshot = (await reader.next()).data as Pushed;
+    assert.equal(snapshot.alerts, undefined, "the snapshot carries none");
     trade(191);
-    const carried: string[][] = [];
+    const carrying: Pushed[] = [];
     const until = Date.now() + 1_200; // past a heartbeat (1 s)
     while (Date.now() < until) {
-      const words = alertsOf(await reader.next());
-      if (words) carried.push(words);
+      const data = (await reader.next()).data as Pushed;
+      if (data.alerts) carrying.push(data);
     }
-    assert.deepEqual(carried, [["AAPL crossed above 190 at 191"]]);
     await reader.cancel();
-    // The trade's delta and the heartbeat or two: the alert added none.
-    assert.ok(dashboard.metrics().pushes <= 3, `${dashboard.metrics().pushes} pushes`);
-  } finally {
-    halt.abort();
-    await dashboard.finished;
-  }
+    assert.deepEqual(carrying.map((data) => data.alerts!.map((a) => a.words)), [[
+      "AAPL crossed above 190 at 191",
+    ]]);
+    // On the push of the trade that crossed (its stats say 191), not a heartbeat (feed).
+    assert.deepEqual(carrying[0].stats.map((line) => [line.symbol, line.last]), [["AAPL", 191]]);
+    assert.equal(carrying[0].feed, undefined, "a delta, not a heartbeat");
+  });
 });
 
 Deno.test("/api/alerts on a shared dashboard: the token gate first, then the origin", async () => {
   const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
   const engine = new AlertEngine({ prices: aggregator, fire: () => {} });
   engine.setRule(parseAlertSpecs("AAPL>190")[0]);
+  engine.goLive();
   const token = "alerts-test-token-9c2e41b7";
-  const halt = new AbortController();
-  const dashboard = alertDashboard(engine, { aggregator, token, signal: halt.signal });
-  const url = new URL("/api/alerts", dashboard.url);
-  const call = async (init: RequestInit) => {
-    const response = await fetch(url, init);
-    return { status: response.status, body: await response.text() };
-  };
-  const bearer = { authorization: `Bearer ${token}` };
-  try {
+  await withDashboard(aggregator, { ...served(engine), token }, async (dashboard) => {
+    const url = new URL("/api/alerts", dashboard.url);
+    const call = async (init: RequestInit) => {
+      const response = await fetch(url, init);
+      return { status: response.status, body: await response.text() };
+    };
+    const bearer = { authorization: `Bearer ${token}` };
     const json = { "content-type": "application/json" };
     assert.equal((await call({ method: "POST", headers: json, body: "{}" })).status, 401);
     assert.equal((await call({ method: "DELETE" })).status, 401);
@@ -206,10 +199,7 @@ Deno.test("/api/alerts on a shared dashboard: the token gate first, then the ori
     assert.match(await cfg.text(), /comes from ALERTS/);
     const put = await call({ method: "PUT", headers: bearer });
     assert.equal(put.status, 405);
-  } finally {
-    halt.abort();
-    await dashboard.finished;
-  }
+  });
 });
 
 Deno.test("a client resynced after missing frames still gets each alert once", async () => {
@@ -250,6 +240,40 @@ Deno.test("a client resynced after missing frames still gets each alert once", a
     const words = [...second.matchAll(/"words":"([^"]*)"/g)].map((m) => m[1]);
     assert.deepEqual(words, ["AAPL crossed above 190 at 191", "AAPL crossed above 190 at 191.2"]);
     assert.equal(hub.metrics().resyncs, 1);
+  } finally {
+    await reader.cancel();
+    hub.close();
+  }
+});
+
+Deno.test("a client given its symbol in a push gets that push's alerts with its snapshot", async () => {
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+  const fired: FiredAlert[] = [];
+  const hub = new Hub({
+    aggregator,
+    status: () => ({}) as ConsumerStatus,
+    feed: () => ({}) as FeedSummary,
+    pushIntervalMs: 1,
+    heartbeatMs: 60_000,
+    clientBufferBytes: 1 << 20,
+    maxStreams: 2,
+    alerts: (seq) => ({ seq: fired.length, alerts: fired.slice(seq) }),
+  });
+  // No symbol yet: the client names none, and the hub picks the first to come.
+  const stream = hub.open(
+    { symbol: null, explicit: false, intervalMs: 1_000, windowMs: 60_000 },
+    null,
+  );
+  assert.ok(stream !== "full");
+  const reader = stream.getReader();
+  try {
+    await reader.read(); // the empty snapshot
+    aggregator.apply({ symbol: "AAPL", price: 191, volume: 1, time: T0, source: "sim" });
+    fired.push({ rule: parseAlertSpecs("MSFT>1")[0], tradeTime: T0, words: "w1" } as FiredAlert);
+    hub.notify(["AAPL"]);
+    const frame = new TextDecoder().decode((await reader.read()).value);
+    assert.match(frame, /event: snapshot/);
+    assert.match(frame, /"alerts":\[\{[^\]]*"words":"w1"/);
   } finally {
     await reader.cancel();
     hub.close();
@@ -332,6 +356,67 @@ Deno.test("an alerts topic slow to read: one line, and the firing it holds does 
     } finally {
       console.error = error;
       halt.abort();
+      await admin.deleteTopics({ topics: [alertsTopicOf(topic)] }).catch(() => {});
+    }
+  });
+});
+
+Deno.test("the first crossing after the history is read fires: history-read is decided per batch", async () => {
+  await withTopic(1, async (topic, kafka, admin) => {
+    const config = loadConfig({
+      KAFKA_BROKERS: BROKERS,
+      KAFKA_TOPIC: topic,
+      KAFKA_GROUP_ID: uniqueName("group"),
+      ALERTS: "AAPL>190",
+    });
+    const producer = kafka.producer();
+    await producer.connect();
+    const send = (price: number, time: number) =>
+      producer.send({
+        topic,
+        acks: -1,
+        messages: [{
+          key: "AAPL",
+          value: encodeTrade({ symbol: "AAPL", price, volume: 1, time }, "sim"),
+        }],
+      });
+    const now = Date.now();
+    for (const [price, ago] of [[189, 3_000], [191, 2_000], [189, 1_000]]) {
+      await send(price, now - ago);
+    }
+    const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 10 });
+    const halt = new AbortController();
+    const fired: FiredAlert[] = [];
+    const alerting = startAlerting({
+      config,
+      prices: aggregator,
+      signal: halt.signal,
+      readRules: false,
+      print: (alert) => fired.push(alert),
+    })!;
+    try {
+      await alerting.topics.loaded;
+      // No lag poll after the first: only the batches can tell that the history is read.
+      const reader = await startConsumer({
+        config,
+        aggregator,
+        fromMs: 0,
+        signal: halt.signal,
+        lagPollMs: 60_000,
+        onBatch: alerting.batch,
+      });
+      alerting.follow(() => reader.caughtUp());
+      await waitUntil("the history applied", () => reader.counts().applied >= 3);
+      await send(191, Date.now()); // at once: before any lag poll or clock tick
+      await waitUntil("the live crossing fired", () => fired.length > 0, 5_000);
+      assert.deepEqual(fired.map((alert) => alert.price), [191]);
+      assert.equal(fired[0].tradeTime > now, true, "the live crossing, not history's");
+      halt.abort();
+      await reader.stopped;
+    } finally {
+      halt.abort();
+      await producer.disconnect();
+      await alerting.stop();
       await admin.deleteTopics({ topics: [alertsTopicOf(topic)] }).catch(() => {});
     }
   });

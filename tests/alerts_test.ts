@@ -113,6 +113,15 @@ Deno.test("a restart that reads history in one batch: still beyond is no crossin
   down.engine.release();
   history(down, [100, 104, 106, 107]);
   assert.deepEqual(down.fired.map((a) => a.price), [107]);
+  // The rules topic read late, after the history: the rule takes its state from when
+  // it was made (100, armed), not from the current price; the next batch fires.
+  const late = setup([], { history: true });
+  late.engine.release();
+  history(late, [100, 104, 106]);
+  late.engine.setRule(made);
+  late.engine.goLive();
+  late.trade("AAPL", 107, T0 + 3_000);
+  assert.deepEqual(late.fired.map((a) => a.price), [107], "the crossing while down");
 });
 
 Deno.test("an ALERTS rule that never fired: history before the start is silent", () => {
@@ -205,12 +214,13 @@ Deno.test("no trade for a span: from the session's open, once per silent spell",
   assert.equal(msft().length, 1, "once per spell");
   assert.match(msft()[0].words, /^MSFT no trade for 10m in trading hours \(last trade /);
   assert.equal(msft()[0].tradeTime, morning, "keyed by the spell's start");
-  // Trades resume (arriving now, whatever their trade time: a replay), then stop.
-  run.trade("MSFT", 401, T0, morning + 12 * 60_000);
+  // Trades resume (arriving 0.2 s after their trade time), then stop.
+  run.trade("MSFT", 401, morning + 12 * 60_000 - 200, morning + 12 * 60_000);
   run.engine.checkSilence(morning + 21 * 60_000);
   assert.equal(msft().length, 1, "trades ended the spell");
   run.engine.checkSilence(morning + 22 * 60_000);
   assert.equal(msft().length, 2, "a new spell fires again");
+  assert.equal(msft()[1].tradeTime, morning + 12 * 60_000 - 200, "keyed by the trade's time");
   // Halted: the next day's session is a new spell, however old the last trade.
   run.engine.checkSilence(morning + 86_400_000 + 10 * 60_000);
   assert.equal(msft().length, 3);
@@ -218,10 +228,12 @@ Deno.test("no trade for a span: from the session's open, once per silent spell",
 
 Deno.test("restart safety: firings held until the alerts topic is read, pruned with their rule", () => {
   const run = setup([rule("AAPL>190"), rule("AAPL>195")], { history: true });
+  run.engine.setRule(rule("AAPL>192"));
   run.engine.goLive();
   run.trade("AAPL", 189, T0);
   run.trade("AAPL", 196, T0 + 1_000);
   assert.equal(run.fired.length, 0, "held");
+  run.engine.removeRule("cfg:AAPL>192"); // deleted while held: never fires
   // The topic, read late, had the first one: only the other fires.
   run.engine.noteFired({ rule: rule("AAPL>190"), tradeTime: T0 + 1_000 } as FiredAlert);
   run.engine.release();
@@ -235,4 +247,39 @@ Deno.test("restart safety: firings held until the alerts topic is read, pruned w
   run.trade("MSFT", 191, T0 + 2_000);
   assert.deepEqual(run.fired.map((a) => a.price), [196, 191]);
   assert.equal(alertKey(run.fired[0]), `cfg:AAPL>195@${T0 + 1_000}`);
+});
+
+Deno.test("no trade: a rule set while its symbol trades waits; every viewer and a restart key a spell alike", () => {
+  const at = Date.UTC(2026, 0, 8, 15, 30); // 10:30 New York, a Thursday: open
+  const silent = rule("MSFT!10m");
+  // MSFT trades every second; a rule set now fires nothing at once.
+  const one = setup([]);
+  for (let s = 0; s < 5; s++) one.trade("MSFT", 400, at + s * 1000, at + s * 1000 + 300);
+  one.engine.setRule(silent);
+  one.engine.checkSilence(at + 4_800);
+  assert.equal(one.fired.length, 0, "trading: no silence");
+  one.engine.checkSilence(at + 4_300 + 10 * 60_000);
+  assert.deepEqual(one.fired.map((a) => a.tradeTime), [at + 4_000], "keyed by the last trade");
+  // Another viewer gets the same trades later (its own batches): the same key.
+  const two = setup([silent]);
+  for (let s = 0; s < 5; s++) two.trade("MSFT", 400, at + s * 1000, at + s * 1000 + 900);
+  two.engine.checkSilence(at + 4_900 + 10 * 60_000);
+  assert.deepEqual(two.fired.map(alertKey), one.fired.map(alertKey));
+
+  // Crypto, never a trade: the first run fires once; a restart is the same spell.
+  const eth = rule("BINANCE:ETHUSDT!1m");
+  const first = setup([eth], { history: true });
+  first.engine.release();
+  first.engine.goLive(at);
+  first.engine.checkSilence(at + 61_000);
+  assert.deepEqual(first.fired.map((a) => a.tradeTime), [at]);
+  const again = setup([eth], { history: true });
+  again.engine.noteFired(first.fired[0]); // the alerts topic
+  again.engine.release();
+  again.engine.goLive(at + 5 * 60_000);
+  again.engine.checkSilence(at + 7 * 60_000);
+  assert.equal(again.fired.length, 0, "no trade since the last firing: the same spell");
+  again.trade("BINANCE:ETHUSDT", 3000, at + 8 * 60_000, at + 8 * 60_000);
+  again.engine.checkSilence(at + 9 * 60_000 + 1);
+  assert.deepEqual(again.fired.map((a) => a.tradeTime), [at + 8 * 60_000], "a new spell");
 });
