@@ -3,9 +3,10 @@
  * each baseline and whether its target is met; and the table they are shown as.
  */
 
-import { formatCount } from "../../lib/format.js";
+import { formatCount, formatInterval } from "../../lib/format.js";
 import type { Throughput } from "./throughput.ts";
 import type { Latency, Memory } from "./live.ts";
+import type { DashboardRun } from "./dashboard.ts";
 
 export interface Row {
   readonly id: string;
@@ -126,6 +127,81 @@ export function memoryRows(
       errors: run.error ? [run.error] : [],
     };
   });
+}
+
+/** What the dashboard phase is judged on. */
+export interface DashboardLimits {
+  /** Pushes a client may get in any 1 s. */
+  readonly maxPerSecond: number;
+  readonly maxP99: number;
+  readonly maxMb: number;
+  /** |RSS slope| of the dashboard, judged on runs of MIN_FLAT_SECONDS or more. */
+  readonly flatMbPerMin: number;
+}
+
+/**
+ * The dashboard phase's rows: the slowest client's push latency, each client's
+ * pushes against the bound, the dashboard's peak RSS and its slope.
+ */
+export function dashboardRows(run: DashboardRun, limits: DashboardLimits): Row[] {
+  const errors = run.error ? [run.error] : [];
+  const base = { unit: "", baselines: {}, ratios: {}, errors };
+  const what =
+    `sim ${formatCount(run.rate)}/s, ${run.clients.length || "no"} clients, ${run.rules} ` +
+    `alert rules`;
+  const latency = latencyRow({ ...run.latency, error: run.error }, {
+    id: "sse-push",
+    label: `SSE push latency, ${what} (slowest client)`,
+    maxP99: limits.maxP99,
+  });
+  const pushes = run.clients.map((client, i): Row => ({
+    ...base,
+    id: `sse-pushes-${i + 1}`,
+    label: `SSE pushes in 1 s, client ${i + 1}: ${client.symbol} ` +
+      `${formatInterval(client.intervalMs)}/${client.window}`,
+    unit: "pushes in 1 s",
+    ours: client.maxPerSecond,
+    shown: `at most ${client.maxPerSecond}, mean ${client.meanPerSecond}`,
+    target: `<= ${limits.maxPerSecond} in every 1 s`,
+    met: client.maxPerSecond <= limits.maxPerSecond,
+  }));
+  const { peakMb, slopeMbPerMin } = run.dashboard;
+  const judged = run.seconds >= MIN_FLAT_SECONDS && slopeMbPerMin !== null;
+  const during = `${what}, ${run.seconds} s`;
+  const memory: Row[] = [{
+    ...base,
+    id: "rss-dashboard",
+    label: `peak RSS, dashboard (${during})`,
+    unit: "MB",
+    ours: peakMb,
+    shown: peakMb === null ? "failed" : `${Math.round(peakMb)} MB`,
+    target: `< ${limits.maxMb} MB`,
+    met: peakMb === null ? null : peakMb < limits.maxMb,
+  }, {
+    ...base,
+    id: "rss-dashboard-slope",
+    label: `RSS slope, dashboard (${during})`,
+    unit: "MB/min",
+    ours: slopeMbPerMin,
+    shown: slopeMbPerMin === null
+      ? "-"
+      : `${slopeMbPerMin >= 0 ? "+" : ""}${slopeMbPerMin.toFixed(2)} MB/min`,
+    target: `|slope| <= ${limits.flatMbPerMin} MB/min` +
+      (judged ? "" : ` (judged from ${MIN_FLAT_SECONDS} s)`),
+    met: judged ? Math.abs(slopeMbPerMin!) <= limits.flatMbPerMin : null,
+  }];
+  // A run that failed before any client: the bound is unmeasured, and says so.
+  const unmeasured: Row[] = pushes.length > 0 ? [] : [{
+    ...base,
+    id: "sse-pushes-1",
+    label: "SSE pushes in 1 s",
+    unit: "pushes in 1 s",
+    ours: null,
+    shown: "failed",
+    target: `<= ${limits.maxPerSecond} in every 1 s`,
+    met: null,
+  }];
+  return [latency, ...pushes, ...unmeasured, ...memory];
 }
 
 /** The rows as an aligned table: ours, each baseline with its ratio, the target, met. */
