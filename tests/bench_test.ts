@@ -13,7 +13,7 @@ import { limitSummary } from "../consumer/report.ts";
 import { parseConsumerSummary, parseProducerSummary } from "../tools/bench/context.ts";
 import { parseWatchLine, quantile, rssSlopeMbPerMin } from "../tools/bench/lib.ts";
 import {
-  maxPushesIn,
+  busiestSpan,
   parsePush,
   type Push,
   pushLatencies,
@@ -21,6 +21,10 @@ import {
   watchPushes,
 } from "../tools/bench/sse_probe.ts";
 import { benchAlertSpecs } from "../tools/bench/dashboard.ts";
+import { Aggregator } from "../consumer/candles.ts";
+import { FeedLog, summarizeFeed } from "../consumer/feed.ts";
+import { Hub } from "../dashboard/hub.ts";
+import { EventSourceParserStream } from "eventsource-parser/stream";
 import { MAX_RULES, parseAlertSpecs } from "../lib/alert_rules.ts";
 import { profileFor } from "../producer/market_sim.ts";
 import { parseBenchFlags } from "../tools/bench/bench.ts";
@@ -200,10 +204,10 @@ Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table"
 
   await t.step("the bound: the most pushes in any 1 s span, half-open", () => {
     const every50 = Array.from({ length: 21 }, (_, i) => i * 50); // 0, 50, …, 1000 ms
-    assert.equal(maxPushesIn(every50, 1_000), 20); // 1000 starts the next span
-    assert.equal(maxPushesIn([...every50, 999], 1_000), 21);
-    assert.equal(maxPushesIn([2_000, 0, 1_500, 1_999], 1_000), 3); // any order
-    assert.equal(maxPushesIn([], 1_000), 0);
+    assert.equal(busiestSpan(every50, 1_000).length, 20); // 1000 starts the next span
+    assert.equal(busiestSpan([...every50, 999], 1_000).length, 21);
+    assert.deepEqual(busiestSpan([2_000, 0, 1_500, 1_999], 1_000), [1_500, 1_999, 2_000]);
+    assert.deepEqual(busiestSpan([], 1_000), []);
   });
 
   await t.step("the bench's ALERTS: 40 rules a symbol, levels either side of the start", () => {
@@ -311,6 +315,7 @@ const ROW_IDS = [
   "sse-pushes-2",
   "sse-pushes-3",
   "sse-pushes-4",
+  "sse-pushes-page",
   "rss-dashboard",
   "rss-dashboard-slope",
   "rss-producer",
@@ -369,6 +374,7 @@ Deno.test("deno task bench --quick: every row, sane numbers, in under a minute",
     const sse = results.runs.sse;
     assert.equal(sse.rules, 200);
     for (const client of sse.clients) assert.equal(client.applied, sse.acked, client.symbol);
+    assert.equal(sse.page.studies.split(",").length, 4, "the page drew all four indicators");
     for (const id of ["rss-producer", "rss-consumer", "rss-dashboard"]) {
       const mb = (rows.get(id) as { ours: number }).ours;
       assert.ok(mb > 10 && mb < 2_000, `${id}: ${mb} MB`);
@@ -380,4 +386,58 @@ Deno.test("deno task bench --quick: every row, sane numbers, in under a minute",
   } finally {
     await Deno.remove(`${ROOT}${out}`).catch(() => {});
   }
+});
+
+Deno.test("the hub's bound holds with heartbeats: at most 20 pushes in any 1 s", async () => {
+  // Trades every few ms (pushes at the 50 ms spacing) and a heartbeat every 100 ms, so
+  // that heartbeats keep falling between two pushes: each must wait its turn.
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 1 });
+  const hub = new Hub({
+    aggregator,
+    status: () => ({
+      connected: true,
+      lag: 0,
+      latencyP50Ms: 1,
+      latencyP99Ms: 1,
+      tradesPerSecond: 1,
+      applied: 1,
+      rejected: 0,
+      tooLate: 0,
+      tooEarly: 0,
+      lastTradeAt: Date.now(),
+    }),
+    feed: () => summarizeFeed(new FeedLog(), { now: Date.now(), from: 0 }),
+    pushIntervalMs: 50,
+    heartbeatMs: 100,
+    clientBufferBytes: 1 << 20,
+    maxStreams: 1,
+  });
+  const stream = hub.open(
+    { symbol: "A", explicit: true, intervalMs: 1_000, windowMs: 60_000 },
+    null,
+  );
+  assert.ok(stream !== "full");
+  const sent: number[] = [];
+  const reading = (async () => {
+    const events = stream.pipeThrough(new TextDecoderStream())
+      .pipeThrough(new EventSourceParserStream());
+    for await (const { data } of events) sent.push(parsePush(data, 0)!.sentAt!);
+  })();
+  for (let i = 0, until = Date.now() + 1_500; Date.now() < until; i++) {
+    aggregator.apply({
+      symbol: "A",
+      price: 100 + i % 7,
+      volume: 1,
+      time: Date.now(),
+      source: "sim",
+    });
+    hub.notify(["A"]);
+    await new Promise((resolve) => setTimeout(resolve, 3));
+  }
+  hub.close();
+  await reading;
+  // The stream's first event is the snapshot that answers the request: not a push.
+  const busiest = busiestSpan(sent.slice(1), 1_000);
+  assert.ok(sent.length >= 20, `${sent.length} pushes`);
+  assert.ok(busiest.length <= 20, `${busiest.length} pushes in 1 s: ${busiest.join(", ")}`);
 });

@@ -32,8 +32,9 @@ import {
   watchOthers,
 } from "./lib.ts";
 import { type Latency, latencyAt, memoryAt } from "./live.ts";
-import { benchClients, dashboardAt, describeClient } from "./dashboard.ts";
+import { benchClients, dashboardAt } from "./dashboard.ts";
 import {
+  dashboardLines,
   dashboardRows,
   latencyRow,
   memoryRows,
@@ -297,18 +298,11 @@ async function ssePhase(ctx: Context, plan: Plan): Promise<Measured> {
   const { sseRate: rate, sseSeconds: seconds } = plan;
   const clients = benchClients(ctx.symbols);
   ctx.log(
-    `dashboard with alerts and ${clients.length} SSE clients, sim ${formatCount(rate)} ` +
-      `trades/s for ${seconds} s:`,
+    `dashboard with alerts, ${clients.length} SSE clients and the page in Chromium, ` +
+      `sim ${formatCount(rate)} trades/s for ${seconds} s:`,
   );
   const result = await dashboardAt(ctx, { rate, seconds, clients });
-  if (result.error) ctx.log(`  FAILED (${result.error})`);
-  for (const client of result.clients) ctx.log(`  ${describeClient(client, result.acked)}`);
-  const mb = result.dashboard.peakMb;
-  ctx.log(
-    `  ${result.rules} rules, ${result.alertsOnTopic ?? "?"} alerts fired; producer reached ` +
-      `${formatCount(result.achievedRate ?? 0)}/s; dashboard peak RSS ` +
-      `${mb === null ? "?" : Math.round(mb)} MB`,
-  );
+  for (const line of dashboardLines(result)) ctx.log(`  ${line}`);
   const rows = dashboardRows(result, {
     maxPerSecond: 20,
     maxP99: 100,

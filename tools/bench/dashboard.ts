@@ -13,7 +13,6 @@
 
 import { sleep } from "../../lib/async.ts";
 import { alertsTopicOf, parseAlertSpecs } from "../../lib/alert_rules.ts";
-import { formatInterval } from "../../lib/format.js";
 import { lines } from "../../lib/lines.ts";
 import { profileFor } from "../../producer/market_sim.ts";
 import { type Context, failure, parseProducerSummary } from "./context.ts";
@@ -28,7 +27,7 @@ import {
 } from "./lib.ts";
 import { type Latency, type LiveRun, producerArgs } from "./live.ts";
 import {
-  maxPushesIn,
+  busiestSpan,
   type Push,
   pushLatencies,
   receivedAtByKey,
@@ -48,6 +47,8 @@ export interface ClientResult extends ClientSpec {
   readonly maxPerSecond: number;
   /** The same by the time the client read them. */
   readonly maxPerSecondArrived: number;
+  /** Time between the pushes of the busiest 1 s, by send time (ms). */
+  readonly busiestGapsMs: readonly number[];
   /** Pushes per second while the producer ran. */
   readonly meanPerSecond: number;
   readonly p50: number | null;
@@ -59,6 +60,19 @@ export interface ClientResult extends ClientSpec {
   readonly applied: number;
 }
 
+/** The real page in Chromium (page_probe.ts), following the first client's symbol and window. */
+export interface PageResult {
+  /** The indicators the page drew ("SMA 20,EMA 50,BB,RSI"). */
+  readonly studies: string;
+  readonly pushes: number;
+  readonly maxPerSecond: number;
+  readonly maxPerSecondArrived: number;
+  readonly busiestGapsMs: readonly number[];
+  readonly meanPerSecond: number;
+  /** What the page asked the server for while the trades came, by path (its stream was open). */
+  readonly requests: Readonly<Record<string, number>>;
+}
+
 export interface DashboardRun extends LiveRun {
   readonly rules: number;
   readonly achievedRate: number | null;
@@ -67,6 +81,8 @@ export interface DashboardRun extends LiveRun {
   /** Records on `<topic>.alerts`: every alert the consumer fired. */
   readonly alertsOnTopic: number | null;
   readonly clients: readonly ClientResult[];
+  /** The page's own count (null: not asked for, or it failed; `error` says why). */
+  readonly page: PageResult | null;
   /** The slowest client's latency (the highest p99): the row's figure. */
   readonly latency: Latency;
   readonly dashboard: { peakMb: number | null; slopeMbPerMin: number | null; samples: number[] };
@@ -167,21 +183,39 @@ async function drain(clients: readonly Client[], acked: number): Promise<void> {
   }
 }
 
+/**
+ * How often pushes came: the most in any 1 s (sent and read), the mean while trades
+ * came. The stream's first event, the snapshot that answers the request, is not
+ * counted: the first push may follow it sooner than 50 ms.
+ */
+function pushRates(
+  events: readonly { at: number; sentAt: number | null }[],
+  from: number,
+  to: number,
+) {
+  const pushes = events.slice(1);
+  const sent = pushes.map((p) => p.sentAt ?? p.at);
+  const during = sent.filter((t) => t >= from && t <= to).length;
+  const busiest = busiestSpan(sent, 1_000);
+  return {
+    pushes: pushes.length,
+    maxPerSecond: busiest.length,
+    maxPerSecondArrived: busiestSpan(pushes.map((p) => p.at), 1_000).length,
+    busiestGapsMs: busiest.slice(1).map((t, i) => t - busiest[i]),
+    meanPerSecond: Math.round(during / Math.max(0.001, (to - from) / 1000) * 10) / 10,
+  };
+}
+
 /** The figures of one client once its pushes and the records are all in. */
 function clientResult(
   client: Client,
   run: { received: ReadonlyMap<string, readonly number[]>; from: number; to: number },
 ): ClientResult & { missing: number } {
   const { pushes, spec } = client;
-  const sent = pushes.map((p) => p.sentAt ?? p.at);
-  const during = sent.filter((t) => t >= run.from && t <= run.to).length;
   const { latencies, missing } = pushLatencies(pushes, run.received);
   return {
     ...spec,
-    pushes: pushes.length,
-    maxPerSecond: maxPushesIn(sent, 1_000),
-    maxPerSecondArrived: maxPushesIn(pushes.map((p) => p.at), 1_000),
-    meanPerSecond: Math.round(during / Math.max(0.001, (run.to - run.from) / 1000) * 10) / 10,
+    ...pushRates(pushes, run.from, run.to),
     p50: quantile(latencies, 0.5),
     p99: quantile(latencies, 0.99),
     p999: quantile(latencies, 0.999),
@@ -191,18 +225,50 @@ function clientResult(
   };
 }
 
-/** One line a client for the log: what the report's table holds, per client. */
-export function describeClient(c: ClientResult, acked: number | null): string {
-  const latency = c.p99 === null ? "no latency" : `p50/p99 ${c.p50}/${c.p99} ms`;
-  return `${c.symbol} ${formatInterval(c.intervalMs)}/${c.window}: ${c.pushes} pushes, ` +
-    `at most ${c.maxPerSecond} in 1 s (${c.maxPerSecondArrived} as read), mean ` +
-    `${c.meanPerSecond}/s; ${latency}; ${c.alerts} alerts; ` +
-    `${c.applied} of ${acked ?? "?"} acked trades applied`;
+/** Chromium on the dashboard (page_probe.ts), once its four indicators are drawn. */
+async function openPage(
+  ctx: Context,
+  run: { url: string; spec: ClientSpec; seconds: number },
+): Promise<Running> {
+  const { url, spec, seconds } = run;
+  const page = ctx.spawn("deno", [
+    ...PAGE_PROBE,
+    `--url=${url}`,
+    `--symbol=${spec.symbol}`,
+    `--window=${spec.window}`,
+  ], { timeoutMs: 180_000 + seconds * 3_000 });
+  try {
+    await waitForLine(page, (line) => line === "ready", 60_000);
+  } catch (error) {
+    page.kill("SIGTERM");
+    await page.finished;
+    throw new Error(`the page in Chromium: ${(error as Error).message}`);
+  }
+  return page;
 }
+
+/** The page's pushes, once it is told to stop. */
+async function pageResult(page: Running, from: number, to: number): Promise<PageResult> {
+  const done = await stop(page);
+  const line = done.stdout.findLast((l) => l.startsWith("{"));
+  if (done.code !== 0 || line === undefined) throw new Error(failure(done, "page_probe.ts"));
+  const { studies, pushes, requests } = JSON.parse(line) as {
+    studies: string;
+    pushes: [number, number | null][];
+    requests: string[];
+  };
+  const times = pushes.map(([at, sentAt]) => ({ at, sentAt }));
+  const asked: Record<string, number> = {};
+  for (const path of requests) asked[path] = (asked[path] ?? 0) + 1;
+  return { studies, ...pushRates(times, from, to), requests: asked };
+}
+
+/** How the page probe runs: Chromium may be started, /tmp holds its profile. */
+const PAGE_PROBE = ["run", "-q", "--no-prompt", "-P=bench-page", "tools/bench/page_probe.ts"];
 
 /**
  * The dashboard with alerts on and `clients` reading it while the simulated market
- * runs at `rate` (bursts included) for `seconds`.
+ * runs at `rate` (bursts included) for `seconds`, and the real page in Chromium.
  */
 export async function dashboardAt(
   ctx: Context,
@@ -227,10 +293,12 @@ export async function dashboardAt(
   });
   const watching = new AbortController();
   let produced: Finished | undefined;
-  const base = { rate, seconds, rules, alertsOnTopic: null, clients: [], dropped: 0 };
+  let page: Running | undefined;
+  const base = { rate, seconds, rules, alertsOnTopic: null, clients: [], page: null, dropped: 0 };
   try {
     const url = await dashboardUrl(dashboard);
     const clients = await openClients(url, run.clients, watching.signal);
+    page = await openPage(ctx, { url, spec: run.clients[0], seconds });
     const before = await cpuTimes();
     const from = Date.now();
     const args = producerArgs(ctx, { feed: { sim: rate }, count, topic });
@@ -240,48 +308,27 @@ export async function dashboardAt(
     const summary = parseProducerSummary(produced.stdout);
     if (produced.code !== 0 || summary === null) throw new Error(failure(produced, "producer.ts"));
     await drain(clients, summary.acked);
+    const pageRun = page && await pageResult(page, from, to);
     watching.abort();
     await Promise.all(clients.map((c) => c.reading));
     const alertsOnTopic = await ctx.recordsOn(alertsTopicOf(topic)).catch(() => null);
     const stopped = await stop(dashboard);
     const received = await receivedAtOf(ctx, topic, summary.acked);
-    const results = clients.map((c) => clientResult(c, { received, from, to }));
-    const missing = results.filter((r) => r.missing > 0)
-      .map((r) => `${r.symbol} ${r.window}: ${r.missing} trades never reached a push`);
-    const slowest = results.reduce((a, b) => (b.p99 ?? 0) > (a.p99 ?? 0) ? b : a);
-    // RSS while the trades came: the first tenth (at most a minute) is start-up.
-    const inRun = stopped.rss.filter((s) => s.t <= (to - spawnedAt) / 1000);
-    const warm = (from - spawnedAt) / 1000 + Math.min(60, seconds / 10);
-    return {
-      ...base,
-      achievedRate: summary.rate,
-      acked: summary.acked,
-      dropped: summary.dropped,
-      alertsOnTopic,
-      clients: results.map(({ missing: _, ...result }) => result),
-      latency: {
-        rate,
-        achievedRate: summary.rate,
-        dropped: summary.dropped,
-        samples: summary.acked - slowest.missing,
-        p50: slowest.p50,
-        p99: slowest.p99,
-        p999: slowest.p999,
-        producerPeakRssMb: produced.peakRssMb,
-        consumerPeakRssMb: stopped.peakRssMb,
-        machineBusyPercent: busy,
+    return runResult({
+      base: { ...base, alertsOnTopic, page: pageRun ?? null, machineBusyPercent: busy },
+      summary,
+      produced,
+      stopped,
+      clients: clients.map((c) => clientResult(c, { received, from, to })),
+      // RSS while the trades came: the first tenth (at most a minute) is start-up.
+      rss: {
+        from: (from - spawnedAt) / 1000 + Math.min(60, seconds / 10),
+        to: (to - spawnedAt) / 1000,
       },
-      dashboard: {
-        peakMb: stopped.peakRssMb,
-        slopeMbPerMin: rssSlopeMbPerMin(inRun, warm),
-        samples: stopped.rss.map((s) => Math.round(s.mb)),
-      },
-      producerPeakRssMb: produced.peakRssMb,
-      machineBusyPercent: busy,
-      error: missing.length > 0 ? missing.join("; ") : undefined,
-    };
+    });
   } catch (error) {
     watching.abort();
+    if (page) await stop(page);
     const stopped = await stop(dashboard);
     const message = error instanceof Error ? error.message : String(error);
     return {
@@ -295,6 +342,50 @@ export async function dashboardAt(
       error: message,
     };
   }
+}
+
+/** The run's figures once the clients, the page and the records are all in. */
+function runResult(run: {
+  base: Omit<
+    DashboardRun,
+    "achievedRate" | "acked" | "clients" | "latency" | "dashboard" | "producerPeakRssMb"
+  >;
+  summary: NonNullable<ReturnType<typeof parseProducerSummary>>;
+  produced: Finished;
+  stopped: Finished;
+  clients: (ClientResult & { missing: number })[];
+  /** Seconds since the dashboard started: the span its RSS slope is taken over. */
+  rss: { from: number; to: number };
+}): DashboardRun {
+  const { base, summary, produced, stopped, clients } = run;
+  const missing = clients.filter((r) => r.missing > 0)
+    .map((r) => `${r.symbol} ${r.window}: ${r.missing} trades never reached a push`);
+  const slowest = clients.reduce((a, b) => (b.p99 ?? 0) > (a.p99 ?? 0) ? b : a);
+  const { p50, p99, p999 } = slowest;
+  return {
+    ...base,
+    achievedRate: summary.rate,
+    acked: summary.acked,
+    dropped: summary.dropped,
+    clients: clients.map(({ missing: _, ...result }) => result),
+    latency: {
+      ...noLatency(base.rate),
+      achievedRate: summary.rate,
+      dropped: summary.dropped,
+      samples: summary.acked - slowest.missing,
+      ...{ p50, p99, p999 },
+      producerPeakRssMb: produced.peakRssMb,
+      consumerPeakRssMb: stopped.peakRssMb,
+      machineBusyPercent: base.machineBusyPercent,
+    },
+    dashboard: {
+      peakMb: stopped.peakRssMb,
+      slopeMbPerMin: rssSlopeMbPerMin(stopped.rss.filter((s) => s.t <= run.rss.to), run.rss.from),
+      samples: stopped.rss.map((s) => Math.round(s.mb)),
+    },
+    producerPeakRssMb: produced.peakRssMb,
+    error: missing.length > 0 ? missing.join("; ") : undefined,
+  };
 }
 
 function noLatency(rate: number): Latency {

@@ -61,14 +61,21 @@ export async function watchPushes(
   }
   const events = response.body
     .pipeThrough(new TextDecoderStream())
-    .pipeThrough(new EventSourceParserStream());
+    .pipeThrough(new EventSourceParserStream())
+    .getReader();
+  // The abort cancels the read itself: fetch's signal alone left a stream read for
+  // minutes open until the server closed it.
+  const cancel = () => events.cancel().catch(() => {});
+  signal.addEventListener("abort", cancel, { once: true });
   try {
-    for await (const { data } of events) {
-      const push = parsePush(data, Date.now());
+    for (let next = await events.read(); !next.done; next = await events.read()) {
+      const push = parsePush(next.value.data, Date.now());
       if (push !== null) onPush(push);
     }
   } catch (error) {
     if (!signal.aborted) throw error;
+  } finally {
+    signal.removeEventListener("abort", cancel);
   }
 }
 
@@ -116,15 +123,16 @@ export async function receivedAtByKey(
 }
 
 /**
- * The most pushes in any span of `spanMs` (half-open: a push at t and one at
- * t + spanMs are in different spans), for push times in any order.
+ * The busiest span of `spanMs` (half-open: a push at t and one at t + spanMs are in
+ * different spans): its push times, for times in any order. Its length is the most
+ * pushes any span held.
  */
-export function maxPushesIn(times: readonly number[], spanMs: number): number {
+export function busiestSpan(times: readonly number[], spanMs: number): number[] {
   const sorted = Float64Array.from(times).sort();
-  let max = 0;
+  let best = [0, 0];
   for (let first = 0, last = 0; last < sorted.length; last++) {
     while (sorted[last] - sorted[first] >= spanMs) first++;
-    max = Math.max(max, last - first + 1);
+    if (last + 1 - first > best[1] - best[0]) best = [first, last + 1];
   }
-  return max;
+  return [...sorted.subarray(best[0], best[1])];
 }

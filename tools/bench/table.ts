@@ -190,6 +190,20 @@ export function dashboardRows(run: DashboardRun, limits: DashboardLimits): Row[]
       (judged ? "" : ` (judged from ${MIN_FLAT_SECONDS} s)`),
     met: judged ? Math.abs(slopeMbPerMin!) <= limits.flatMbPerMin : null,
   }];
+  if (run.page !== null) {
+    const { page } = run;
+    pushes.push({
+      ...base,
+      id: "sse-pushes-page",
+      label: `SSE pushes in 1 s, the page in Chromium (${run.clients[0]?.symbol} ` +
+        `${run.clients[0]?.window}, ${page.studies})`,
+      unit: "pushes in 1 s",
+      ours: page.maxPerSecond,
+      shown: `at most ${page.maxPerSecond}, mean ${page.meanPerSecond}`,
+      target: `<= ${limits.maxPerSecond} in every 1 s`,
+      met: page.maxPerSecond <= limits.maxPerSecond,
+    });
+  }
   // A run that failed before any client: the bound is unmeasured, and says so.
   const unmeasured: Row[] = pushes.length > 0 ? [] : [{
     ...base,
@@ -202,6 +216,34 @@ export function dashboardRows(run: DashboardRun, limits: DashboardLimits): Row[]
     met: null,
   }];
   return [latency, ...pushes, ...unmeasured, ...memory];
+}
+
+/** The dashboard phase's log: a line a client (and the page), then the run's totals. */
+export function dashboardLines(run: DashboardRun): string[] {
+  const rates = (c: DashboardRun["clients"][number] | NonNullable<DashboardRun["page"]>) =>
+    `${c.pushes} pushes, at most ${c.maxPerSecond} in 1 s (${c.maxPerSecondArrived} as read; ` +
+    `${Math.min(...c.busiestGapsMs)} ms the shortest gap in it)`;
+  const clients = run.clients.map((c) => {
+    const latency = c.p99 === null ? "no latency" : `p50/p99 ${c.p50}/${c.p99} ms`;
+    return `${c.symbol} ${formatInterval(c.intervalMs)}/${c.window}: ${rates(c)}, mean ` +
+      `${c.meanPerSecond}/s; ${latency}; ${c.alerts} alerts; ` +
+      `${formatCount(c.applied)} of ${formatCount(run.acked ?? 0)} acked trades applied`;
+  });
+  const page = run.page === null ? [] : [
+    `the page in Chromium (${run.page.studies}): ${rates(run.page)}, mean ` +
+    `${run.page.meanPerSecond}/s; other requests: ${
+      Object.entries(run.page.requests).map(([path, n]) => `${path} ${n}x`).join(", ") || "none"
+    }`,
+  ];
+  const mb = run.dashboard.peakMb;
+  return [
+    ...(run.error ? [`FAILED (${run.error})`] : []),
+    ...clients,
+    ...page,
+    `${run.rules} rules, ${run.alertsOnTopic ?? "?"} alerts fired; producer reached ` +
+    `${formatCount(run.achievedRate ?? 0)}/s; dashboard peak RSS ` +
+    `${mb === null ? "?" : Math.round(mb)} MB`,
+  ];
 }
 
 /** The rows as an aligned table: ours, each baseline with its ratio, the target, met. */
