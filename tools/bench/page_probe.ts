@@ -58,14 +58,17 @@ export async function main(args: string[]): Promise<number> {
       page.on("request", (request) => requests.push(new URL(request.url()).pathname));
       await page.evaluateOnNewDocument(notePushes);
       await page.goto(`${url}#symbol=${encodeURIComponent(symbol)}&window=${window}`);
-      await waitFor(page, "the indicator bar", () => document.querySelectorAll("input").length > 0);
+      // A loaded machine (CI, the bench's own runs) can take a while: 30 s, not 10.
+      const timeout = 30_000;
+      const bar = () => document.querySelectorAll("input[name=rsi]").length > 0;
+      await waitFor(page, "the indicator bar", bar, { timeout });
       for (const name of ["sma", "ema", "bollinger", "rsi"]) {
         await page.click(`input[name=${name}]`);
       }
       const studies = await waitFor(page, "four indicators drawn", () => {
         const shown = document.getElementById("price-chart")?.dataset.studies ?? "";
         return shown.split(",").length === 4 ? shown : "";
-      });
+      }, { timeout });
       const before = requests.length;
       console.log("ready");
       await stopped.promise;
