@@ -25,7 +25,7 @@ import {
   type Running,
   waitForLine,
 } from "./lib.ts";
-import { type Latency, type LiveRun, producerArgs } from "./live.ts";
+import { failedLatency, type Latency, type LiveRun, producerArgs } from "./live.ts";
 import {
   busiestSpan,
   type Push,
@@ -335,7 +335,7 @@ export async function dashboardAt(
       ...base,
       achievedRate: null,
       acked: null,
-      latency: { ...noLatency(rate), error: message },
+      latency: failedLatency(rate, message),
       dashboard: { peakMb: stopped.peakRssMb, slopeMbPerMin: null, samples: [] },
       producerPeakRssMb: produced?.peakRssMb ?? null,
       machineBusyPercent: 0,
@@ -369,7 +369,7 @@ function runResult(run: {
     dropped: summary.dropped,
     clients: clients.map(({ missing: _, ...result }) => result),
     latency: {
-      ...noLatency(base.rate),
+      ...failedLatency(base.rate),
       achievedRate: summary.rate,
       dropped: summary.dropped,
       samples: summary.acked - slowest.missing,
@@ -385,21 +385,6 @@ function runResult(run: {
     },
     producerPeakRssMb: produced.peakRssMb,
     error: missing.length > 0 ? missing.join("; ") : undefined,
-  };
-}
-
-function noLatency(rate: number): Latency {
-  return {
-    rate,
-    achievedRate: null,
-    dropped: 0,
-    samples: 0,
-    p50: null,
-    p99: null,
-    p999: null,
-    producerPeakRssMb: null,
-    consumerPeakRssMb: null,
-    machineBusyPercent: 0,
   };
 }
 

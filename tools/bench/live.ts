@@ -228,7 +228,8 @@ export async function memoryAt(ctx: Context, run: LiveRun): Promise<Memory> {
   };
 }
 
-function failedLatency(rate: number, error: string): Latency {
+/** A Latency with no figures: for a run that failed (`error`), or to fill in. */
+export function failedLatency(rate: number, error?: string): Latency {
   return {
     rate,
     achievedRate: null,

@@ -183,9 +183,8 @@ export function dashboardRows(run: DashboardRun, limits: DashboardLimits): Row[]
     label: `RSS slope, dashboard (${during})`,
     unit: "MB/min",
     ours: slopeMbPerMin,
-    shown: slopeMbPerMin === null
-      ? "-"
-      : `${slopeMbPerMin >= 0 ? "+" : ""}${slopeMbPerMin.toFixed(2)} MB/min`,
+    // A few seconds' slope is start-up, not growth: shown (and judged) from a minute on.
+    shown: !judged ? "-" : `${slopeMbPerMin! >= 0 ? "+" : ""}${slopeMbPerMin!.toFixed(2)} MB/min`,
     target: `|slope| <= ${limits.flatMbPerMin} MB/min` +
       (judged ? "" : ` (judged from ${MIN_FLAT_SECONDS} s)`),
     met: judged ? Math.abs(slopeMbPerMin!) <= limits.flatMbPerMin : null,
