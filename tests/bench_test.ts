@@ -13,12 +13,20 @@ import { limitSummary } from "../consumer/report.ts";
 import { parseConsumerSummary, parseProducerSummary } from "../tools/bench/context.ts";
 import { parseWatchLine, quantile, rssSlopeMbPerMin } from "../tools/bench/lib.ts";
 import {
+  busiestSpan,
+  parsePush,
   type Push,
   pushLatencies,
   receivedAtByKey,
-  tradeCounts,
   watchPushes,
 } from "../tools/bench/sse_probe.ts";
+import { benchAlertSpecs } from "../tools/bench/dashboard.ts";
+import { Aggregator } from "../consumer/candles.ts";
+import { FeedLog, summarizeFeed } from "../consumer/feed.ts";
+import { Hub } from "../dashboard/hub.ts";
+import { EventSourceParserStream } from "eventsource-parser/stream";
+import { MAX_RULES, parseAlertSpecs } from "../lib/alert_rules.ts";
+import { profileFor } from "../producer/market_sim.ts";
 import { parseBenchFlags } from "../tools/bench/bench.ts";
 import { renderTable, throughputRow } from "../tools/bench/table.ts";
 import { readRecords } from "../tools/bench/kafkajs_baseline.ts";
@@ -136,14 +144,14 @@ Deno.test("the producer's cached partitioner picks the default partitioner's par
 
 Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table", async (t) => {
   await t.step(
-    "an event stream read in odd chunks gives each push's trades per symbol",
+    "an event stream read in odd chunks gives each push's trades, send time and alerts",
     async () => {
       // Events cut mid-line and mid-event, a comment, and an event without stats.
       const chunks = [
         'id: a-1\nevent: delta\ndata: {"stats":[{"symbol":"A","trades":3},',
-        '{"symbol":"B","trades":1}]}\n\n: keep-alive\n\nevent: snapshot\ndata: {"candles":[]}\n\n',
+        '{"symbol":"B","trades":1}],"now":1000}\n\n: keep-alive\n\nevent: snapshot\ndata: {"candles":[]}\n\n',
         'event: delta\ndata: {"stats":[{"symbol":"A","tr',
-        'ades":5}]}\n\n',
+        'ades":5}],"alerts":[{},{}],"now":1050}\n\n',
       ];
       await using server = Deno.serve(
         { hostname: "127.0.0.1", port: 0, onListen() {} },
@@ -158,19 +166,22 @@ Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table"
         signal: AbortSignal.timeout(5_000),
         onPush: (push) => pushes.push(push),
       });
+      // Every event is a push, with or without stats.
       assert.deepEqual(
-        pushes.map((push) => push.trades),
+        pushes.map(({ trades, sentAt, alerts }) => ({ trades, sentAt, alerts })),
         [
-          new Map([["A", 3], ["B", 1]]),
-          new Map([["A", 5]]),
+          { trades: new Map([["A", 3], ["B", 1]]), sentAt: 1000, alerts: 0 },
+          { trades: new Map(), sentAt: null, alerts: 0 },
+          { trades: new Map([["A", 5]]), sentAt: 1050, alerts: 2 },
         ],
       );
-      assert.equal(tradeCounts("not json"), null);
+      assert.equal(parsePush("not json", 0), null);
+      assert.equal(parsePush("7", 0), null);
     },
   );
 
-  await t.step("each trade is charged to the first push that counts it", () => {
-    const received = receivedAtByKey([
+  await t.step("each trade is charged to the first push that counts it", async () => {
+    const received = await receivedAtByKey([
       "A\treceived-at=100,source=sim",
       "B\treceived-at=105,source=sim",
       "A\treceived-at=110,source=sim",
@@ -181,13 +192,38 @@ Deno.test("bench pieces: SSE pushes to per-trade latency, RSS growth, the table"
       { at: 130, trades: new Map([["A", 2]]) }, // A#1 30 ms, A#2 20 ms
       { at: 140, trades: new Map([["B", 1]]) }, // B#1 35 ms
       { at: 200, trades: new Map([["A", 2]]) }, // nothing new for A
-    ];
+      { at: 210, trades: new Map() }, // a push without stats
+    ].map((push) => ({ ...push, sentAt: push.at, alerts: 0 }));
     const { latencies, missing } = pushLatencies(pushes, received);
     assert.deepEqual([...latencies], [20, 30, 35]);
     assert.equal(missing, 1); // A#3 never reached a push, and is counted
     assert.equal(quantile(latencies, 0.5), 30);
     assert.equal(quantile(latencies, 1), 35);
     assert.equal(quantile(new Float64Array(), 0.5), null);
+  });
+
+  await t.step("the bound: the most pushes in any 1 s span, half-open", () => {
+    const every50 = Array.from({ length: 21 }, (_, i) => i * 50); // 0, 50, …, 1000 ms
+    assert.equal(busiestSpan(every50, 1_000).length, 20); // 1000 starts the next span
+    assert.equal(busiestSpan([...every50, 999], 1_000).length, 21);
+    assert.deepEqual(busiestSpan([2_000, 0, 1_500, 1_999], 1_000), [1_500, 1_999, 2_000]);
+    assert.deepEqual(busiestSpan([], 1_000), []);
+  });
+
+  await t.step("the bench's ALERTS: 40 rules a symbol, levels either side of the start", () => {
+    const symbols = ["AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD"];
+    const rules = parseAlertSpecs(benchAlertSpecs(symbols));
+    assert.equal(rules.length, 120);
+    assert.ok(rules.length * 5 / 3 <= MAX_RULES); // the bench's five symbols fit
+    for (const symbol of symbols) {
+      const start = profileFor(symbol).price;
+      const levels = rules.flatMap((r) => r.symbol === symbol && r.kind === "above" ? r.level : []);
+      assert.equal(levels.length, 18);
+      assert.equal(levels.filter((level) => level > start).length, 9, symbol);
+      assert.ok(Math.max(...levels) < start * 1.005 && Math.min(...levels) > start * 0.995);
+      const kinds = new Set(rules.filter((r) => r.symbol === symbol).map((r) => r.kind));
+      assert.deepEqual([...kinds].sort(), ["above", "below", "move", "silent"]);
+    }
   });
 
   await t.step("RSS: the watcher's lines, and growth after the warm-up only", () => {
@@ -275,6 +311,13 @@ const ROW_IDS = [
   "e2e-10000",
   "e2e-50000",
   "sse-push",
+  "sse-pushes-1",
+  "sse-pushes-2",
+  "sse-pushes-3",
+  "sse-pushes-4",
+  "sse-pushes-page",
+  "rss-dashboard",
+  "rss-dashboard-slope",
   "rss-producer",
   "rss-consumer",
 ];
@@ -322,7 +365,17 @@ Deno.test("deno task bench --quick: every row, sane numbers, in under a minute",
       const p99 = (rows.get(id) as { ours: number }).ours;
       assert.ok(p99 >= 0 && p99 < 60_000, `${id} p99: ${p99}`);
     }
-    for (const id of ["rss-producer", "rss-consumer"]) {
+    // The dashboard at 10,000 trades/s, with alerts: every client within the bound, and
+    // every acked trade applied and pushed to each.
+    for (const id of ROW_IDS.filter((id) => id.startsWith("sse-pushes-"))) {
+      const row = rows.get(id) as { ours: number; met: boolean };
+      assert.ok(row.ours >= 1 && row.met, `${id}: ${row.ours} pushes in 1 s`);
+    }
+    const sse = results.runs.sse;
+    assert.equal(sse.rules, 200);
+    for (const client of sse.clients) assert.equal(client.applied, sse.acked, client.symbol);
+    assert.equal(sse.page.studies.split(",").length, 4, "the page drew all four indicators");
+    for (const id of ["rss-producer", "rss-consumer", "rss-dashboard"]) {
       const mb = (rows.get(id) as { ours: number }).ours;
       assert.ok(mb > 10 && mb < 2_000, `${id}: ${mb} MB`);
     }
@@ -333,4 +386,58 @@ Deno.test("deno task bench --quick: every row, sane numbers, in under a minute",
   } finally {
     await Deno.remove(`${ROOT}${out}`).catch(() => {});
   }
+});
+
+Deno.test("the hub's bound holds with heartbeats: at most 20 pushes in any 1 s", async () => {
+  // Trades every few ms (pushes at the 50 ms spacing) and a heartbeat every 100 ms, so
+  // that heartbeats keep falling between two pushes: each must wait its turn.
+  const aggregator = new Aggregator({ intervalsMs: [1_000], maxCandles: 60, maxSymbols: 1 });
+  const hub = new Hub({
+    aggregator,
+    status: () => ({
+      connected: true,
+      lag: 0,
+      latencyP50Ms: 1,
+      latencyP99Ms: 1,
+      tradesPerSecond: 1,
+      applied: 1,
+      rejected: 0,
+      tooLate: 0,
+      tooEarly: 0,
+      lastTradeAt: Date.now(),
+    }),
+    feed: () => summarizeFeed(new FeedLog(), { now: Date.now(), from: 0 }),
+    pushIntervalMs: 50,
+    heartbeatMs: 100,
+    clientBufferBytes: 1 << 20,
+    maxStreams: 1,
+  });
+  const stream = hub.open(
+    { symbol: "A", explicit: true, intervalMs: 1_000, windowMs: 60_000 },
+    null,
+  );
+  assert.ok(stream !== "full");
+  const sent: number[] = [];
+  const reading = (async () => {
+    const events = stream.pipeThrough(new TextDecoderStream())
+      .pipeThrough(new EventSourceParserStream());
+    for await (const { data } of events) sent.push(parsePush(data, 0)!.sentAt!);
+  })();
+  for (let i = 0, until = Date.now() + 1_500; Date.now() < until; i++) {
+    aggregator.apply({
+      symbol: "A",
+      price: 100 + i % 7,
+      volume: 1,
+      time: Date.now(),
+      source: "sim",
+    });
+    hub.notify(["A"]);
+    await new Promise((resolve) => setTimeout(resolve, 3));
+  }
+  hub.close();
+  await reading;
+  // The stream's first event is the snapshot that answers the request: not a push.
+  const busiest = busiestSpan(sent.slice(1), 1_000);
+  assert.ok(sent.length >= 20, `${sent.length} pushes`);
+  assert.ok(busiest.length <= 20, `${busiest.length} pushes in 1 s: ${busiest.join(", ")}`);
 });

@@ -31,8 +31,17 @@ import {
   PYTHON,
   watchOthers,
 } from "./lib.ts";
-import { type Latency, latencyAt, memoryAt, ssePushAt } from "./live.ts";
-import { latencyRow, memoryRows, renderTable, type Row, throughputRow } from "./table.ts";
+import { type Latency, latencyAt, memoryAt } from "./live.ts";
+import { benchClients, dashboardAt } from "./dashboard.ts";
+import {
+  dashboardLines,
+  dashboardRows,
+  latencyRow,
+  memoryRows,
+  renderTable,
+  type Row,
+  throughputRow,
+} from "./table.ts";
 import {
   consumeKafkajsBare,
   consumeKafkaPython,
@@ -52,8 +61,9 @@ const USAGE = `usage: deno task bench [--quick | --long] [--only=PHASES] [--out=
 
   (none)        the full run (a few minutes), writes tools/bench/results.json
   --quick       small counts, well under a minute (CI runs it)
-  --long        the full run, with a 10-minute memory run at 5,000/s
+  --long        the full run, with 10-minute dashboard and memory runs
   --only=LIST   some measurements only: producer,consumer,latency,sse,memory
+                (sse: the dashboard with alerts and SSE clients, at 10,000 trades/s)
   --out=FILE    where the JSON goes (default: tools/bench/results.json; with --quick
                 ${OUT_DIR}/results-quick.json, so a quick run never overwrites the committed
                 results); the bench task may write only those two places
@@ -68,6 +78,7 @@ interface Plan {
   readonly naiveRecords: number;
   readonly latencyRates: readonly number[];
   readonly latencySeconds: number;
+  /** The dashboard (sse) phase: its simulated market's rate, and how long it runs. */
   readonly sseRate: number;
   readonly sseSeconds: number;
   readonly memoryRate: number;
@@ -83,8 +94,8 @@ const FULL: Plan = {
   naiveRecords: 10_000,
   latencyRates: [1_000, 10_000, 50_000],
   latencySeconds: 20,
-  sseRate: 1_000,
-  sseSeconds: 20,
+  sseRate: 10_000,
+  sseSeconds: 300,
   memoryRate: 5_000,
   memorySeconds: 60,
   repeat: 2,
@@ -98,15 +109,15 @@ const PLANS: Readonly<Record<Plan["mode"], Plan>> = {
     naiveRecords: 500,
     latencyRates: [1_000, 10_000, 50_000],
     latencySeconds: 2,
-    sseRate: 1_000,
+    sseRate: 10_000,
     sseSeconds: 3,
     memoryRate: 5_000,
     memorySeconds: 3,
     repeat: 1,
   },
   full: FULL,
-  // The full run, plus memory watched for 10 minutes.
-  long: { ...FULL, mode: "long", memorySeconds: 600 },
+  // The full run, with the dashboard and memory watched for 10 minutes.
+  long: { ...FULL, mode: "long", sseSeconds: 600, memorySeconds: 600 },
 };
 
 const PHASES = ["producer", "consumer", "latency", "sse", "memory"] as const;
@@ -284,15 +295,19 @@ async function latencyPhase(ctx: Context, plan: Plan): Promise<Measured> {
 }
 
 async function ssePhase(ctx: Context, plan: Plan): Promise<Measured> {
-  const rate = plan.sseRate;
-  ctx.log(`dashboard push latency at ${formatCount(rate)} trades/s for ${plan.sseSeconds} s:`);
-  const result = await ssePushAt(ctx, { rate, seconds: plan.sseSeconds });
-  showLatency(ctx, result);
-  const label = `SSE push latency, steady ${formatCount(rate)}/s`;
-  return {
-    rows: [latencyRow(result, { id: "sse-push", label, maxP99: 100 })],
-    runs: { sse: result },
-  };
+  const { sseRate: rate, sseSeconds: seconds } = plan;
+  const clients = benchClients(ctx.symbols);
+  ctx.log(
+    `dashboard with alerts, ${clients.length} SSE clients and the page in Chromium, ` +
+      `sim ${formatCount(rate)} trades/s for ${seconds} s:`,
+  );
+  const result = await dashboardAt(ctx, { rate, seconds, clients });
+  for (const line of dashboardLines(result)) ctx.log(`  ${line}`);
+  // The consumer's memory plus the server's: 200 MB; flat as the memory phase judges it.
+  const flatMbPerMin = seconds >= 300 ? 1 : 5;
+  const limits = { maxPerSecond: 20, maxP99: 100, maxMb: 200, flatMbPerMin };
+  const rows = dashboardRows(result, limits);
+  return { rows, runs: { sse: result } };
 }
 
 async function memoryPhase(ctx: Context, plan: Plan): Promise<Measured> {

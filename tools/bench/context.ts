@@ -168,7 +168,10 @@ export async function openContext(options: {
     killAll,
     async close() {
       signal.removeEventListener("abort", onStop);
-      await admin.deleteTopics({ topics }).catch(() => {});
+      // Its own, and those the runs made beside them (a dashboard's <topic>.alerts).
+      const made = await admin.listTopics().catch(() => topics);
+      const ours = made.filter((topic) => topic.startsWith(`bench-${runId}-`));
+      await admin.deleteTopics({ topics: ours }).catch(() => {});
       await admin.deleteGroups(groups).catch(() => {});
       await admin.disconnect();
       await Deno.remove(`${ROOT}${recordsFile}`).catch(() => {});

@@ -1,25 +1,20 @@
 /**
  * Live measurements of `deno task bench`: producer and consumer running together at a
- * set rate, for end-to-end latency, memory, and the dashboard's SSE push latency. Every
+ * set rate, for end-to-end latency and memory (the dashboard's are in dashboard.ts). Every
  * run is checked (exit codes, records read against records acked) before its figure
  * is trusted.
  */
 
-import { sleep } from "../../lib/async.ts";
-import { lines } from "../../lib/lines.ts";
 import { createMarket } from "../../producer/market_sim.ts";
 import { toFinnhubFrame } from "../../producer/recording.ts";
 import {
   busyPercent,
   cpuTimes,
   type Finished,
-  quantile,
   rssSlopeMbPerMin,
-  type Running,
   waitForLine,
   writeChunks,
 } from "./lib.ts";
-import { type Push, pushLatencies, receivedAtByKey, watchPushes } from "./sse_probe.ts";
 import { type Context, failure, parseConsumerSummary, parseProducerSummary } from "./context.ts";
 
 export interface Latency {
@@ -57,9 +52,12 @@ export interface LiveRun {
  * What feeds the producer: the simulated market at an average rate (bursty, like a
  * market), or a recording of it replayed at a steady rate.
  */
-type Feed = { readonly sim: number } | { readonly replay: string };
+export type Feed = { readonly sim: number } | { readonly replay: string };
 
-function producerArgs(ctx: Context, run: { feed: Feed; count: number; topic: string }): string[] {
+export function producerArgs(
+  ctx: Context,
+  run: { feed: Feed; count: number; topic: string },
+): string[] {
   const { feed, count, topic } = run;
   const source = "sim" in feed
     ? ["--source=sim", `--rate=${feed.sim}`, `--seed=${ctx.seed}`]
@@ -230,7 +228,8 @@ export async function memoryAt(ctx: Context, run: LiveRun): Promise<Memory> {
   };
 }
 
-function failedLatency(rate: number, error: string): Latency {
+/** A Latency with no figures: for a run that failed (`error`), or to fill in. */
+export function failedLatency(rate: number, error?: string): Latency {
   return {
     rate,
     achievedRate: null,
@@ -244,123 +243,4 @@ function failedLatency(rate: number, error: string): Latency {
     machineBusyPercent: 0,
     error,
   };
-}
-
-/** The dashboard's URL, once its consumer has joined: from then on every trade is charted. */
-async function dashboardUrl(dashboard: Running): Promise<string> {
-  const line = await waitForLine(dashboard, (l) => l.startsWith("dashboard: "), 60_000);
-  const url = line.slice("dashboard: ".length).trim();
-  const deadline = Date.now() + 60_000;
-  while ((await fetch(`${url}healthz`).then((r) => (r.body?.cancel(), r.status))) !== 200) {
-    if (Date.now() > deadline) throw new Error("the dashboard never reported a connected consumer");
-    await sleep(100);
-  }
-  return url;
-}
-
-/** Trades the pushes have counted so far: the last count of each symbol, summed. */
-function tradesPushed(pushes: readonly Push[]): number {
-  const last = new Map<string, number>();
-  for (const push of pushes) for (const [symbol, n] of push.trades) last.set(symbol, n);
-  return [...last.values()].reduce((sum, n) => sum + n, 0);
-}
-
-/** Trade received by the producer -> the dashboard's SSE push read by a client (steady rate). */
-export async function ssePushAt(ctx: Context, run: LiveRun): Promise<Latency> {
-  const { rate, seconds } = run;
-  await using steady = await steadyFeed(ctx, run);
-  const topic = await ctx.newTopic(3);
-  const dashboard = ctx.spawn("deno", ctx.argv.dashboard, {
-    env: {
-      KAFKA_TOPIC: topic,
-      KAFKA_GROUP_ID: ctx.newGroup(),
-      DASHBOARD_HOST: "127.0.0.1",
-      DASHBOARD_PORT: "0",
-      // Alerts on: four rules a symbol, evaluated after every batch (consumer/alerts.ts).
-      ALERTS: ctx.symbols.flatMap((s) => [`${s}>100`, `${s}<100`, `${s}~0.1%/10s`, `${s}!1m`])
-        .join(","),
-    },
-    timeoutMs: 120_000 + seconds * 3_000,
-  });
-  const watching = new AbortController();
-  const pushes: Push[] = [];
-  let produced: Finished | undefined;
-  let busy = 0;
-  try {
-    const url = await dashboardUrl(dashboard);
-    const reading = watchPushes(`${url}events`, {
-      signal: watching.signal,
-      onPush: (push) => pushes.push(push),
-    });
-    reading.catch(() => {}); // a failed stream is reported where it is awaited, below
-    const before = await cpuTimes();
-    const args = producerArgs(ctx, { feed: steady.feed, count: steady.count, topic });
-    produced = await ctx.spawn("deno", args, { timeoutMs: 90_000 + seconds * 3_000 }).finished;
-    busy = busyPercent(before, await cpuTimes());
-    if (produced.code !== 0) throw new Error(failure(produced, "producer.ts"));
-    // The last pushes: wait until every trade is counted (or give up after 10 s).
-    const until = Date.now() + 10_000;
-    while (tradesPushed(pushes) < steady.count && Date.now() < until) await sleep(50);
-    watching.abort();
-    await reading;
-    const { peakRssMb } = await stop(dashboard);
-    const acked = parseProducerSummary(produced.stdout)?.acked ?? steady.count;
-    const received = await receivedAtOf(ctx, topic, acked);
-    return pushLatency({ rate, produced, busy, pushes, received, consumerPeakRssMb: peakRssMb });
-  } catch (error) {
-    watching.abort();
-    const stopped = await stop(dashboard);
-    return {
-      ...failedLatency(rate, error instanceof Error ? error.message : String(error)),
-      producerPeakRssMb: produced?.peakRssMb ?? null,
-      consumerPeakRssMb: stopped.peakRssMb,
-      machineBusyPercent: busy,
-    };
-  }
-}
-
-function stop(child: Running): Promise<Finished> {
-  child.kill("SIGTERM");
-  return child.finished;
-}
-
-/** The latency figures of an SSE run whose pushes and records are all in. */
-function pushLatency(run: {
-  rate: number;
-  produced: Finished;
-  busy: number;
-  pushes: readonly Push[];
-  received: ReadonlyMap<string, readonly number[]>;
-  consumerPeakRssMb: number | null;
-}): Latency {
-  const producerSummary = parseProducerSummary(run.produced.stdout);
-  const { latencies, missing } = pushLatencies(run.pushes, run.received);
-  return {
-    rate: run.rate,
-    achievedRate: producerSummary?.rate ?? null,
-    dropped: producerSummary?.dropped ?? 0,
-    samples: latencies.length,
-    p50: quantile(latencies, 0.5),
-    p99: quantile(latencies, 0.99),
-    p999: quantile(latencies, 0.999),
-    producerPeakRssMb: run.produced.peakRssMb,
-    consumerPeakRssMb: run.consumerPeakRssMb,
-    machineBusyPercent: run.busy,
-    error: missing > 0 ? `${missing} trades never reached a push` : undefined,
-  };
-}
-
-/** Every record's key and received-at header, read back with kcat. */
-async function receivedAtOf(ctx: Context, topic: string, count: number) {
-  const kcat = new Deno.Command("kcat", {
-    args: ["-C", "-b", ctx.brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%h\n"],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const byKey = receivedAtByKey(await Array.fromAsync(lines(kcat.stdout)));
-  await kcat.status;
-  const total = [...byKey.values()].reduce((sum, list) => sum + list.length, 0);
-  if (total !== count) throw new Error(`kcat read back ${total} records, not ${count}`);
-  return byKey;
 }

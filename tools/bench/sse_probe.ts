@@ -14,31 +14,40 @@ import { EventSourceParserStream } from "eventsource-parser/stream";
 export interface Push {
   /** Date.now() when the event was read. */
   readonly at: number;
-  /** Trades applied per symbol, for the symbols the event carries stats for. */
+  /** The server's clock when it built the push (`now`), or null when the event has none. */
+  readonly sentAt: number | null;
+  /** Trades applied per symbol, for the symbols the event carries stats for (maybe none). */
   readonly trades: ReadonlyMap<string, number>;
+  /** Fired alerts the event carries. */
+  readonly alerts: number;
 }
 
-/** The per-symbol trade counts of one event's data, or null when it carries none. */
-export function tradeCounts(data: string): Map<string, number> | null {
+/** One event's data as a push read at `at`, or null when it is not a JSON object. */
+export function parsePush(data: string, at: number): Push | null {
   let parsed: unknown;
   try {
     parsed = JSON.parse(data);
   } catch {
     return null;
   }
-  const stats = (parsed as { stats?: unknown })?.stats;
-  if (!Array.isArray(stats)) return null;
-  const counts = new Map<string, number>();
-  for (const line of stats) {
-    const { symbol, trades } = line as { symbol?: unknown; trades?: unknown };
-    if (typeof symbol === "string" && typeof trades === "number") counts.set(symbol, trades);
+  if (typeof parsed !== "object" || parsed === null) return null;
+  const { stats, now, alerts } = parsed as { stats?: unknown; now?: unknown; alerts?: unknown };
+  const trades = new Map<string, number>();
+  for (const line of Array.isArray(stats) ? stats : []) {
+    const { symbol, trades: n } = line as { symbol?: unknown; trades?: unknown };
+    if (typeof symbol === "string" && typeof n === "number") trades.set(symbol, n);
   }
-  return counts;
+  return {
+    at,
+    sentAt: typeof now === "number" ? now : null,
+    trades,
+    alerts: Array.isArray(alerts) ? alerts.length : 0,
+  };
 }
 
 /**
  * Reads `url` as an event stream until `signal` aborts; `onPush` sees every event
- * with stats, stamped with the time it was parsed.
+ * (snapshot or delta: each is a push), stamped with the time it was parsed.
  */
 export async function watchPushes(
   url: string,
@@ -52,14 +61,21 @@ export async function watchPushes(
   }
   const events = response.body
     .pipeThrough(new TextDecoderStream())
-    .pipeThrough(new EventSourceParserStream());
+    .pipeThrough(new EventSourceParserStream())
+    .getReader();
+  // The abort cancels the read itself: fetch's signal alone left a stream read for
+  // minutes open until the server closed it.
+  const cancel = () => events.cancel().catch(() => {});
+  signal.addEventListener("abort", cancel, { once: true });
   try {
-    for await (const { data } of events) {
-      const trades = tradeCounts(data);
-      if (trades !== null && trades.size > 0) onPush({ at: Date.now(), trades });
+    for (let next = await events.read(); !next.done; next = await events.read()) {
+      const push = parsePush(next.value.data, Date.now());
+      if (push !== null) onPush(push);
     }
   } catch (error) {
     if (!signal.aborted) throw error;
+  } finally {
+    signal.removeEventListener("abort", cancel);
   }
 }
 
@@ -85,10 +101,15 @@ export function pushLatencies(
   return { latencies: Float64Array.from(out).sort(), missing };
 }
 
-/** Key and `received-at` of `kcat -f '%k\t%h\n'` lines, grouped by key in topic order. */
-export function receivedAtByKey(lines: Iterable<string>): Map<string, number[]> {
+/**
+ * Key and `received-at` of `kcat -f '%k\t%h\n'` lines, grouped by key in topic order
+ * (read as they come: a long run's millions of lines are never held at once).
+ */
+export async function receivedAtByKey(
+  lines: Iterable<string> | AsyncIterable<string>,
+): Promise<Map<string, number[]>> {
   const out = new Map<string, number[]>();
-  for (const line of lines) {
+  for await (const line of lines) {
     const tab = line.indexOf("\t");
     if (tab <= 0) continue;
     const match = /(?:^|,)received-at=(\d+)/.exec(line.slice(tab + 1));
@@ -99,4 +120,19 @@ export function receivedAtByKey(lines: Iterable<string>): Map<string, number[]> 
     list.push(Number(match[1]));
   }
   return out;
+}
+
+/**
+ * The busiest span of `spanMs` (half-open: a push at t and one at t + spanMs are in
+ * different spans): its push times, for times in any order. Its length is the most
+ * pushes any span held.
+ */
+export function busiestSpan(times: readonly number[], spanMs: number): number[] {
+  const sorted = Float64Array.from(times).sort();
+  let best = [0, 0];
+  for (let first = 0, last = 0; last < sorted.length; last++) {
+    while (sorted[last] - sorted[first] >= spanMs) first++;
+    if (last + 1 - first > best[1] - best[0]) best = [first, last + 1];
+  }
+  return [...sorted.subarray(best[0], best[1])];
 }

@@ -3,9 +3,10 @@
  * each baseline and whether its target is met; and the table they are shown as.
  */
 
-import { formatCount } from "../../lib/format.js";
+import { formatCount, formatInterval } from "../../lib/format.js";
 import type { Throughput } from "./throughput.ts";
 import type { Latency, Memory } from "./live.ts";
+import type { DashboardRun } from "./dashboard.ts";
 
 export interface Row {
   readonly id: string;
@@ -126,6 +127,122 @@ export function memoryRows(
       errors: run.error ? [run.error] : [],
     };
   });
+}
+
+/** What the dashboard phase is judged on. */
+export interface DashboardLimits {
+  /** Pushes a client may get in any 1 s. */
+  readonly maxPerSecond: number;
+  readonly maxP99: number;
+  readonly maxMb: number;
+  /** |RSS slope| of the dashboard, judged on runs of MIN_FLAT_SECONDS or more. */
+  readonly flatMbPerMin: number;
+}
+
+/**
+ * The dashboard phase's rows: the slowest client's push latency, each client's
+ * pushes against the bound, the dashboard's peak RSS and its slope.
+ */
+export function dashboardRows(run: DashboardRun, limits: DashboardLimits): Row[] {
+  const errors = run.error ? [run.error] : [];
+  const base = { unit: "", baselines: {}, ratios: {}, errors };
+  const what =
+    `sim ${formatCount(run.rate)}/s, ${run.clients.length || "no"} clients, ${run.rules} ` +
+    `alert rules`;
+  const latency = latencyRow({ ...run.latency, error: run.error }, {
+    id: "sse-push",
+    label: `SSE push latency, ${what} (slowest client)`,
+    maxP99: limits.maxP99,
+  });
+  const pushes = run.clients.map((client, i): Row => ({
+    ...base,
+    id: `sse-pushes-${i + 1}`,
+    label: `SSE pushes in 1 s, client ${i + 1}: ${client.symbol} ` +
+      `${formatInterval(client.intervalMs)}/${client.window}`,
+    unit: "pushes in 1 s",
+    ours: client.maxPerSecond,
+    shown: `at most ${client.maxPerSecond}, mean ${client.meanPerSecond}`,
+    target: `<= ${limits.maxPerSecond} in every 1 s`,
+    met: client.maxPerSecond <= limits.maxPerSecond,
+  }));
+  const { peakMb, slopeMbPerMin } = run.dashboard;
+  const judged = run.seconds >= MIN_FLAT_SECONDS && slopeMbPerMin !== null;
+  const during = `${what}, ${run.seconds} s`;
+  const memory: Row[] = [{
+    ...base,
+    id: "rss-dashboard",
+    label: `peak RSS, dashboard (${during})`,
+    unit: "MB",
+    ours: peakMb,
+    shown: peakMb === null ? "failed" : `${Math.round(peakMb)} MB`,
+    target: `< ${limits.maxMb} MB`,
+    met: peakMb === null ? null : peakMb < limits.maxMb,
+  }, {
+    ...base,
+    id: "rss-dashboard-slope",
+    label: `RSS slope, dashboard (${during})`,
+    unit: "MB/min",
+    ours: slopeMbPerMin,
+    // A few seconds' slope is start-up, not growth: shown (and judged) from a minute on.
+    shown: !judged ? "-" : `${slopeMbPerMin! >= 0 ? "+" : ""}${slopeMbPerMin!.toFixed(2)} MB/min`,
+    target: `|slope| <= ${limits.flatMbPerMin} MB/min` +
+      (judged ? "" : ` (judged from ${MIN_FLAT_SECONDS} s)`),
+    met: judged ? Math.abs(slopeMbPerMin!) <= limits.flatMbPerMin : null,
+  }];
+  if (run.page !== null) {
+    const { page } = run;
+    pushes.push({
+      ...base,
+      id: "sse-pushes-page",
+      label: `SSE pushes in 1 s, the page in Chromium (${run.clients[0]?.symbol} ` +
+        `${run.clients[0]?.window}, ${page.studies})`,
+      unit: "pushes in 1 s",
+      ours: page.maxPerSecond,
+      shown: `at most ${page.maxPerSecond}, mean ${page.meanPerSecond}`,
+      target: `<= ${limits.maxPerSecond} in every 1 s`,
+      met: page.maxPerSecond <= limits.maxPerSecond,
+    });
+  }
+  // A run that failed before any client: the bound is unmeasured, and says so.
+  const unmeasured: Row[] = pushes.length > 0 ? [] : [{
+    ...base,
+    id: "sse-pushes-1",
+    label: "SSE pushes in 1 s",
+    unit: "pushes in 1 s",
+    ours: null,
+    shown: "failed",
+    target: `<= ${limits.maxPerSecond} in every 1 s`,
+    met: null,
+  }];
+  return [latency, ...pushes, ...unmeasured, ...memory];
+}
+
+/** The dashboard phase's log: a line a client (and the page), then the run's totals. */
+export function dashboardLines(run: DashboardRun): string[] {
+  const rates = (c: DashboardRun["clients"][number] | NonNullable<DashboardRun["page"]>) =>
+    `${c.pushes} pushes, at most ${c.maxPerSecond} in 1 s (${c.maxPerSecondArrived} as read; ` +
+    `${Math.min(...c.busiestGapsMs)} ms the shortest gap in it)`;
+  const clients = run.clients.map((c) => {
+    const latency = c.p99 === null ? "no latency" : `p50/p99 ${c.p50}/${c.p99} ms`;
+    return `${c.symbol} ${formatInterval(c.intervalMs)}/${c.window}: ${rates(c)}, mean ` +
+      `${c.meanPerSecond}/s; ${latency}; ${c.alerts} alerts; ` +
+      `${formatCount(c.applied)} of ${formatCount(run.acked ?? 0)} acked trades applied`;
+  });
+  const page = run.page === null ? [] : [
+    `the page in Chromium (${run.page.studies}): ${rates(run.page)}, mean ` +
+    `${run.page.meanPerSecond}/s; other requests: ${
+      Object.entries(run.page.requests).map(([path, n]) => `${path} ${n}x`).join(", ") || "none"
+    }`,
+  ];
+  const mb = run.dashboard.peakMb;
+  return [
+    ...(run.error ? [`FAILED (${run.error})`] : []),
+    ...clients,
+    ...page,
+    `${run.rules} rules, ${run.alertsOnTopic ?? "?"} alerts fired; producer reached ` +
+    `${formatCount(run.achievedRate ?? 0)}/s; dashboard peak RSS ` +
+    `${mb === null ? "?" : Math.round(mb)} MB`,
+  ];
 }
 
 /** The rows as an aligned table: ours, each baseline with its ratio, the target, met. */
