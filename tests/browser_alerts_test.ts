@@ -108,6 +108,11 @@ Deno.test("an alert made in the page fires on a crossing: alerts topic, toast, a
             "AAPL crosses above 105×",
           );
 
+          let listRequests = 0;
+          page.on("request", (request) => {
+            const url = new URL(request.url());
+            if (url.pathname === "/api/alerts" && request.method() === "GET") listRequests++;
+          });
           await trade(fake, dashboard.url, 104);
           await trade(fake, dashboard.url, 106); // the crossing
           await waitFor(
@@ -126,6 +131,7 @@ Deno.test("an alert made in the page fires on a crossing: alerts topic, toast, a
             () =>
               /· fired /.test(document.querySelectorAll("#alert-rules li")[0].textContent ?? ""),
           );
+          assert.equal(listRequests, 0, "the firing time comes with the push: no request");
           const png = await page.screenshot();
           if (SCREENSHOT) await Deno.writeFile(SCREENSHOT, png);
           await trade(fake, dashboard.url, 107); // still above: no second firing

@@ -71,11 +71,9 @@ async function refresh() {
   list.replaceChildren(...rules.map((/** @type {any} */ rule) => {
     const item = document.createElement("li");
     item.dataset.id = rule.id;
-    const words = document.createElement("span");
-    const at = lastFired.get(rule.id);
-    words.textContent = rule.words +
-      (at === undefined ? "" : ` · fired ${formatClock(at)}`);
-    item.append(words);
+    item.dataset.words = rule.words;
+    item.append(document.createElement("span"));
+    showFired(item, lastFired.get(rule.id));
     if (!rule.id.startsWith("cfg:")) {
       const remove = document.createElement("button");
       remove.type = "button";
@@ -88,6 +86,14 @@ async function refresh() {
     }
     return item;
   }));
+}
+
+/** A rule's words in the list, with the time it last fired. */
+function showFired(/** @type {HTMLElement} */ item, /** @type {number | undefined} */ at) {
+  if (at !== undefined && at <= Number(item.dataset.firedAt ?? -Infinity)) return;
+  if (at !== undefined) item.dataset.firedAt = String(at);
+  /** @type {HTMLElement} */ (item.firstChild).textContent = item.dataset.words +
+    (at === undefined ? "" : ` · fired ${formatClock(at)}`);
 }
 
 async function deleteRule(/** @type {string} */ id) {
@@ -126,7 +132,16 @@ async function submit(/** @type {SubmitEvent} */ event) {
 /** Fired alerts from a push: a toast each, and a notification with permission. */
 export function onAlerts(/** @type {any[] | undefined} */ alerts) {
   if (!alerts) return;
-  refresh().catch(() => {}); // the list's "fired" times
+  // The list's "fired" times, from the push itself; a rule the list lacks (made in
+  // another page) sends for the list once.
+  const items = /** @type {HTMLElement[]} */ ([...$("alert-rules").children]);
+  let unknown = false;
+  for (const alert of alerts) {
+    const item = items.find((li) => li.dataset.id === alert.rule.id);
+    if (item === undefined) unknown = true;
+    else showFired(item, alert.tradeTime);
+  }
+  if (unknown) refresh().catch(() => {});
   for (const alert of alerts) {
     // A snapshot after a resync carries the firings the page missed, maybe some twice.
     const key = `${alert.rule.id}@${alert.tradeTime}`;
