@@ -20,14 +20,7 @@ import {
   withDashboard,
   XSS,
 } from "./helpers/dashboard.ts";
-import {
-  ClientView,
-  EventReader,
-  readUntil,
-  revisionOf,
-  type Row,
-  stuckClient,
-} from "./helpers/sse.ts";
+import { ClientView, EventReader, readUntil, revisionOf, stuckClient } from "./helpers/sse.ts";
 
 Deno.test("sse wire format: one event per frame, JSON that cannot read as markup", () => {
   assert.equal(
