@@ -62,6 +62,8 @@ interface RuleState {
   armed: boolean | undefined;
   /** Trade time: crossings at or before it are history (undefined: all are, not live yet). */
   from: number | undefined;
+  /** Trade time of the last price it was judged on: when the prices reach its cutoff. */
+  judgedTo: number;
   /** A "no trade" rule: the start of the spell it fired for. */
   spell?: number;
 }
@@ -124,12 +126,14 @@ export class AlertEngine {
       : rule.id.startsWith("cfg:")
       ? (this.#live ? stats?.lastTime ?? -Infinity : undefined)
       : rule.createdAt; // a rule written before armedAt existed (wall time)
-    const state: RuleState = { rule, armed: undefined, from };
+    const state: RuleState = { rule, armed: undefined, from, judgedTo: -Infinity };
     // Armed from its cutoff's price (its last firing, or when made: a rule read back
-    // late, after trades, must not lose a crossing while the consumer was down), else
-    // from the current price: the next batch that crosses fires.
+    // late, after trades, must not lose a crossing while the consumer was down), once
+    // the prices reach it; else from the current price: the next batch that crosses fires.
     if (stats !== undefined && rule.kind !== "silent") {
-      state.armed = this.#armedAt(state) ?? !this.#judge(rule, stats, new Map()).beyond;
+      state.armed = this.#armedAtCutoff(state, stats.lastTime) ??
+        !this.#judge(rule, stats, new Map()).beyond;
+      state.judgedTo = stats.lastTime;
     }
     this.#byId.set(rule.id, state);
     let rules = this.#bySymbol.get(rule.symbol);
@@ -235,8 +239,10 @@ export class AlertEngine {
       for (const state of rules.values()) {
         const { rule } = state;
         if (rule.kind === "silent") continue;
-        // Read back at a restart: the state it had at its last firing (or when made).
-        if (state.armed === undefined) state.armed = this.#armedAt(state);
+        // Read back at a restart: the state it had at its last firing (or when made),
+        // taken in the batch whose prices reach that moment (history may take many).
+        state.armed = this.#armedAtCutoff(state, stats.lastTime) ?? state.armed;
+        state.judgedTo = stats.lastTime;
         const judged = this.#judge(rule, stats, references);
         if (!this.#cross(state, judged)) continue;
         const { move } = judged;
@@ -321,15 +327,16 @@ export class AlertEngine {
 
   /**
    * A level rule's state at its cutoff (its last firing, or when it was made), from
-   * the price then (the candles): so history that is still beyond it when a
-   * restarted consumer reads it in one batch is no new crossing, and a crossing while
-   * the consumer was down is one. Undefined (the first price decides) without it.
+   * the price then (the candles), when the prices judged up to `to` have just reached
+   * it: so history still beyond the level when a restarted consumer reads it is no
+   * new crossing, however many batches it takes, and a crossing while the consumer
+   * was down is one. Undefined (the state moves as before) otherwise.
    */
-  #armedAt(state: RuleState): boolean | undefined {
+  #armedAtCutoff(state: RuleState, to: number): boolean | undefined {
     const { rule } = state;
     if (rule.kind !== "above" && rule.kind !== "below") return undefined;
     const cutoff = Math.max(this.#lastFired.get(rule.id) ?? -Infinity, state.from ?? -Infinity);
-    if (!Number.isFinite(cutoff)) return undefined;
+    if (!Number.isFinite(cutoff) || state.judgedTo >= cutoff || to < cutoff) return undefined;
     for (const interval of [...this.#options.prices.intervals()].sort((a, b) => a - b)) {
       const near = this.#options.prices.candles(rule.symbol, interval, cutoff - 60 * interval);
       const then = near.findLast((candle) => candle.start <= cutoff);

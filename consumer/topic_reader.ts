@@ -73,7 +73,8 @@ export interface ConsumerOptions {
   readonly signal: AbortSignal;
   /**
    * Called after each applied batch with the symbols it touched; `live`: every record
-   * on the topic at the start was applied and handed here before this batch (alerts).
+   * on the topic at the start was applied and handed here before this batch, or this
+   * batch completes them and its last record came after the start (alerts).
    */
   readonly onBatch?: (symbols: ReadonlySet<string>, live: boolean) => void;
   readonly lagPollMs?: number;
@@ -314,7 +315,7 @@ class TopicReader implements RunningConsumer {
   async #eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, commitOffsetsIfNecessary, isStale } = payload;
     if (isStale()) return; // a seek is pending for this partition: this batch is from before it
-    const live = this.#caughtUp;
+    const wasLive = this.#caughtUp;
     const { partition } = batch;
     const last = batch.lastOffset();
     const result = applyBatch(this.#state, {
@@ -327,21 +328,26 @@ class TopicReader implements RunningConsumer {
     if (this.#dlq && result.refused.length > 0) await this.#forward(result.refused, partition);
     if (result.applied > 0) this.#lastTradeAt = Date.now();
     resolveOffset(last);
+    // History read is decided per batch, before the commit: a commit refused in a
+    // rebalance must not leave a batch applied but never handed on (the group then
+    // seeks past it). The batch that completes the history is live when its last
+    // record is (only the last price of a batch is evaluated).
+    const next = this.#state.nextToApply.get(partition)!;
+    this.#handed.set(partition, next);
+    this.#checkCaughtUp();
+    const live = wasLive ||
+      (this.#caughtUp && Number(last) >= (this.#historyEnds?.get(partition) ?? 0));
+    if (this.#options.onBatch && result.touched.size > 0) {
+      this.#options.onBatch(result.touched, live);
+    }
     // Committed only now that the batch is applied (see the comment at the top); the
     // next offset to apply, so a redelivered batch never moves the commit back. After
     // the seek points' commit, which must not land after it.
     await this.#startCommitted;
-    const next = String(this.#state.nextToApply.get(partition));
     await commitOffsetsIfNecessary({
-      topics: [{ topic: this.#topic, partitions: [{ partition, offset: next }] }],
+      topics: [{ topic: this.#topic, partitions: [{ partition, offset: String(next) }] }],
     });
     this.#lastBatchDoneAt = Date.now();
-    if (this.#options.onBatch && result.touched.size > 0) {
-      this.#options.onBatch(result.touched, live);
-    }
-    // Decided per batch, after onBatch had it: the next batch is live at once.
-    this.#handed.set(partition, this.#state.nextToApply.get(partition)!);
-    this.#checkCaughtUp();
   }
 
   /** Every held partition handed to onBatch up to where it ended at the start. */

@@ -94,7 +94,7 @@ Deno.test("a crossing fires once, re-arms after crossing back, and a restart fir
   assert.deepEqual(below.engine.since(0).alerts.map((a) => a.price), [184.5]);
 });
 
-Deno.test("a restart that reads history in one batch: still beyond is no crossing, one while down is", () => {
+Deno.test("a restart that reads history in one batch or several: still beyond is no crossing, one while down is", () => {
   const made = pageRule("AAPL>105", T0);
   // The history as one batch: every trade applied, one evaluation.
   const history = (run: ReturnType<typeof setup>, prices: number[]) => {
@@ -108,6 +108,19 @@ Deno.test("a restart that reads history in one batch: still beyond is no crossin
   again.engine.release();
   history(again, [100, 104, 106, 107]);
   assert.deepEqual(again.fired, [], "the last firing's state: no second firing");
+  // The same history in two batches: the first ends before the last firing (at 104,
+  // armed), the second holds it: the state is taken when the prices reach it.
+  const batches = setup([made], { history: true });
+  batches.engine.noteFired(fired);
+  batches.engine.release();
+  for (const prices of [[100, 104], [106, 107]]) {
+    for (const price of prices) {
+      batches.apply("AAPL", price, T0 + [100, 104, 106, 107].indexOf(price) * 1000);
+    }
+    batches.engine.evaluate(["AAPL"]);
+  }
+  batches.engine.goLive();
+  assert.deepEqual(batches.fired, [], "no second firing, however the history is cut");
   // Without the firing on record, the rule (armed at 100 when made) crossed while down.
   const down = setup([made], { history: true });
   down.engine.release();

@@ -253,6 +253,9 @@ function listenToKeys({ panel, body, current, select, selectWindow }) {
   let lastClicked = null;
   document.addEventListener("pointerdown", (event) => {
     lastClicked = event.target;
+    // A click chooses for itself: an arrow choice still waiting is dropped.
+    clearTimeout(pendingSelect);
+    pendingSymbol = null;
   }, { capture: true, passive: true });
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
