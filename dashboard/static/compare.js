@@ -209,8 +209,7 @@ export function initCompare({ sparks, stats, feed, current, symbols }) {
     chosen = next.slice(0, MAX_SYMBOLS);
     save();
     build();
-    draw();
-    chipsNow();
+    draw(); // and the chips
   }
 
   function show(next) {
@@ -222,8 +221,7 @@ export function initCompare({ sparks, stats, feed, current, symbols }) {
     if (on) {
       ensureChosen();
       build();
-      draw();
-      chipsNow();
+      draw(); // and the chips
     }
   }
 
