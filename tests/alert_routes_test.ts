@@ -345,11 +345,13 @@ Deno.test("an alerts topic slow to read: one line, and the firing it holds does 
         () => Promise.resolve(run.engine.counts.silenced + run.fired.length > 0),
       );
       assert.deepEqual(run.fired, [], "the held firing was on the topic: dropped");
+      // kafkajs's own retries may speak too (a fresh broker's coordinator still loading).
+      const ours = errors.filter((line) => !line.startsWith("kafka: "));
       assert.match(
-        errors[0],
+        ours[0],
         /^warning: alerts: test-.*\.alerts not read within 0\.001 s: alerts are held until they are/,
       );
-      assert.equal(errors.length, 1);
+      assert.equal(ours.length, 1, ours.join("\n"));
       await sleep(600); // the reader's first fetches settle: a stop then leaves nothing behind
       halt.abort();
       await topics.stopped;
