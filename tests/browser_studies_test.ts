@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createMarket } from "../producer/market_sim.ts";
-import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "../lib/trade.ts";
+import type { Trade } from "../lib/trade.ts";
 import { formatCandleCsv, formatClock } from "../lib/format.js";
 import { compute } from "../lib/indicators.js";
 import { usSessionMarks } from "../lib/calendar.js";
@@ -23,7 +23,7 @@ import {
   waitFor,
   withBrowser,
 } from "./helpers/browser.ts";
-import { BROKERS, uniqueName, withTopic } from "./helpers/kafka.ts";
+import { BROKERS, sendTrades, uniqueName, withTopic } from "./helpers/kafka.ts";
 import { startDashboardConsumer } from "./helpers/processes.ts";
 
 declare const document: PageDocument;
@@ -104,17 +104,7 @@ Deno.test("indicators in Chromium: drawn, equal to lib/indicators.js, remembered
   await withTopic(1, async (topic, kafka) => {
     const producer = kafka.producer();
     await producer.connect();
-    for (let i = 0; i < trades.length; i += 5000) {
-      await producer.send({
-        topic,
-        messages: trades.slice(i, i + 5000).map((trade) => ({
-          key: trade.symbol,
-          value: encodeTrade(trade, "sim"),
-          timestamp: String(trade.time),
-          headers: { [HEADER_RECEIVED_AT]: String(trade.time), [HEADER_SOURCE]: "sim" },
-        })),
-      });
-    }
+    await sendTrades(producer, topic, trades);
     await producer.disconnect();
     const downloads = await Deno.makeTempDir({ prefix: "market-stream-csv-" });
     await using dashboard = await startDashboardConsumer([

@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { createMarket, profileFor } from "../producer/market_sim.ts";
-import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "../lib/trade.ts";
+import { encodeTrade, type Trade } from "../lib/trade.ts";
 import {
   type Page,
   type PageDocument,
@@ -21,7 +21,7 @@ import {
   waitFor,
   withBrowser,
 } from "./helpers/browser.ts";
-import { uniqueName, withTopic } from "./helpers/kafka.ts";
+import { sendTrades, uniqueName, withTopic } from "./helpers/kafka.ts";
 import { freePort } from "./helpers/ports.ts";
 import { ROOT } from "../tools/scripts.ts";
 
@@ -118,17 +118,7 @@ Deno.test("the dashboard in Chromium: live charts for every symbol from the real
     const producer = kafka.producer();
     await producer.connect();
     const trades = history(now);
-    for (let i = 0; i < trades.length; i += 5000) {
-      await producer.send({
-        topic,
-        messages: trades.slice(i, i + 5000).map((trade) => ({
-          key: trade.symbol,
-          value: encodeTrade(trade, "sim"),
-          timestamp: String(trade.time),
-          headers: { [HEADER_RECEIVED_AT]: String(now), [HEADER_SOURCE]: "sim" },
-        })),
-      });
-    }
+    await sendTrades(producer, topic, trades, now);
 
     const demo = startDemo({
       KAFKA_TOPIC: topic,

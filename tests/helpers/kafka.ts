@@ -5,10 +5,11 @@
  * missing, and says how to start it.
  */
 
-import { type Admin, type Kafka } from "kafkajs";
+import { type Admin, type Kafka, type Producer } from "kafkajs";
 import { loadConfig } from "../../config.ts";
 import { feedTopicOf } from "../../lib/feed.ts";
 import { createKafka } from "../../lib/kafka.ts";
+import { encodeTrade, HEADER_RECEIVED_AT, HEADER_SOURCE, type Trade } from "../../lib/trade.ts";
 import { probeKafka } from "../../tools/broker/native.ts";
 
 export const BROKERS = Deno.env.get("KAFKA_BROKERS") ?? "127.0.0.1:9092";
@@ -50,5 +51,32 @@ export async function withTopic<T>(
     const topics = [topic, feedTopicOf(topic), `${topic}.dlq`].filter((name) => made.has(name));
     await admin.deleteTopics({ topics }).catch(() => {});
     await admin.disconnect();
+  }
+}
+
+/**
+ * Writes simulated `trades` to `topic` as the producer would (keyed by symbol, the
+ * trade time as the timestamp), 5,000 a request; `receivedAt` stamps the header the
+ * latency is measured from (default: each trade's own time).
+ */
+export async function sendTrades(
+  producer: Producer,
+  topic: string,
+  trades: readonly Trade[],
+  receivedAt?: number,
+): Promise<void> {
+  for (let i = 0; i < trades.length; i += 5000) {
+    await producer.send({
+      topic,
+      messages: trades.slice(i, i + 5000).map((trade) => ({
+        key: trade.symbol,
+        value: encodeTrade(trade, "sim"),
+        timestamp: String(trade.time),
+        headers: {
+          [HEADER_RECEIVED_AT]: String(receivedAt ?? trade.time),
+          [HEADER_SOURCE]: "sim",
+        },
+      })),
+    });
   }
 }
